@@ -103,7 +103,7 @@ class Researcher:
                 if store is not None and not resumed:
                     store.create_run(state.run_id, state.question, llm.model, backend.name,
                                      self.settings.mode,
-                                     self.settings.model_dump_json(exclude={"api_key"}))
+                                     self.settings.public_json())
                 await emit(on_event, "run_started", run_id=state.run_id,
                            question=state.question, model=llm.model, backend=backend.name,
                            resumed_at_turn=len(state.turns))

@@ -52,6 +52,10 @@ LlmUrl = Annotated[
 ]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="served model name")]
 BackendOpt = Annotated[str | None, typer.Option("--backend", help="search backend name")]
+BackendOptsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--backend-opt", help="OPTION=VALUE for the chosen backend; repeatable"),
+]
 CorpusOpt = Annotated[str | None, typer.Option("--corpus", help="local corpus database file")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="write the report here")]
 FormatOpt = Annotated[str | None, typer.Option("--format", help="md, html or json")]
@@ -101,14 +105,29 @@ def figures_line(figures: ReportFigures) -> str:
 
 def _run_settings(
     llm_url: list[str] | None, model: str | None, backend: str | None, corpus: str | None,
-    fmt: str | None, max_turns: int | None, mode: str | None,
+    fmt: str | None, max_turns: int | None, mode: str | None, backend_opt: list[str] | None,
 ) -> Settings:
     """Settings from every layer, with the model and backend options shared by research,
     batch and schedule on top."""
-    return Settings.load(
+    settings = Settings.load(
         llm_url=_urls(llm_url), model=model, backend=backend, corpus=corpus, format=fmt,
         max_turns=max_turns, mode=mode,
     )
+    if not backend_opt:
+        return settings
+    chosen = {**settings.backends.get(settings.backend, {}), **_option_pairs(backend_opt)}
+    return Settings.load_over(settings, {"backends": {**settings.backends,
+                                                      settings.backend: chosen}})
+
+
+def _option_pairs(pairs: list[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        option, sep, value = pair.partition("=")
+        if not sep or not option.strip():
+            raise UsageError(f"--backend-opt takes OPTION=VALUE, not {pair!r}")
+        options[option.strip()] = value
+    return options
 
 
 def _trace_handler(path: Path | None) -> JsonlProgress | None:
@@ -143,6 +162,7 @@ def research(
     llm_url: LlmUrl = None,
     model: ModelOpt = None,
     backend: BackendOpt = None,
+    backend_opt: BackendOptsOpt = None,
     corpus: CorpusOpt = None,
     out: OutOpt = None,
     fmt: FormatOpt = None,
@@ -153,7 +173,9 @@ def research(
     """Research QUESTION with the model and write a cited report."""
 
     def body() -> None:
-        settings = _run_settings(llm_url, model, backend, corpus, fmt, max_turns, mode)
+        settings = _run_settings(
+            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt
+        )
         if settings.corpus and not Path(settings.corpus).is_file():
             raise UsageError(f"corpus not found: {settings.corpus}")
         fmt_ = _check_format(settings.format)
@@ -238,6 +260,7 @@ def batch(
     llm_url: LlmUrl = None,
     model: ModelOpt = None,
     backend: BackendOpt = None,
+    backend_opt: BackendOptsOpt = None,
     corpus: CorpusOpt = None,
     fmt: FormatOpt = None,
     max_turns: TurnsOpt = None,
@@ -249,7 +272,9 @@ def batch(
 
     def body() -> None:
         jobs = load_jobs(jobs_file)
-        settings = _run_settings(llm_url, model, backend, corpus, fmt, max_turns, mode)
+        settings = _run_settings(
+            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt
+        )
         runner = Batch(jobs, out_dir, settings, render_report, concurrency=concurrency,
                        on_event=tee(progress_for(), _trace_handler(trace)))
         results = asyncio.run(runner.run())
@@ -271,6 +296,7 @@ def schedule(
     llm_url: LlmUrl = None,
     model: ModelOpt = None,
     backend: BackendOpt = None,
+    backend_opt: BackendOptsOpt = None,
     corpus: CorpusOpt = None,
     fmt: FormatOpt = None,
     max_turns: TurnsOpt = None,
@@ -283,7 +309,9 @@ def schedule(
         schedules = load_schedules(schedules_file)
         for item in schedules:
             load_jobs(item.jobs)  # a bad jobs file is reported now, not at 6 a.m. on Monday
-        settings = _run_settings(llm_url, model, backend, corpus, fmt, max_turns, mode)
+        settings = _run_settings(
+            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt
+        )
         progress = progress_for()
 
         async def run_batch(item: Schedule, out_dir: Path) -> None:
@@ -371,8 +399,7 @@ def runs_resume(run_id: str, out: OutOpt = None, fmt: FormatOpt = None) -> None:
     def body() -> None:
         store = _store()
         record = store.get_run(run_id)
-        saved = json.loads(record.settings_json)
-        settings = Settings.load(**{k: v for k, v in saved.items() if k in Settings.model_fields})
+        settings = Settings.load_saved(record.settings_json)
         fmt_ = _check_format(fmt or settings.format)
         researcher = Researcher(settings, store=store)
         report = asyncio.run(researcher.resume(run_id, on_event=progress_for()))
@@ -449,8 +476,10 @@ def extract(
 @app.command()
 def backends() -> None:
     """List the installed search backends and what each needs."""
-    for name, needs in available_backends().items():
-        typer.echo(f"{name}\t{needs}")
+    for name, lines in available_backends().items():
+        typer.echo(f"{name}\t{lines[0]}")
+        for line in lines[1:]:
+            typer.echo(f"    {line}")
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -7,6 +7,7 @@ take comma-separated values there.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -61,6 +62,11 @@ class Settings(BaseModel):
 
     # Search and reading
     backend: str = "local"
+    backends: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="options per backend: [backends.NAME] tables in the config file; "
+        "RUMINATION_<NAME>_<OPTION> in the environment (see rumination.backends)",
+    )
     corpus: str | None = None
     search_limit: int = Field(10, gt=0, le=50)
     page_window_chars: int = Field(12000, ge=500, description="page characters per click")
@@ -109,6 +115,17 @@ class Settings(BaseModel):
             return [h.strip() for h in value.split(",") if h.strip()]
         return value
 
+    def public_json(self) -> str:
+        """These settings as JSON with every secret (API keys, tokens, passwords) masked:
+        what the run store records and `runs show` prints."""
+        data = self.model_dump(mode="json")
+        data["api_key"] = _masked(data["api_key"])
+        data["backends"] = {
+            name: {k: _masked(v) if is_secret_name(k) else v for k, v in options.items()}
+            for name, options in data["backends"].items()
+        }
+        return json.dumps(data)
+
     @property
     def llm_urls(self) -> list[str]:
         """Every configured endpoint, in order (one unless several were given)."""
@@ -120,8 +137,23 @@ class Settings(BaseModel):
         values: dict[str, Any] = {}
         values.update(_read_config_file(config_file or default_config_path()))
         values.update(_read_environment(cls))
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        given["backends"] = _merged_backends(values.get("backends"), given.get("backends"))
+        values.update(given)
         return cls._validated(values)
+
+    @classmethod
+    def load_saved(cls, saved_json: str) -> Settings:
+        """The settings a run was started with (`public_json`), its masked secrets taken
+        from the current config file and environment."""
+        saved = json.loads(saved_json)
+        if saved.get("api_key") == MASK:
+            del saved["api_key"]
+        saved["backends"] = {
+            name: {k: v for k, v in options.items() if v != MASK}
+            for name, options in saved.get("backends", {}).items()
+        }
+        return cls.load(**{k: v for k, v in saved.items() if k in cls.model_fields})
 
     @classmethod
     def load_over(cls, base: Settings, overrides: dict[str, Any]) -> Settings:
@@ -136,6 +168,35 @@ class Settings(BaseModel):
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "settings"
             raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
+
+
+_SECRET_WORDS = ("key", "token", "secret", "password")
+
+
+def is_secret_name(option: str) -> bool:
+    return any(word in option.lower() for word in _SECRET_WORDS)
+
+
+MASK = "***"
+
+
+def _masked(value: Any) -> Any:
+    return None if value is None else MASK
+
+
+def _merged_backends(*layers: Any) -> dict[str, dict[str, Any]]:
+    """Backend option tables merged option by option, later layers winning."""
+    merged: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        if not isinstance(layer, dict):
+            if layer is not None:
+                raise ConfigError("invalid setting backends: expected a table of backend tables")
+            continue
+        for name, options in layer.items():
+            if not isinstance(options, dict):
+                raise ConfigError(f"invalid setting backends.{name}: expected a table of options")
+            merged.setdefault(name, {}).update(options)
+    return merged
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -154,6 +215,8 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 def _read_environment(model: type[BaseModel]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name in model.model_fields:
+        if name == "backends":  # per-backend variables are read by rumination.backends
+            continue
         raw = os.environ.get(ENV_PREFIX + name.upper())
         if raw is not None:
             values[name] = raw
