@@ -82,7 +82,8 @@ def test_recorded_settings_mask_secrets_and_resume_takes_them_from_the_environme
     recorded = settings.public_json()
     assert "sk-llm" not in recorded and "sk-search" not in recorded
     data = json.loads(recorded)
-    assert data["backends"]["demo"] == {"url": "https://x.example", "api_key": "***", "token": "***"}
+    masked = {"url": "https://x.example", "api_key": "***", "token": "***"}
+    assert data["backends"]["demo"] == masked
     monkeypatch.setenv("RUMINATION_API_KEY", "sk-llm-now")
     monkeypatch.setenv("RUMINATION_DEMO_API_KEY", "sk-search-now")
     restored = Settings.load_saved(recorded)
