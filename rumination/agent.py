@@ -151,9 +151,12 @@ class Researcher:
     ) -> Report:
         s = self.settings
         browser = Browser(backend, fetcher, state.registry, search_limit=s.search_limit,
-                          window_chars=s.page_window_chars)
-        budget = ContextBudget(await self._window(llm), TokenCounter(llm))
-        await TurnLoop(s, llm, browser, state, budget, on_event, store).run()
+                          window_chars=s.page_window_chars, prefetch=s.prefetch)
+        try:
+            budget = ContextBudget(await self._window(llm), TokenCounter(llm))
+            await TurnLoop(s, llm, browser, state, budget, on_event, store).run()
+        finally:
+            await browser.aclose()
         return await self._report(state, llm.model, on_event)
 
     async def _window(self, llm: ChatModel) -> int:

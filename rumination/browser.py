@@ -1,6 +1,7 @@
 """Execute the model's search / click / open calls and render what it sees.
 
-Every hit and opened page is registered in the run's SourceRegistry. Pages are shown in
+Every hit and opened page is registered in the run's SourceRegistry. Pages load through the
+run's PageCache, which starts fetching the top search hits while the model thinks. Pages are shown in
 windows of `window_chars` with a "Visible: a% - b%" header; clicking the same id again
 shows the next window, so nothing is silently cut.
 """
@@ -14,6 +15,7 @@ from .backends import SearchBackend
 from .errors import BackendError, FetchError
 from .fetch import PageFetcher
 from .models import Page, Source, ToolCall
+from .prefetch import PageCache
 from .sources import SourceRegistry
 from .templates import render
 from .untrusted import neutralise, one_line
@@ -43,13 +45,19 @@ class Browser:
         *,
         search_limit: int = 10,
         window_chars: int = 12000,
+        prefetch: int = 3,
     ) -> None:
         self.backend = backend
         self.fetcher = fetcher
         self.registry = registry if registry is not None else SourceRegistry()
         self.search_limit = search_limit
         self.window_chars = window_chars
+        self.pages = PageCache(self._load, prefetch=prefetch)
         self._readings: dict[int, _Reading] = {}
+
+    async def aclose(self) -> None:
+        """Cancel the page loads still under way."""
+        await self.pages.aclose()
 
     async def execute(self, call: ToolCall) -> Observation:
         if call.name == "search":
@@ -82,6 +90,7 @@ class Browser:
                 }
             )
         new = [s for s in self.registry.all() if s.source_id > before]
+        self.pages.prefetch(hit.url for hit in hits)
         return Observation(render("search_results", hits=shown), new)
 
     async def click(self, link_id: int) -> Observation:
@@ -101,7 +110,7 @@ class Browser:
         if known is not None:
             return await self._read(known, [])
         try:
-            page = await self._load(url)
+            page = await self.pages.get(url)
         except FetchError as exc:
             return Observation(
                 render(
@@ -124,7 +133,7 @@ class Browser:
         reading = self._readings.get(source.source_id)
         if reading is None:
             try:
-                page = await self._load(source.url)
+                page = await self.pages.get(source.url)
             except FetchError as exc:
                 return Observation(
                     render(

@@ -82,6 +82,18 @@ class Settings(BaseModel):
         description="host names, IP addresses or networks (10.0.0.0/8) that may be fetched "
         "although they are private: intranet deployments",
     )
+    prefetch: int = Field(
+        3, ge=0, le=20, description="top search hits fetched while the model thinks (0: off)"
+    )
+    fetch_per_host: int = Field(4, ge=1, le=64, description="concurrent fetches per host")
+    http_cache: bool = Field(False, description="keep fetched pages on disk across runs")
+    http_cache_path: str | None = Field(
+        None, description="default: $XDG_CACHE_HOME/rumination/http-cache.db"
+    )
+    http_cache_max_age_s: float = Field(
+        86400.0, gt=0, description="longest a cached page is reused, whatever its headers say"
+    )
+    http_cache_max_mb: float = Field(512.0, gt=0, description="oldest pages dropped past this")
     user_agent: str = "rumination/0.1 (+deep-research harness)"
 
     # Write mode: planned searches, fetched pages, one writing call

@@ -159,7 +159,10 @@ async def browser(backend: FakeBackend, web: FakeWeb) -> AsyncIterator[Browser]:
     fetcher = PageFetcher(
         transport=httpx.MockTransport(web.handler), allow_hosts=frozenset({"web.test"})
     )
-    yield Browser(backend, fetcher, window_chars=250)
+    # these tests count requests: prefetch is off here and tested in tests/test_prefetch.py
+    browser = Browser(backend, fetcher, window_chars=250, prefetch=0)
+    yield browser
+    await browser.aclose()
     await fetcher.aclose()
 
 
