@@ -1,9 +1,9 @@
 """Execute the model's search / click / open calls and render what it sees.
 
 Every hit and opened page is registered in the run's SourceRegistry. Pages load through the
-run's PageCache, which starts fetching the top search hits while the model thinks. Pages are shown in
-windows of `window_chars` with a "Visible: a% - b%" header; clicking the same id again
-shows the next window, so nothing is silently cut.
+run's PageCache, which starts fetching the top search hits while the model thinks. Pages are
+shown in windows of `window_chars` with a "Visible: a% - b%" header; clicking the same id
+again shows the next window, so nothing is silently cut.
 """
 
 from __future__ import annotations
