@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 from .models import Page
 from .sources import normalize_url
 
-Loader = Callable[[str], Awaitable[Page]]
+Loader = Callable[[str], Coroutine[Any, Any, Page]]
 
 
 class PageCache:
