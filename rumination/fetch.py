@@ -222,9 +222,20 @@ class _CheckedNetwork(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+def _h2_installed() -> bool:
+    try:
+        import h2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_HTTP2 = _h2_installed()
+
+
 def _checked_transport(policy: HostPolicy) -> httpx.AsyncBaseTransport:
     """httpx's own transport over a connection pool that connects through _CheckedNetwork."""
-    transport = httpx.AsyncHTTPTransport(trust_env=False)
+    transport = httpx.AsyncHTTPTransport(trust_env=False, http2=_HTTP2)
     if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
         raise RuntimeError("this httpx version keeps its pool elsewhere; update rumination.fetch")
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5)
@@ -234,12 +245,15 @@ def _checked_transport(policy: HostPolicy) -> httpx.AsyncBaseTransport:
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
         network_backend=_CheckedNetwork(policy),
+        http1=True,
+        http2=_HTTP2,  # offered in the TLS handshake; the server chooses
     )
     return transport
 
 
 class PageFetcher:
-    """One shared HTTP client for a run's page fetches.
+    """One shared HTTP client for a run's page fetches: pooled connections, HTTP/2 where the
+    server offers it, at most `per_host` requests to one host at a time.
 
     Limits: `connect_timeout_s` to open a connection, `read_timeout_s` between two reads,
     `timeout_s` for the whole fetch with every redirect; `max_bytes` for the body both as
@@ -257,6 +271,7 @@ class PageFetcher:
         max_redirects: int = MAX_REDIRECTS,
         user_agent: str = "rumination",
         allow_hosts: Iterable[str] = (),
+        per_host: int = 4,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.timeout_s = timeout_s
@@ -266,6 +281,8 @@ class PageFetcher:
         self.max_redirects = max_redirects
         self.allow_hosts = frozenset(allow_hosts)
         self._policy = HostPolicy(self.allow_hosts)
+        self.per_host = per_host
+        self._host_slots: dict[str, asyncio.Semaphore] = {}
         # our own transport checks at connect time; a custom one is checked before each request
         self._checks_on_connect = transport is None
         self._http = httpx.AsyncClient(
@@ -286,7 +303,7 @@ class PageFetcher:
             timeout_s=s.fetch_timeout_s, connect_timeout_s=s.fetch_connect_timeout_s,
             read_timeout_s=s.fetch_read_timeout_s, max_bytes=s.fetch_max_bytes,
             max_redirects=s.fetch_max_redirects, user_agent=s.user_agent,
-            allow_hosts=s.fetch_allow_hosts,
+            allow_hosts=s.fetch_allow_hosts, per_host=s.fetch_per_host,
         )
 
     async def aclose(self) -> None:
@@ -309,7 +326,7 @@ class PageFetcher:
     async def _fetch(self, url: str) -> Page:
         for _ in range(self.max_redirects + 1):
             await check_url(url, self._policy, resolve=not self._checks_on_connect)
-            async with self._http.stream("GET", url) as response:
+            async with self._host_slot(url), self._http.stream("GET", url) as response:
                 if response.is_redirect and "location" in response.headers:
                     url = urljoin(url, response.headers["location"])
                     continue
@@ -320,6 +337,11 @@ class PageFetcher:
             # extraction is CPU work: a thread keeps the loop free for prefetches and streams
             return await asyncio.to_thread(page_from_bytes, url, content_type, body)
         raise FetchError(f"more than {self.max_redirects} redirects")
+
+    def _host_slot(self, url: str) -> asyncio.Semaphore:
+        """At most `per_host` requests to one host at a time (prefetches included)."""
+        host = (urlsplit(url).hostname or "").lower()
+        return self._host_slots.setdefault(host, asyncio.Semaphore(self.per_host))
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
         """The decoded body; FetchRefused as soon as it (or what is sent) passes max_bytes."""

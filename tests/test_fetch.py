@@ -7,6 +7,7 @@ address. Host names never reach real DNS: `resolver` answers from a table.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import gzip
 import ipaddress
@@ -764,3 +765,93 @@ async def test_https_to_the_checked_address_keeps_sni_and_certificate_checks(
             await f.fetch(f"https://other.test:{local_web.port}/kelp")
     finally:
         await f.aclose()
+
+
+def _serve_one_h2_connection(
+    listener: socket.socket, context: ssl.SSLContext, body: bytes, alpn: list[str | None]
+) -> None:
+    """Answer every request on one TLS connection over HTTP/2 (the h2 library's state machine)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    raw, _ = listener.accept()
+    with context.wrap_socket(raw, server_side=True) as tls:
+        alpn.append(tls.selected_alpn_protocol())
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        tls.sendall(conn.data_to_send())
+        while data := tls.recv(65535):
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    conn.send_headers(event.stream_id, [
+                        (":status", "200"), ("content-type", "text/html; charset=utf-8"),
+                        ("content-length", str(len(body))),
+                    ])
+                    conn.send_data(event.stream_id, body, end_stream=True)
+            tls.sendall(conn.data_to_send())
+
+
+async def test_pages_come_over_http2_when_the_server_offers_it(
+    resolver: Resolver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make certificates")
+    import threading
+
+    ca, cert, key = _certificates(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    context.set_alpn_protocols(["h2"])  # chosen only if the client offers it
+    listener = socket.create_server(("127.0.0.1", 0))
+    alpn: list[str | None] = []
+    server = threading.Thread(
+        target=_serve_one_h2_connection,
+        args=(listener, context, HTML.encode("utf-8"), alpn), daemon=True,
+    )
+    server.start()
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    resolver.set("intranet.test", ["127.0.0.1"])
+    port = listener.getsockname()[1]
+    f = PageFetcher(timeout_s=5, allow_hosts=["127.0.0.0/8"])
+    try:
+        page = await f.fetch(f"https://intranet.test:{port}/kelp")
+        assert page.title == "Kelp"
+        assert alpn == ["h2"]
+    finally:
+        await f.aclose()
+        listener.close()
+
+
+async def test_at_most_per_host_requests_reach_one_host_at_a_time(
+    local_web: LocalWeb, resolver: Resolver
+) -> None:
+    import threading
+    import time
+
+    lock = threading.Lock()
+    in_flight: dict[str, int] = {}
+    peak: dict[str, int] = {}
+
+    def slow(handler: Any) -> None:
+        host = handler.headers["host"].split(":")[0]
+        with lock:
+            in_flight[host] = in_flight.get(host, 0) + 1
+            peak[host] = max(peak.get(host, 0), in_flight[host])
+        time.sleep(0.05)
+        with lock:
+            in_flight[host] -= 1
+        local_web.send(handler, b"slow page", "text/plain")
+
+    for i in range(6):
+        local_web.routes[f"/p{i}"] = slow
+    resolver.set("a.test", ["127.0.0.1"])
+    resolver.set("b.test", ["127.0.0.1"])
+    f = PageFetcher(timeout_s=10, allow_hosts=["127.0.0.0/8"], per_host=2)
+    try:
+        urls = [local_web.url(f"/p{i}", host) for host in ("a.test", "b.test") for i in range(6)]
+        pages = await asyncio.gather(*(f.fetch(url) for url in urls))
+    finally:
+        await f.aclose()
+    assert [p.text for p in pages] == ["slow page"] * 12
+    assert peak == {"a.test": 2, "b.test": 2}
