@@ -34,6 +34,7 @@ import httpx
 
 from .errors import FetchError, FetchRefused
 from .extract import page_from_bytes
+from .httpcache import HttpCache
 from .models import Page
 
 if TYPE_CHECKING:
@@ -272,6 +273,7 @@ class PageFetcher:
         user_agent: str = "rumination",
         allow_hosts: Iterable[str] = (),
         per_host: int = 4,
+        cache: HttpCache | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.timeout_s = timeout_s
@@ -282,6 +284,7 @@ class PageFetcher:
         self.allow_hosts = frozenset(allow_hosts)
         self._policy = HostPolicy(self.allow_hosts)
         self.per_host = per_host
+        self.cache = cache
         self._host_slots: dict[str, asyncio.Semaphore] = {}
         # our own transport checks at connect time; a custom one is checked before each request
         self._checks_on_connect = transport is None
@@ -304,10 +307,13 @@ class PageFetcher:
             read_timeout_s=s.fetch_read_timeout_s, max_bytes=s.fetch_max_bytes,
             max_redirects=s.fetch_max_redirects, user_agent=s.user_agent,
             allow_hosts=s.fetch_allow_hosts, per_host=s.fetch_per_host,
+            cache=HttpCache.from_settings(s),
         )
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self.cache is not None:
+            self.cache.close()
 
     async def fetch(self, url: str) -> Page:
         try:
@@ -324,6 +330,14 @@ class PageFetcher:
             raise FetchError(f"{type(exc).__name__}: {exc}") from None
 
     async def _fetch(self, url: str) -> Page:
+        asked = url
+        if self.cache is not None:
+            await check_url(url, self._policy, resolve=True)  # the rules hold for cached pages
+            cached = await self.cache.lookup(url)
+            if cached is not None:
+                return await asyncio.to_thread(
+                    page_from_bytes, cached.final_url, cached.content_type, cached.body
+                )
         for _ in range(self.max_redirects + 1):
             await check_url(url, self._policy, resolve=not self._checks_on_connect)
             async with self._host_slot(url), self._http.stream("GET", url) as response:
@@ -334,6 +348,8 @@ class PageFetcher:
                     raise FetchError(f"the server answered HTTP {response.status_code}")
                 body = await self._read_capped(response)
                 content_type = response.headers.get("content-type", "")
+            if self.cache is not None:
+                await self.cache.store(asked, url, content_type, body, response.headers)
             # extraction is CPU work: a thread keeps the loop free for prefetches and streams
             return await asyncio.to_thread(page_from_bytes, url, content_type, body)
         raise FetchError(f"more than {self.max_redirects} redirects")
