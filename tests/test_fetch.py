@@ -855,3 +855,20 @@ async def test_at_most_per_host_requests_reach_one_host_at_a_time(
         await f.aclose()
     assert [p.text for p in pages] == ["slow page"] * 12
     assert peak == {"a.test": 2, "b.test": 2}
+
+
+@pytest.mark.parametrize(
+    ("html", "title"),
+    [
+        ("<html><head><title> Kelp \n forests </title></head><body></body></html>", "Kelp forests"),
+        ("<html><body><h2>Second</h2><h1>First <b>bold</b></h1></body></html>", "Second"),
+        ("<html><head><title>  </title></head><body><h1>Heading</h1></body></html>", "Heading"),
+        ('<?xml version="1.0" encoding="utf-8"?><html><title>XHTML</title></html>', "XHTML"),
+        ("", ""),
+        ("<p>no title at all</p>", ""),
+    ],
+)
+def test_html_title_takes_the_title_else_the_first_heading(html: str, title: str) -> None:
+    from rumination.extract import html_title
+
+    assert html_title(html) == title
