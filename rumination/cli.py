@@ -8,7 +8,7 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -37,6 +37,9 @@ from .serve import serve as run_vllm
 from .settings import Settings
 from .store import RunStore, default_store_path
 from .writer import run_write
+
+if TYPE_CHECKING:
+    from search_backends.corpus import FileEvent
 
 app = typer.Typer(
     help="Deep research with GLM-Z1-Rumination: a tool loop, search backends, cited reports.",
@@ -227,10 +230,11 @@ def demo(
 
 @app.command()
 def index(
-    path: Annotated[Path, typer.Argument(help="folder of .md, .txt and .html files")],
+    path: Annotated[Path, typer.Argument(help="folder of .md, .txt, .html and .pdf files")],
     db: Annotated[Path, typer.Option("--db", help="corpus database to create or update")],
 ) -> None:
-    """Build or update a local corpus from a folder (only changed files are re-read)."""
+    """Build or update a local corpus from a folder: each file is split into passages; only
+    changed files are re-read. PDFs need pypdf (rumination[pdf])."""
     from search_backends.corpus import Corpus
 
     def body() -> None:
@@ -238,18 +242,50 @@ def index(
             raise UsageError(f"not a folder: {path}")
         corpus = Corpus(db, create=True)
         try:
-            stats = corpus.index_folder(
-                path, on_file=lambda p, action: typer.echo(f"{action}: {p}", err=True)
-            )
-            total = len(corpus)
+            with _IndexProgress() as show:
+                stats = corpus.index_folder(path, on_file=show)
+            line = stats.summary(len(corpus), corpus.passage_count())
         finally:
             corpus.close()
-        typer.echo(
-            f"{db}: {total} documents ({stats.added} added, {stats.updated} updated, "
-            f"{stats.unchanged} unchanged, {stats.removed} removed)"
-        )
+        typer.echo(f"{db}: {line}")
 
     _guarded(body)
+
+
+class _IndexProgress:
+    """Index progress on stderr. On a terminal: a bar, with updated, removed and skipped
+    files printed above it. Otherwise one plain line per added, updated, removed or skipped
+    file (unchanged files are not mentioned)."""
+
+    def __init__(self, force_terminal: bool | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.console = Console(stderr=True, highlight=False, force_terminal=force_terminal)
+        self.bar = Progress(
+            TextColumn("indexing"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("[dim]{task.description}"), console=self.console, transient=True,
+        ) if self.console.is_terminal else None
+        self.task = self.bar.add_task("", total=None) if self.bar else None
+
+    def __enter__(self) -> _IndexProgress:
+        if self.bar:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.bar:
+            self.bar.stop()
+
+    def __call__(self, event: FileEvent) -> None:
+        if self.bar is None or self.task is None:
+            if event.action != "unchanged":
+                typer.echo(event.describe(), err=True)
+            return
+        self.bar.update(self.task, completed=event.position, total=event.total,
+                        description=event.path.name)
+        if event.action not in ("unchanged", "added"):
+            self.console.print(event.describe(), markup=False)
 
 
 @app.command()

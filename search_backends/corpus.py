@@ -1,59 +1,148 @@
-"""A local document corpus in SQLite with an FTS5 index (bm25 ranking, snippets).
+"""A local document corpus in SQLite with an FTS5 index of passages (bm25 ranking, snippets).
 
-Documents keep their full text, so `click` on a corpus hit needs no network. Indexing
-records each file's SHA-256: re-indexing skips unchanged files and drops deleted ones.
+Files (.md, .markdown, .txt, .html, .htm, and .pdf when pypdf is installed) are read, split
+into passages (see `chunking`) and every passage is indexed with its own URL and title. A
+search returns the best passage of each matching document: the passages of a document share
+one citation id (their URLs differ only by a fragment). Documents keep their full text, so
+`click` on a hit needs no network: a passage URL gives the document from that passage on
+(clicking again reads on into the next passages), the document URL the whole document.
+
+Indexing records each file's SHA-256: re-indexing re-reads only changed files (all their
+passages are replaced), drops deleted ones, and reports and skips a file it cannot read.
+Files and folders whose names start with "." are left out. Work is committed every
+COMMIT_EVERY files, so an interrupted run keeps what it had done.
+
+Schema 2 (passages) replaced schema 1 (one row per file). A schema-1 corpus is upgraded in
+place when it is opened, by splitting the stored texts into passages: no file is re-read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sqlite3
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
-from rumination.errors import UsageError
-from rumination.extract import html_text, html_title
+from rumination.errors import FetchError, UsageError
+from rumination.extract import decode, html_text, html_title, pdf_page
 from rumination.models import Page, SearchHit
 
-SUPPORTED_SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm"}
-SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS documents (
-    id INTEGER PRIMARY KEY,
-    path TEXT UNIQUE NOT NULL,
-    url TEXT UNIQUE NOT NULL,
-    title TEXT NOT NULL,
-    body TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    indexed_at TEXT NOT NULL
-);
-CREATE VIRTUAL TABLE IF NOT EXISTS documents_fts USING fts5(
-    title, body, content='documents', content_rowid='id', tokenize='porter unicode61'
-);
-CREATE TRIGGER IF NOT EXISTS documents_ai AFTER INSERT ON documents BEGIN
-    INSERT INTO documents_fts(rowid, title, body) VALUES (new.id, new.title, new.body);
-END;
-CREATE TRIGGER IF NOT EXISTS documents_ad AFTER DELETE ON documents BEGIN
-    INSERT INTO documents_fts(documents_fts, rowid, title, body)
-    VALUES ('delete', old.id, old.title, old.body);
-END;
-"""
-_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
-_WORD = re.compile(r"\w+", re.UNICODE)
+from .chunking import Chunk, passage_titles, passage_url, split_passages
+
+SUPPORTED_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".html", ".htm", ".pdf"})
+SCHEMA_VERSION = 2
+COMMIT_EVERY = 200
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_QUERY_CHARS = 4000
 MAX_QUERY_TERMS = 32
+MAX_PHRASE_WORDS = 16
+# marks the matched words in snippets; plain text, so it survives neutralise() and rendering
+HIGHLIGHT = "**"
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS documents (
+        id INTEGER PRIMARY KEY,
+        path TEXT UNIQUE NOT NULL,
+        url TEXT UNIQUE NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        indexed_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS passages (
+        id INTEGER PRIMARY KEY,
+        document_id INTEGER NOT NULL REFERENCES documents(id),
+        number INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        url TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS passages_document ON passages(document_id)",
+    "CREATE INDEX IF NOT EXISTS passages_url ON passages(url)",
+    """CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5(
+        title, body, content='passages', content_rowid='id', tokenize='porter unicode61'
+    )""",
+    # ORDER BY rank then means bm25 with a title match worth five body matches
+    "INSERT INTO passages_fts(passages_fts, rank) VALUES ('rank', 'bm25(5.0, 1.0)')",
+    """CREATE TRIGGER IF NOT EXISTS passages_ai AFTER INSERT ON passages BEGIN
+        INSERT INTO passages_fts(rowid, title, body) VALUES (new.id, new.title, new.body);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS passages_ad AFTER DELETE ON passages BEGIN
+        INSERT INTO passages_fts(passages_fts, rowid, title, body)
+        VALUES ('delete', old.id, old.title, old.body);
+    END""",
+)
+_SCHEMA_1_INDEX = (
+    "DROP TRIGGER IF EXISTS documents_ai",
+    "DROP TRIGGER IF EXISTS documents_ad",
+    "DROP TABLE IF EXISTS documents_fts",
+)
+_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
+_PHRASE = re.compile(r'"([^"]*)"(\*?)')
+# letters and digits: "_" separates words for FTS5's unicode61 tokenizer
+_WORD = re.compile(r"[^\W_]+")
+_WORD_TERM = re.compile(r"([^\W_]+)(\*?)")
+_OPERATORS = frozenset({"AND", "OR", "NOT", "NEAR"})
+
+FileAction = Literal["added", "updated", "unchanged", "removed", "skipped"]
+
+
+class Unreadable(Exception):
+    """A file the corpus skips; the message says why."""
+
+
+@dataclass(frozen=True)
+class FileEvent:
+    """What indexing did with one file: `position` of `total` files found in the folder
+    (removals come last, at position `total`); `reason` says why a file was skipped."""
+
+    path: Path
+    action: FileAction
+    passages: int = 0
+    reason: str = ""
+    position: int = 0
+    total: int = 0
+
+    def describe(self) -> str:
+        """One line for a progress log: `added: PATH (3 passages)`, `skipped: PATH: reason`."""
+        if self.action == "skipped":
+            return f"skipped: {self.path}: {self.reason}"
+        if self.action in ("added", "updated"):
+            plural = "" if self.passages == 1 else "s"
+            return f"{self.action}: {self.path} ({self.passages} passage{plural})"
+        return f"{self.action}: {self.path}"
 
 
 @dataclass(frozen=True)
 class IndexStats:
-    added: int
-    updated: int
-    unchanged: int
-    removed: int
+    """Files per outcome of one `index_folder` run, and the passages it wrote."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: int = 0
+    passages: int = 0
+    seconds: float = field(default=0.0, compare=False)
+
+    def summary(self, documents: int, passages: int) -> str:
+        """One line for a corpus now holding `documents` documents in `passages` passages."""
+        return (
+            f"{documents} documents ({self.added} added, {self.updated} updated, "
+            f"{self.unchanged} unchanged, {self.removed} removed), {self.skipped} skipped, "
+            f"{passages} passages ({self.passages} written), {self.seconds:.1f}s"
+        )
 
 
 @dataclass(frozen=True)
@@ -64,10 +153,10 @@ class ParsedDocument:
 
 
 def parse_document(path: Path, raw: str) -> ParsedDocument:
-    """Title, URL and readable text of one file (front matter `title:`/`url:` win)."""
+    """Title, URL and readable text of a text or HTML file (front matter `title:`/`url:` win)."""
     meta: dict[str, str] = {}
     if path.suffix.lower() in {".html", ".htm"}:
-        title, body = html_title(raw), html_text(raw)
+        title, body = _html_parts(raw)
     else:
         match = _FRONT_MATTER.match(raw)
         if match:
@@ -79,19 +168,60 @@ def parse_document(path: Path, raw: str) -> ParsedDocument:
         body = raw.strip()
         heading = re.search(r"^#\s+(.+)$", body, re.MULTILINE)
         title = heading.group(1).strip() if heading else ""
-    title = meta.get("title") or title or path.stem.replace("-", " ").replace("_", " ")
+    title = meta.get("title") or title or _name_title(path)
     url = meta.get("url") or path.resolve().as_uri()
     return ParsedDocument(title=title, url=url, body=body)
 
 
-def fts_query(text: str) -> str:
-    """A safe FTS5 query: every word quoted, joined with OR so bm25 ranks partial matches.
+def read_document(path: Path, data: bytes) -> ParsedDocument:
+    """The document in a file's bytes; Unreadable when there is no text to index."""
+    if path.suffix.lower() == ".pdf":
+        return _pdf_document(path, data)
+    text = decode(data, html=path.suffix.lower() in {".html", ".htm"})
+    if "\x00" in text:
+        raise Unreadable("binary data, not text")
+    return parse_document(path, text)
 
-    Model and user queries are natural language; FTS5 syntax characters in them
-    (quotes, `*`, parentheses, AND/OR/NOT, `-`) must never reach the parser raw.
+
+def fts_query(text: str) -> str:
+    """A safe FTS5 query for a user's or the model's query, its terms joined with OR so
+    that bm25 ranks partial matches.
+
+    `"an exact phrase"` stays a phrase and `word*` a prefix (of two letters or more);
+    everything else is plain words. FTS5 syntax (bare AND/OR/NOT/NEAR, `-`, `^`, `:`,
+    parentheses, stray quotes and stars) never reaches the parser: a query made only of
+    syntax gives "", which matches nothing.
     """
-    words = _WORD.findall(text)[:MAX_QUERY_TERMS]
-    return " OR ".join(f'"{w}"' for w in words)
+    text = text[:MAX_QUERY_CHARS]
+    terms: list[str] = []
+    position = 0
+    for match in _PHRASE.finditer(text):
+        terms += _word_terms(text[position : match.start()])
+        terms += _phrase_terms(match.group(1), prefix=bool(match.group(2)))
+        position = match.end()
+    terms += _word_terms(text[position:])
+    return " OR ".join(list(dict.fromkeys(terms))[:MAX_QUERY_TERMS])
+
+
+def _word_terms(text: str) -> list[str]:
+    return [
+        _term([word], prefix=bool(star))
+        for word, star in _WORD_TERM.findall(text)
+        if word not in _OPERATORS
+    ]
+
+
+def _phrase_terms(text: str, prefix: bool) -> list[str]:
+    words = _WORD.findall(text)[:MAX_PHRASE_WORDS]
+    if all(word in _OPERATORS for word in words):  # also true of no words at all
+        return []
+    return [_term(words, prefix)]
+
+
+def _term(words: list[str], prefix: bool) -> str:
+    quoted = '"' + " ".join(words) + '"'
+    # a one-letter prefix matches much of the vocabulary: searched as the plain word instead
+    return quoted + "*" if prefix and len(words[-1]) > 1 else quoted
 
 
 class Corpus:
@@ -101,89 +231,260 @@ class Corpus:
         self.path = Path(db_path)
         if not create and not self.path.is_file():
             raise UsageError(f"corpus not found: {self.path} (build one with `rumination index`)")
+        self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False)
-            self._lock = threading.Lock()
-            self._db.executescript(_SCHEMA)
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-            self._db.commit()
+            # autocommit: transactions are explicit (see _transaction)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise UsageError(f"cannot open the corpus {self.path} ({exc})") from None
+        try:
+            self._prepare()
         except sqlite3.DatabaseError as exc:
+            self._db.close()
             raise UsageError(f"not a rumination corpus: {self.path} ({exc})") from None
+        except UsageError:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         self._db.close()
 
     def __len__(self) -> int:
+        """Documents (files) in the corpus."""
         return int(self._db.execute("SELECT count(*) FROM documents").fetchone()[0])
 
+    def passage_count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM passages").fetchone()[0])
+
     def index_folder(
-        self, folder: Path, on_file: Callable[[Path, str], None] | None = None
+        self, folder: Path, on_file: Callable[[FileEvent], None] | None = None
     ) -> IndexStats:
-        """Index every supported file under `folder`; `on_file(path, action)` reports progress."""
+        """Index every supported file under `folder`; `on_file` hears about each file."""
         if not folder.is_dir():
             raise UsageError(f"not a folder: {folder}")
-        known = dict(self._db.execute("SELECT path, sha256 FROM documents").fetchall())
-        seen: set[str] = set()
-        added = updated = unchanged = 0
+        started = time.perf_counter()
+        report = on_file or (lambda event: None)
+        files = [(path, str(path.resolve())) for path in _supported_files(folder)]
+        known: dict[str, str] = dict(self._db.execute("SELECT path, sha256 FROM documents"))
+        counts: Counter[str] = Counter()
         now = datetime.now(UTC).isoformat()
-        with self._db:
-            for path in _supported_files(folder):
-                key = str(path.resolve())
-                seen.add(key)
-                data = path.read_bytes()
-                digest = hashlib.sha256(data).hexdigest()
-                if known.get(key) == digest:
-                    unchanged += 1
-                    continue
-                doc = parse_document(path, data.decode("utf-8", errors="replace"))
-                if key in known:
-                    self._db.execute("DELETE FROM documents WHERE path = ?", (key,))
-                    updated += 1
-                    action = "updated"
-                else:
-                    added += 1
-                    action = "added"
-                self._db.execute("DELETE FROM documents WHERE url = ?", (doc.url,))
-                self._db.execute(
-                    "INSERT INTO documents(path, url, title, body, sha256, indexed_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (key, doc.url, doc.title, doc.body, digest, now),
-                )
-                if on_file:
-                    on_file(path, action)
-            root = folder.resolve()
-            removed = [p for p in known if p not in seen and Path(p).is_relative_to(root)]
-            for key in removed:
-                self._db.execute("DELETE FROM documents WHERE path = ?", (key,))
-        return IndexStats(added, updated, unchanged, len(removed))
+        for first in range(0, len(files), COMMIT_EVERY):
+            with self._transaction():
+                for position, (path, key) in enumerate(files[first : first + COMMIT_EVERY]):
+                    event = self._index_file(path, key, known.get(key), now)
+                    counts[event.action] += 1
+                    counts["passages"] += event.passages
+                    report(replace(event, position=first + position + 1, total=len(files)))
+        root, seen = folder.resolve(), {key for _, key in files}
+        gone = [key for key in known if key not in seen and Path(key).is_relative_to(root)]
+        with self._transaction():
+            for key in gone:
+                self._drop(key)
+                report(FileEvent(Path(key), "removed", position=len(files), total=len(files)))
+        return IndexStats(
+            added=counts["added"], updated=counts["updated"], unchanged=counts["unchanged"],
+            removed=len(gone), skipped=counts["skipped"], passages=counts["passages"],
+            seconds=time.perf_counter() - started,
+        )
 
     def search(self, query: str, limit: int = 10) -> list[SearchHit]:
+        """The best passage of each of the `limit` best-ranked documents for `query` (see
+        `fts_query`), matched words in HIGHLIGHT marks in the snippets."""
         match = fts_query(query)
-        if not match:
+        if not match or limit <= 0:
             return []
         with self._lock:
-            rows = self._db.execute(
-                "SELECT d.title, d.url, snippet(documents_fts, 1, '', '', ' … ', 40)"
-                " FROM documents_fts JOIN documents d ON d.id = documents_fts.rowid"
-                " WHERE documents_fts MATCH ? ORDER BY bm25(documents_fts, 5.0, 1.0) LIMIT ?",
+            best = [row[0] for row in self._db.execute(
+                "SELECT p.id, min(passages_fts.rank) AS score"
+                " FROM passages_fts JOIN passages p ON p.id = passages_fts.rowid"
+                " WHERE passages_fts MATCH ? GROUP BY p.document_id ORDER BY score LIMIT ?",
                 (match, limit),
+            )]
+            if not best:
+                return []
+            rows = self._db.execute(
+                "SELECT p.id, p.title, p.url, snippet(passages_fts, 1, ?, ?, ' … ', 40)"
+                " FROM passages_fts JOIN passages p ON p.id = passages_fts.rowid"
+                f" WHERE passages_fts MATCH ? AND p.id IN ({', '.join('?' * len(best))})",
+                (HIGHLIGHT, HIGHLIGHT, match, *best),
             ).fetchall()
-        return [SearchHit(title=t, url=u, snippet=" ".join(s.split())) for t, u, s in rows]
+        hits = {i: SearchHit(title=t, url=u, snippet=" ".join(s.split())) for i, t, u, s in rows}
+        return [hits[i] for i in best]
 
     def get(self, url: str) -> Page | None:
+        """The whole document at a document URL; at a passage URL, the document from the
+        start of that passage on."""
         with self._lock:
             row = self._db.execute(
-                "SELECT url, title, body FROM documents WHERE url = ?", (url,)
+                "SELECT url, title, 0, body FROM documents WHERE url = ?", (url,)
+            ).fetchone() or self._db.execute(
+                "SELECT p.url, p.title, p.start, d.body"
+                " FROM passages p JOIN documents d ON d.id = p.document_id"
+                " WHERE p.url = ? ORDER BY p.id LIMIT 1",
+                (url,),
             ).fetchone()
         if row is None:
             return None
-        return Page(url=row[0], title=row[1], text=row[2], content_type="text/markdown")
+        url, title, start, body = row
+        return Page(url=url, title=title, text=body[start:].strip(),
+                    content_type="text/markdown")
+
+    def _index_file(self, path: Path, key: str, old_digest: str | None, now: str) -> FileEvent:
+        try:
+            data = _read(path)
+            digest = hashlib.sha256(data).hexdigest()
+            if digest == old_digest:
+                return FileEvent(path, "unchanged")
+            doc = read_document(path, data)
+            chunks = split_passages(doc.body)
+            if not chunks:
+                raise Unreadable("no readable text")
+            self._check_url_is_free(doc.url, key)
+        except Unreadable as exc:
+            self._drop(key)  # an older version must not stay searchable
+            return FileEvent(path, "skipped", reason=str(exc))
+        self._drop(key)
+        cursor = self._db.execute(
+            "INSERT INTO documents(path, url, title, body, sha256, indexed_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (key, doc.url, doc.title, doc.body, digest, now),
+        )
+        self._insert_passages(int(cursor.lastrowid or 0), doc, chunks)
+        return FileEvent(path, "updated" if old_digest else "added", passages=len(chunks))
+
+    def _check_url_is_free(self, url: str, key: str) -> None:
+        """Unreadable if another file that still exists holds `url`; a vanished one is dropped."""
+        row = self._db.execute(
+            "SELECT path FROM documents WHERE url = ? AND path != ?", (url, key)
+        ).fetchone()
+        if row is None:
+            return
+        if Path(row[0]).is_file():
+            raise Unreadable(f"its URL {url} is already the URL of {row[0]}")
+        self._drop(row[0])
+
+    def _insert_passages(self, document_id: int, doc: ParsedDocument, chunks: list[Chunk]) -> None:
+        titles = passage_titles(doc.title, chunks)
+        self._db.executemany(
+            "INSERT INTO passages(document_id, number, start, url, title, body)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (document_id, number, chunk.start, passage_url(doc.url, number), title,
+                 chunk.text)
+                for number, (chunk, title) in enumerate(zip(chunks, titles, strict=True), 1)
+            ],
+        )
+
+    def _drop(self, key: str) -> None:
+        """Delete the document stored for the file `key`, with its passages."""
+        self._db.execute(
+            "DELETE FROM passages WHERE document_id IN (SELECT id FROM documents WHERE path = ?)",
+            (key,),
+        )
+        self._db.execute("DELETE FROM documents WHERE path = ?", (key,))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _prepare(self) -> None:
+        """Create the schema in a new file, check it in an old one, upgrade schema 1."""
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
+        if not tables:
+            with self._transaction():
+                self._create_schema()
+            return
+        version = self._schema_version() if "meta" in tables else None
+        if version == SCHEMA_VERSION:
+            return
+        if version == 1:
+            self._upgrade_from_1()
+            return
+        if version is None:
+            raise UsageError(f"not a rumination corpus: {self.path} (it has no corpus tables)")
+        raise UsageError(
+            f"the corpus {self.path} has schema {version}, which this rumination does not know"
+            f" (it reads schema {SCHEMA_VERSION}); upgrade rumination or rebuild the corpus"
+            " with `rumination index`"
+        )
+
+    def _schema_version(self) -> int | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        try:
+            return int(row[0]) if row else None
+        except ValueError:
+            return None
+
+    def _create_schema(self) -> None:
+        for statement in _SCHEMA:
+            self._db.execute(statement)
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
+            (str(SCHEMA_VERSION),),
+        )
+
+    def _upgrade_from_1(self) -> None:
+        """Schema 1 had one FTS row per document: index the stored texts as passages."""
+        try:
+            with self._transaction():
+                for statement in _SCHEMA_1_INDEX:
+                    self._db.execute(statement)
+                self._create_schema()
+                rows = self._db.execute("SELECT id, url, title, body FROM documents").fetchall()
+                for document_id, url, title, body in rows:
+                    doc = ParsedDocument(title=title, url=url, body=body)
+                    self._insert_passages(document_id, doc, split_passages(body))
+        except sqlite3.Error as exc:
+            raise UsageError(
+                f"the corpus {self.path} is in an older format that could not be upgraded "
+                f"({exc}); rebuild it with `rumination index FOLDER --db {self.path}`"
+            ) from None
 
 
-def _supported_files(folder: Path) -> Iterator[Path]:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix.lower() in SUPPORTED_SUFFIXES:
-            yield path
+def _read(path: Path) -> bytes:
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise Unreadable(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
+        return path.read_bytes()
+    except OSError as exc:
+        raise Unreadable(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+
+
+def _html_parts(html: str) -> tuple[str, str]:
+    try:
+        return html_title(html), html_text(html)
+    except Exception as exc:  # hostile input: HTML parsers raise many kinds of errors
+        raise Unreadable(f"the HTML could not be parsed ({type(exc).__name__})") from None
+
+
+def _pdf_document(path: Path, data: bytes) -> ParsedDocument:
+    url = path.resolve().as_uri()
+    try:
+        page = pdf_page(url, data)
+    except FetchError as exc:  # pypdf missing, a broken PDF, or scanned pages
+        raise Unreadable(str(exc)) from None
+    title = page.title if page.title != url else _name_title(path)
+    return ParsedDocument(title=title, url=url, body=page.text)
+
+
+def _name_title(path: Path) -> str:
+    return path.stem.replace("-", " ").replace("_", " ")
+
+
+def _supported_files(folder: Path) -> list[Path]:
+    """Supported files under `folder`, sorted, skipping hidden files and folders."""
+    found: list[Path] = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += (
+            Path(root, name)
+            for name in names
+            if not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES
+        )
+    return sorted(path for path in found if path.is_file())
