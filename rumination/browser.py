@@ -148,13 +148,15 @@ class Browser:
         if reading.offset >= len(text):
             reading.offset = 0  # read past the end: start over rather than show nothing
         observation, reading.offset = page_window(
-            source.source_id, source.title, source.url, text, reading.offset, self.window_chars
+            source.source_id, source.title, source.url, text, reading.offset, self.window_chars,
+            published=reading.page.published,
         )
         return Observation(observation, new)
 
 
 def page_window(
-    source_id: int, title: str, url: str, text: str, start: int, size: int
+    source_id: int, title: str, url: str, text: str, start: int, size: int,
+    *, published: str | None = None,
 ) -> tuple[str, int]:
     """The observation showing `text` from `start` (about `size` characters, ending at a
     break) under its header, and where that window ends. `title` is already one line."""
@@ -164,6 +166,7 @@ def page_window(
         source_id=source_id,
         title=title,
         url=one_line(url, 2000),
+        published=published,
         start_percent=_percent(start, len(text)) if start else 0,
         end_percent=_percent(end, len(text)),
         more=end < len(text),

@@ -23,6 +23,7 @@ import lxml.etree
 import lxml.html
 import trafilatura
 from bs4 import BeautifulSoup
+from htmldate import find_date
 
 from .errors import FetchError
 from .models import Page
@@ -73,6 +74,16 @@ def html_title(html: str) -> str:
     for heading in tree.iter("h1", "h2"):
         return " ".join(heading.text_content().split())
     return ""
+
+
+def published_date(html: str) -> str | None:
+    """The date the page says it was published (its metadata and markup only: no guessing
+    from the text, where a stray date would mislead the model)."""
+    try:
+        found = find_date(html, original_date=True, extensive_search=False)
+    except Exception:  # htmldate on malformed markup: a missing date is no reason to fail
+        return None
+    return str(found) if found else None
 
 
 def _soup_title(html: str) -> str:
@@ -166,7 +177,7 @@ def page_from_bytes(url: str, content_type: str, body: bytes) -> Page:
         if not readable:
             raise FetchError("no readable text on the page (it may need JavaScript)")
         return Page(url=url, title=html_title(html) or url, text=readable,
-                    content_type=kind or "text/html")
+                    content_type=kind or "text/html", published=published_date(html))
     if (
         kind.startswith("text/") or kind in TEXT_TYPES or kind.endswith(("+json", "+xml"))
         or (generic and b"\0" not in body[:1024])

@@ -37,6 +37,8 @@ class Page(BaseModel):
     title: str
     text: str
     content_type: str = "text/plain"
+    published: str | None = None
+    """Publication date (YYYY-MM-DD) when the document states one."""
 
 
 class Source(BaseModel):

@@ -59,7 +59,10 @@ def _load_file(path: Path) -> Page:
 def view(page: Page, window_chars: int, *, full: bool = False) -> str:
     """The observation for the first window of `page` (the whole text when `full`)."""
     size = max(len(page.text), 1) if full else window_chars
-    observation, _ = page_window(1, one_line(page.title or page.url), page.url, page.text, 0, size)
+    observation, _ = page_window(
+        1, one_line(page.title or page.url), page.url, page.text, 0, size,
+        published=page.published,
+    )
     return observation
 
 

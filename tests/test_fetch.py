@@ -872,3 +872,24 @@ def test_html_title_takes_the_title_else_the_first_heading(html: str, title: str
     from rumination.extract import html_title
 
     assert html_title(html) == title
+
+
+def test_a_stated_publication_date_heads_the_page_and_none_is_guessed() -> None:
+    from rumination.extract import page_from_bytes
+    from rumination.preview import view
+
+    body = ("<p>Kelp forests store carbon in their fronds and export some of it. </p>" * 6)
+    dated = (
+        '<html><head><title>Kelp</title><meta property="article:published_time" '
+        f'content="2024-05-17T08:00:00Z"></head><body><article>{body}</article></body></html>'
+    )
+    page = page_from_bytes("https://news.test/kelp", "text/html", dated.encode())
+    assert page.published == "2024-05-17"
+    assert view(page, 2000).splitlines()[:2] == [
+        "【1†Kelp†https://news.test/kelp】", "Published: 2024-05-17"
+    ]
+    # a date in the text is not a publication date
+    undated = f"<html><body><article><p>Surveyed on 3 March 2021.</p>{body}</article></body></html>"
+    plain = page_from_bytes("https://news.test/u", "text/html", undated.encode())
+    assert plain.published is None
+    assert view(plain, 2000).splitlines()[1].startswith("Visible:")
