@@ -151,7 +151,8 @@ class Researcher:
     ) -> Report:
         s = self.settings
         browser = Browser(backend, fetcher, state.registry, search_limit=s.search_limit,
-                          window_chars=s.page_window_chars, prefetch=s.prefetch)
+                          window_chars=s.page_window_chars, prefetch=s.prefetch,
+                          language=s.search_language)
         try:
             budget = ContextBudget(await self._window(llm), TokenCounter(llm))
             await TurnLoop(s, llm, browser, state, budget, on_event, store).run()

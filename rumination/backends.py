@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import os
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from .errors import ConfigError, UsageError
 from .models import Page, SearchHit
@@ -57,6 +57,16 @@ class BackendOptions(BaseModel):
 OptionsT = TypeVar("OptionsT", bound=BackendOptions)
 
 
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], BeforeValidator(_split_commas)]
+"""A list option that the environment or --backend-opt may give as "a,b,c"."""
+
+
 def env_name(backend: str, option: str) -> str:
     """The environment variable that sets `option` of `backend`."""
     return f"RUMINATION_{backend}_{option}".upper().replace("-", "_")
@@ -87,7 +97,10 @@ def describe_options(backend: str, model: type[BackendOptions]) -> list[str]:
     """One line per option for `rumination backends`: name, required or default, variable."""
     lines = []
     for option, field in model.model_fields.items():
-        default = "required" if field.is_required() else f"default {field.get_default()!r}"
+        default = (
+            "required" if field.is_required()
+            else f"default {field.get_default(call_default_factory=True)!r}"
+        )
         about = f" - {field.description}" if field.description else ""
         lines.append(f"{option} ({default}; {env_name(backend, option)}){about}")
     return lines

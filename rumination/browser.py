@@ -46,12 +46,14 @@ class Browser:
         search_limit: int = 10,
         window_chars: int = 12000,
         prefetch: int = 3,
+        language: str | None = None,
     ) -> None:
         self.backend = backend
         self.fetcher = fetcher
         self.registry = registry if registry is not None else SourceRegistry()
         self.search_limit = search_limit
         self.window_chars = window_chars
+        self.language = language
         self.pages = PageCache(self._load, prefetch=prefetch)
         self._readings: dict[int, _Reading] = {}
 
@@ -70,7 +72,9 @@ class Browser:
 
     async def search(self, query: str) -> Observation:
         try:
-            hits = await self.backend.search(query, limit=self.search_limit)
+            hits = await self.backend.search(
+                query, limit=self.search_limit, language=self.language
+            )
         except BackendError as exc:
             return Observation(
                 render("search_failed", query=one_line(query), reason=one_line(str(exc)))

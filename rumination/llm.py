@@ -8,7 +8,6 @@ the chat template), streams with usage, retries what is worth retrying (connect 
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,6 +22,7 @@ from tenacity import (
 
 from .errors import ContextLengthExceeded, LLMError, LLMUnavailable
 from .models import Message, Usage
+from .retrying import backoff_seconds, retry_after_seconds
 
 STOP_STRINGS = ["<|observation|>", "<|user|>"]
 CONTEXT_ERROR_PREFIX = "This model's maximum context length is"
@@ -69,22 +69,13 @@ class _RetryableStatus(Exception):
         self.retry_after = retry_after
 
 
-def backoff_seconds(attempt: int) -> float:
-    """Exponential backoff with full jitter: about 0.5 s, 1 s, 2 s … capped at 20 s."""
-    return random.uniform(0.0, min(20.0, 0.5 * 2 ** (attempt - 1))) + 0.1
-
-
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, _RetryableStatus | httpx.TransportError)
 
 
 def _parse_retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, min(float(value), 120.0))
-    except ValueError:
-        return None
+    seconds = retry_after_seconds(value)
+    return None if seconds is None else min(seconds, 120.0)
 
 
 def _error_message(body: str) -> str:

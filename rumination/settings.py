@@ -69,6 +69,9 @@ class Settings(BaseModel):
     )
     corpus: str | None = None
     search_limit: int = Field(10, gt=0, le=50)
+    search_language: str | None = Field(
+        None, description="language code passed to backends that support one (e.g. de, ja)"
+    )
     page_window_chars: int = Field(12000, ge=500, description="page characters per click")
     fetch_timeout_s: float = Field(20.0, gt=0, description="whole fetch, redirects included")
     fetch_connect_timeout_s: float = Field(10.0, gt=0)

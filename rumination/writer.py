@@ -78,7 +78,9 @@ async def _search_all(
     for index, query in enumerate(queries):
         await emit(on_event, "tool_called", index=index, name="search", arguments={"query": query})
         try:
-            ranked.append(await backend.search(query, limit=settings.search_limit))
+            ranked.append(await backend.search(
+                query, limit=settings.search_limit, language=settings.search_language
+            ))
         except BackendError as exc:
             warnings.append(f"search {query!r} failed: {exc}")
     seen: dict[str, SearchHit] = {}

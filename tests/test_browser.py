@@ -661,3 +661,22 @@ def test_registry_recognises_the_same_document() -> None:
     assert registry.by_url("HTTPS://EXAMPLE.ORG/a") is first
     assert first.title == "A"
     assert len(registry) == 3
+
+
+async def test_searches_carry_the_configured_language(web: FakeWeb) -> None:
+    asked: list[str | None] = []
+
+    class LanguageBackend(FakeBackend):
+        async def search(
+            self, query: str, *, limit: int, language: str | None = None
+        ) -> list[SearchHit]:
+            asked.append(language)
+            return [KELP]
+
+    fetcher = PageFetcher(transport=httpx.MockTransport(web.handler), allow_hosts={"web.test"})
+    for language in ("de", None):
+        browser = Browser(LanguageBackend(), fetcher, prefetch=0, language=language)
+        await browser.search("Seetang")
+        await browser.aclose()
+    await fetcher.aclose()
+    assert asked == ["de", None]

@@ -1,0 +1,5 @@
+"""An example rumination search backend: a glossary of heat pump terms (see README.md)."""
+
+from .backend import GlossaryBackend, GlossaryEntry, GlossaryOptions
+
+__all__ = ["GlossaryBackend", "GlossaryEntry", "GlossaryOptions"]
