@@ -735,14 +735,20 @@ def _certificates(folder: Path) -> tuple[Path, Path, Path]:
     return folder / "ca.pem", folder / "server.pem", folder / "server.key"
 
 
+def _server_tls(folder: Path) -> tuple[Path, ssl.SSLContext]:
+    """The test CA's file and a server TLS context for intranet.test (skips without openssl)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make certificates")
+    ca, cert, key = _certificates(folder)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return ca, context
+
+
 async def test_https_to_the_checked_address_keeps_sni_and_certificate_checks(
     local_web: LocalWeb, resolver: Resolver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make certificates")
-    ca, cert, key = _certificates(tmp_path)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
+    ca, context = _server_tls(tmp_path)
     seen: list[str | None] = []
 
     def sni(sock: Any, name: str | None, ctx: Any) -> None:
@@ -795,13 +801,9 @@ def _serve_one_h2_connection(
 async def test_pages_come_over_http2_when_the_server_offers_it(
     resolver: Resolver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make certificates")
     import threading
 
-    ca, cert, key = _certificates(tmp_path)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
+    ca, context = _server_tls(tmp_path)
     context.set_alpn_protocols(["h2"])  # chosen only if the client offers it
     listener = socket.create_server(("127.0.0.1", 0))
     alpn: list[str | None] = []
