@@ -433,6 +433,8 @@ class Corpus:
         """Schema 1 had one FTS row per document: index the stored texts as passages."""
         try:
             with self._transaction():
+                if self._schema_version() == SCHEMA_VERSION:
+                    return  # another connection upgraded it while this one waited
                 for statement in _SCHEMA_1_INDEX:
                     self._db.execute(statement)
                 self._create_schema()

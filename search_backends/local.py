@@ -35,7 +35,8 @@ def demo_corpus_path() -> Path:
 
 
 class LocalCorpusBackend:
-    """Search backend over a local SQLite FTS5 corpus."""
+    """Search backend over a local SQLite FTS5 corpus: a hit is the best passage of a
+    document, and fetching its URL reads the document from that passage on."""
 
     name = "local"
     requires = "--corpus FILE built by `rumination index` (default: the bundled demo corpus)"

@@ -1,4 +1,7 @@
-"""search_backends.corpus: indexing a folder into SQLite FTS5, bm25 search, re-indexing."""
+"""search_backends.corpus: indexing a folder into SQLite FTS5, bm25 search, re-indexing.
+
+These documents are short: one passage each (chunking is tested in test_chunking.py and
+test_index.py)."""
 
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ def docs(tmp_path: Path) -> Path:
 def corpus(tmp_path: Path, docs: Path) -> Iterator[Corpus]:
     c = Corpus(tmp_path / "corpus.db", create=True)
     stats = c.index_folder(docs)
-    assert stats == IndexStats(added=4, updated=0, unchanged=0, removed=0)
+    assert stats == IndexStats(added=4, passages=4)
     yield c
     c.close()
 
@@ -102,7 +105,7 @@ def test_search_ranks_the_relevant_document_first(corpus: Corpus) -> None:
     assert len(bees) == 1
     assert bees[0].title == "honey bees"
     assert bees[0].snippet == (
-        "Honey bees communicate the direction of flowers with a waggle dance. "
+        "Honey bees communicate the direction of flowers with a **waggle** **dance**. "
         "A colony can hold fifty thousand workers in summer."
     )
 
@@ -152,10 +155,14 @@ def test_queries_without_matching_words_return_nothing(corpus: Corpus, query: st
     assert corpus.search(query) == []
 
 
-def test_fts5_operators_are_searched_as_plain_words(corpus: Corpus) -> None:
-    # "and" / "near" occur in the texts: as words they match, as operators they would raise
-    assert [h.title for h in corpus.search("NEAR")] == ["How tides work"]
-    assert {h.title for h in corpus.search("AND")} == {"How tides work", "Volcanic eruptions"}
+def test_fts5_operators_are_dropped_but_the_same_words_in_lower_case_are_searched(
+    corpus: Corpus,
+) -> None:
+    # "and" / "near" occur in the texts: as words they match, as operators they are ignored
+    assert corpus.search("NEAR") == []
+    assert corpus.search("AND") == []
+    assert [h.title for h in corpus.search("near")] == ["How tides work"]
+    assert {h.title for h in corpus.search("and")} == {"How tides work", "Volcanic eruptions"}
 
 
 @pytest.mark.parametrize("query", ['"glacier', "glacier*", "(glacier", "-glacier", "{glacier}:"])
@@ -164,7 +171,7 @@ def test_syntax_around_a_real_word_still_finds_it(corpus: Corpus, query: str) ->
 
 
 def test_fts_query_quotes_every_word() -> None:
-    assert fts_query('glacier* AND "melt" -(NEAR)') == '"glacier" OR "AND" OR "melt" OR "NEAR"'
+    assert fts_query('glacier* AND "melt" -(NEAR)') == '"glacier"* OR "melt"'
     assert fts_query("!!! ???") == ""
 
 
@@ -183,15 +190,15 @@ def test_get_returns_the_stored_text(corpus: Corpus, docs: Path) -> None:
 
 
 def test_reindex_after_changing_one_file(corpus: Corpus, docs: Path) -> None:
-    assert corpus.index_folder(docs) == IndexStats(added=0, updated=0, unchanged=4, removed=0)
+    assert corpus.index_folder(docs) == IndexStats(unchanged=4)
 
     seen: list[tuple[str, str]] = []
     (docs / "honey_bees.txt").write_text(
         "Bumblebees fly in colder weather than honey bees.\n", encoding="utf-8"
     )
-    stats = corpus.index_folder(docs, on_file=lambda path, action: seen.append((path.name, action)))
-    assert stats == IndexStats(added=0, updated=1, unchanged=3, removed=0)
-    assert seen == [("honey_bees.txt", "updated")]
+    stats = corpus.index_folder(docs, on_file=lambda e: seen.append((e.path.name, e.action)))
+    assert stats == IndexStats(updated=1, unchanged=3, passages=1)
+    assert [s for s in seen if s[1] != "unchanged"] == [("honey_bees.txt", "updated")]
     assert len(corpus) == 4
     assert corpus.search("waggle dance") == []
     assert [h.title for h in corpus.search("bumblebees")] == ["honey bees"]
@@ -202,7 +209,7 @@ def test_reindex_after_deleting_one_file(corpus: Corpus, docs: Path) -> None:
     assert corpus.search("tides")[0].url == tides_url
 
     (docs / "tides.html").unlink()
-    assert corpus.index_folder(docs) == IndexStats(added=0, updated=0, unchanged=3, removed=1)
+    assert corpus.index_folder(docs) == IndexStats(unchanged=3, removed=1)
     assert len(corpus) == 3
     assert corpus.search("tides") == []
     assert corpus.get(tides_url) is None
@@ -211,7 +218,7 @@ def test_reindex_after_deleting_one_file(corpus: Corpus, docs: Path) -> None:
 def test_reindex_adds_a_new_file(corpus: Corpus, docs: Path) -> None:
     (docs / "sub").mkdir()
     (docs / "sub" / "owls.md").write_text("# Owls\n\nOwls hunt at night.\n", encoding="utf-8")
-    assert corpus.index_folder(docs) == IndexStats(added=1, updated=0, unchanged=4, removed=0)
+    assert corpus.index_folder(docs) == IndexStats(added=1, unchanged=4, passages=1)
     assert [h.title for h in corpus.search("owls")] == ["Owls"]
 
 
@@ -223,8 +230,8 @@ def test_reindex_leaves_documents_of_a_sibling_folder_alone(tmp_path: Path, docs
     c = Corpus(tmp_path / "two.db", create=True)
     try:
         assert c.index_folder(docs).added == 4
-        assert c.index_folder(sibling) == IndexStats(added=1, updated=0, unchanged=0, removed=0)
-        assert c.index_folder(docs) == IndexStats(added=0, updated=0, unchanged=4, removed=0)
+        assert c.index_folder(sibling) == IndexStats(added=1, passages=1)
+        assert c.index_folder(docs) == IndexStats(unchanged=4)
         assert [h.title for h in c.search("owls")] == ["Owls"]
         assert len(c) == 5
     finally:
@@ -260,7 +267,7 @@ def test_an_existing_corpus_reopens_with_its_documents(tmp_path: Path, corpus: C
         assert len(again) == 4
         assert again.search("glacier")[0].title == "Glaciers of the Alps"
         version = again._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        assert version == ("1",)
+        assert version == ("2",)
     finally:
         again.close()
 
