@@ -264,7 +264,8 @@ class _IndexProgress:
         self.console = Console(stderr=True, highlight=False, force_terminal=force_terminal)
         self.bar = Progress(
             TextColumn("indexing"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("[dim]{task.description}"), console=self.console, transient=True,
+            TextColumn("{task.description}", markup=False, style="dim"),  # file names raw
+            console=self.console, transient=True,
         ) if self.console.is_terminal else None
         self.task = self.bar.add_task("", total=None) if self.bar else None
 

@@ -19,6 +19,7 @@ place when it is opened, by splitting the stored texts into passages: no file is
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import sqlite3
@@ -219,7 +220,8 @@ def _phrase_terms(text: str, prefix: bool) -> list[str]:
 
 
 def _term(words: list[str], prefix: bool) -> str:
-    quoted = '"' + " ".join(words) + '"'
+    # lower case: FTS5 folds case anyway, and "Ice ice" is then one term, not two
+    quoted = '"' + " ".join(words).lower() + '"'
     # a one-letter prefix matches much of the vocabulary: searched as the plain word instead
     return quoted + "*" if prefix and len(words[-1]) > 1 else quoted
 
@@ -468,11 +470,25 @@ def _html_parts(html: str) -> tuple[str, str]:
 def _pdf_document(path: Path, data: bytes) -> ParsedDocument:
     url = path.resolve().as_uri()
     try:
-        page = pdf_page(url, data)
+        with _quiet("pypdf"):
+            page = pdf_page(url, data)
     except FetchError as exc:  # pypdf missing, a broken PDF, or scanned pages
         raise Unreadable(str(exc)) from None
     title = page.title if page.title != url else _name_title(path)
     return ParsedDocument(title=title, url=url, body=page.text)
+
+
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Mute a library's warnings (pypdf logs each flaw of a broken PDF): the skipped file's
+    reason already says what went wrong, and stray lines would break the progress bar."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _name_title(path: Path) -> str:
