@@ -126,6 +126,10 @@ class Researcher:
     ) -> tuple[ChatModel, SearchBackend, PageFetcher]:
         """The model, backend and fetcher for one run; the ones built here are closed after."""
         s = self.settings
+        backend = self._backend
+        if backend is None:  # first: a misconfigured backend is reported before any LLM wait
+            backend = create_backend(s)
+            parts.push_async_callback(backend.aclose)
         llm: ChatModel
         if self._llm is not None:
             llm = self._llm
@@ -135,10 +139,6 @@ class Researcher:
                 pool = EndpointPool.from_settings(s)
                 parts.push_async_callback(pool.aclose)
             llm = await parts.enter_async_context(pool.lease())
-        backend = self._backend
-        if backend is None:
-            backend = create_backend(s)
-            parts.push_async_callback(backend.aclose)
         fetcher = self._fetcher
         if fetcher is None:
             fetcher = PageFetcher.from_settings(s)

@@ -109,3 +109,18 @@ def test_describe_options_lists_requirement_default_and_variable() -> None:
     assert lines[0] == "url (required; RUMINATION_DEMO_URL) - base URL of the service"
     assert lines[2] == "limit (default 5; RUMINATION_DEMO_LIMIT)"
     assert env_name("my-search", "api_key") == "RUMINATION_MY_SEARCH_API_KEY"
+
+
+def test_a_misconfigured_backend_is_reported_before_the_llm_is_tried() -> None:
+    from typer.testing import CliRunner
+
+    from rumination.cli import app
+
+    result = CliRunner().invoke(
+        app, ["research", "kelp?", "--backend", "searxng", "--llm-url", "http://127.0.0.1:9/v1"]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: backend searxng: option url: Field required (set url in [backends.searxng] of "
+        "the config file, RUMINATION_SEARXNG_URL, or --backend-opt url=...)"
+    ]
