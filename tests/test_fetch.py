@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from conftest import make_pdf
 
 from rumination.errors import FetchError, FetchRefused
 from rumination.extract import decode
@@ -572,32 +573,6 @@ async def test_non_utf8_pages_are_decoded_over_http(local_web: LocalWeb) -> None
 # --- content: routing --------------------------------------------------------------------------
 
 
-def _pdf(pages: list[str], title: str) -> bytes:
-    """A minimal PDF: one Helvetica text line per page."""
-    count = len(pages)
-    objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>",
-        "<< /Type /Pages /Kids [{}] /Count {} >>".format(
-            " ".join(f"{4 + 2 * i} 0 R" for i in range(count)), count),
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    for i, line in enumerate(pages):
-        stream = f"BT /F1 12 Tf 72 720 Td ({line}) Tj ET"
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents "
-                       f"{5 + 2 * i} 0 R /Resources << /Font << /F1 3 0 R >> >> >>")
-        objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream")
-    objects.append(f"<< /Title ({title}) >>")
-    out = b"%PDF-1.4\n"
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n{body}\nendobj\n".encode("latin-1")
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
-    out += (f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info {len(objects)} 0 R >>\n"
-            f"startxref\n{xref}\n%%EOF\n").encode()
-    return out
 
 
 class NoBackend:
@@ -637,7 +612,7 @@ async def test_plain_text_and_json_are_shown_as_they_are(
 
 async def test_pdfs_are_read_page_by_page(local_web: LocalWeb, browser: Any) -> None:
     pytest.importorskip("pypdf")
-    pdf = _pdf(["Kelp forests grow fast.", "Sea otters eat urchins."], "Kelp report")
+    pdf = make_pdf([["Kelp forests grow fast."], ["Sea otters eat urchins."]], "Kelp report")
     url = local_web.page("/report.pdf", pdf, "application/pdf")
     sniffed = local_web.page("/download", pdf, "application/octet-stream")
     obs = await browser.open(url)
@@ -658,7 +633,7 @@ async def test_without_pypdf_a_pdf_is_an_unsupported_observation(
     local_web: LocalWeb, browser: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "pypdf", None)  # import pypdf now raises ImportError
-    url = local_web.page("/report.pdf", _pdf(["Kelp."], "K"), "application/pdf")
+    url = local_web.page("/report.pdf", make_pdf([["Kelp."]], "K"), "application/pdf")
     obs = await browser.open(url)
     assert obs.text == (
         f"Could not read source - ({url}): unsupported: PDF reading needs pypdf "
