@@ -331,13 +331,14 @@ class PageFetcher:
 
     async def _fetch(self, url: str) -> Page:
         asked = url
-        if self.cache is not None:
-            await check_url(url, self._policy, resolve=True)  # the rules hold for cached pages
-            cached = await self.cache.lookup(url)
-            if cached is not None:
-                return await asyncio.to_thread(
-                    page_from_bytes, cached.final_url, cached.content_type, cached.body
-                )
+        cached = await self.cache.lookup(url) if self.cache is not None else None
+        if cached is not None:
+            # the address rules hold for cached pages too (they may have changed since)
+            for hop in dict.fromkeys((url, cached.final_url)):
+                await check_url(hop, self._policy, resolve=True)
+            return await asyncio.to_thread(
+                page_from_bytes, cached.final_url, cached.content_type, cached.body
+            )
         for _ in range(self.max_redirects + 1):
             await check_url(url, self._policy, resolve=not self._checks_on_connect)
             async with self._host_slot(url), self._http.stream("GET", url) as response:

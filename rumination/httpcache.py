@@ -156,9 +156,10 @@ class HttpCache:
             self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)", row)
             total = self._db.execute("SELECT coalesce(sum(length(body)), 0) FROM responses")
             excess = int(total.fetchone()[0]) - self.max_bytes
-            for key, size in self._db.execute(
+            oldest = self._db.execute(
                 "SELECT url, length(body) FROM responses ORDER BY stored_at"
-            ).fetchall():
+            ).fetchall() if excess > 0 else []
+            for key, size in oldest:
                 if excess <= 0:
                     break
                 self._db.execute("DELETE FROM responses WHERE url = ?", (key,))

@@ -32,6 +32,7 @@ from rumination.backends import BackendOptions, backend_options, env_name
 from rumination.errors import BackendError
 from rumination.models import Page, SearchHit
 from rumination.retrying import backoff_seconds, retry_after_seconds
+from rumination.untrusted import one_line
 
 if TYPE_CHECKING:
     from rumination.settings import Settings
@@ -115,11 +116,6 @@ class _Transient(Exception):
 
 
 _TAG = re.compile(r"<[^>]*>")
-
-
-def one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def strip_html(text: Any) -> str:
