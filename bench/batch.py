@@ -16,12 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from reports.render import render_report
+from rumination.reports.render import render_report
+from rumination.search_backends.local import demo_corpus_path
+
 from rumination.batch import Batch
 from rumination.jobs import Job
 from rumination.settings import Settings
 from rumination.testing import SimulatorConfig, SimulatorServer, simulate
-from search_backends.local import demo_corpus_path
 
 TOPICS = [
     "cold climates",

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from search_backends.corpus import Corpus, IndexStats
+from rumination.search_backends.corpus import Corpus, IndexStats
 
 SYLLABLES = "ka lo mi ne ru sa ti vo ze pa gre tor lin dus mar fen qua bri sol wen".split()
 LONG_SHARE = 0.08  # documents of 8,000 to 40,000 characters

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search_backends.corpus import Corpus
+from rumination.search_backends.corpus import Corpus
 
 K = 10
 DOC_SCHEME = "doc://"

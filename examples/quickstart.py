@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from reports.render import render_report
+from rumination.reports.render import render_report
+
 from rumination import Settings, research
 from rumination.demo import DEMO_QUESTION, run_demo
 from rumination.events import Event

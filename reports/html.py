@@ -90,7 +90,7 @@ def render_html(report: Report) -> str:
     fetched = {s.source_id: s.fetched_at.date().isoformat() for s in report.sources if s.fetched_at}
     cited = {c.source_id for c in report.citations}
     return render(
-        "report.html", package="reports",
+        "report.html", package="rumination.reports",
         report=report,
         answer=answer_html(report),
         lang="zh" if _CJK.search(report.question) else "en",

@@ -1,5 +1,5 @@
 """Render a Report as Markdown (numbered source list or footnotes), JSON (DESIGN.md schema,
-plus `figures`; see report.schema.json) or a standalone HTML page (reports.html)."""
+plus `figures`; see report.schema.json) or a standalone HTML page (rumination.reports.html)."""
 
 from __future__ import annotations
 
@@ -61,8 +61,8 @@ def render_markdown(report: Report, citation_style: str = "numbered") -> str:
         for c in report.citations
     ]
     text = render(
-        "report.md", package="reports", answer=answer, sources=sources, footnotes=footnotes,
-        warnings=report.warnings, label=provenance_label(report),
+        "report.md", package="rumination.reports", answer=answer, sources=sources,
+        footnotes=footnotes, warnings=report.warnings, label=provenance_label(report),
     )
     return text + "\n"
 

@@ -10,5 +10,6 @@ SCHEMA_FILE = "report.schema.json"
 
 
 def report_schema() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((files("reports") / SCHEMA_FILE).read_text("utf-8"))
+    text = (files("rumination.reports") / SCHEMA_FILE).read_text("utf-8")
+    data: dict[str, Any] = json.loads(text)
     return data

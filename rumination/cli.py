@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from reports.render import check_format, render_report
+from rumination.reports.render import check_format, render_report
 
 from .agent import Researcher
 from .backends import available_backends
@@ -39,7 +39,7 @@ from .store import RunStore, default_store_path
 from .writer import run_write
 
 if TYPE_CHECKING:
-    from search_backends.corpus import FileEvent
+    from rumination.search_backends.corpus import FileEvent
 
 app = typer.Typer(
     help="Deep research with GLM-Z1-Rumination: a tool loop, search backends, cited reports.",
@@ -235,7 +235,7 @@ def index(
 ) -> None:
     """Build or update a local corpus from a folder: each file is split into passages; only
     changed files are re-read. PDFs need pypdf (rumination[pdf])."""
-    from search_backends.corpus import Corpus
+    from rumination.search_backends.corpus import Corpus
 
     def body() -> None:
         if not path.is_dir():

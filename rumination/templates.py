@@ -27,7 +27,7 @@ class _PackageLoader(jinja2.BaseLoader):
 
 
 @cache
-def environment(package: str = "prompts") -> jinja2.Environment:
+def environment(package: str = "rumination.prompts") -> jinja2.Environment:
     return jinja2.Environment(
         loader=_PackageLoader(package),
         undefined=jinja2.StrictUndefined,
@@ -36,6 +36,6 @@ def environment(package: str = "prompts") -> jinja2.Environment:
     )
 
 
-def render(name: str, package: str = "prompts", **values: Any) -> str:
+def render(name: str, package: str = "rumination.prompts", **values: Any) -> str:
     """Render `<name>.j2` with `values`; a missing variable is an error, never blank."""
     return environment(package).get_template(f"{name}.j2").render(**values).strip()

@@ -25,7 +25,7 @@ def demo_corpus_path() -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rumination"
     cache.mkdir(parents=True, exist_ok=True)
     db_path = cache / "demo-corpus.db"
-    with as_file(files("search_backends") / "demo_corpus") as folder:
+    with as_file(files("rumination.search_backends") / "demo_corpus") as folder:
         corpus = Corpus(db_path, create=True)
         try:
             corpus.index_folder(Path(folder))

@@ -57,7 +57,7 @@ def corpus_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def corpus_db(tmp_path: Path, corpus_dir: Path) -> Path:
-    from search_backends.corpus import Corpus
+    from rumination.search_backends.corpus import Corpus
 
     db = tmp_path / "corpus.db"
     corpus = Corpus(db, create=True)

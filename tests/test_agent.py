@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rumination.search_backends.local import LocalCorpusBackend
 
 from rumination import Researcher, Settings, UsageError
 from rumination.errors import ContextLengthExceeded
@@ -14,7 +15,6 @@ from rumination.fetch import PageFetcher
 from rumination.llm import Completion
 from rumination.models import Message, Usage
 from rumination.testing import FunctionModel, ScriptedModel, SimulatorModel
-from search_backends.local import LocalCorpusBackend
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

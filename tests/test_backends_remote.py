@@ -22,6 +22,13 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from rumination.search_backends import http
+from rumination.search_backends.brave import BraveBackend
+from rumination.search_backends.elasticsearch import ElasticsearchBackend
+from rumination.search_backends.http import HttpBackend, retry_after_seconds
+from rumination.search_backends.searxng import SearxngBackend
+from rumination.search_backends.tavily import TavilyBackend
+from rumination.search_backends.wikipedia import WikipediaBackend
 from typer.testing import CliRunner
 
 from rumination import Researcher, Settings
@@ -31,13 +38,6 @@ from rumination.errors import BackendError, ConfigError
 from rumination.fetch import PageFetcher
 from rumination.models import Page, SearchHit
 from rumination.testing import ScriptedModel
-from search_backends import http
-from search_backends.brave import BraveBackend
-from search_backends.elasticsearch import ElasticsearchBackend
-from search_backends.http import HttpBackend, retry_after_seconds
-from search_backends.searxng import SearxngBackend
-from search_backends.tavily import TavilyBackend
-from search_backends.wikipedia import WikipediaBackend
 
 FIXTURES = Path(__file__).parent / "fixtures" / "backends"
 KEY = "sk-live-5ecret-k3y-do-not-leak"

@@ -6,8 +6,7 @@ import random
 import re
 
 import pytest
-
-from search_backends.chunking import (
+from rumination.search_backends.chunking import (
     MAX_CHARS,
     MIN_CHARS,
     PIECE_CHARS,

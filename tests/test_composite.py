@@ -9,13 +9,17 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from rumination.search_backends.composite import (
+    FallbackBackend,
+    MergeBackend,
+    reciprocal_rank_fusion,
+)
 
 import rumination.backends
 from rumination.backends import SearchBackend, available_backends
 from rumination.errors import BackendError, ConfigError, UsageError
 from rumination.models import Page, SearchHit
 from rumination.settings import Settings
-from search_backends.composite import FallbackBackend, MergeBackend, reciprocal_rank_fusion
 
 pytestmark = pytest.mark.anyio
 
@@ -212,7 +216,7 @@ async def test_merge_uses_the_backends_that_answered_and_warns(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     merge = MergeBackend([FakeBackend("a", error="quota exceeded"), FakeBackend("b", ["u://b"])])
-    with caplog.at_level(logging.WARNING, logger="search_backends.composite"):
+    with caplog.at_level(logging.WARNING, logger="rumination.search_backends.composite"):
         hits = await merge.search("q", limit=5)
     assert urls(hits) == ["u://b"]
     assert "search backend 'a': quota exceeded" in caplog.text

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rumination.search_backends.corpus import Corpus, IndexStats, fts_query, parse_document
+from rumination.search_backends.local import LocalCorpusBackend, demo_corpus_path
 
 from rumination.errors import UsageError
-from search_backends.corpus import Corpus, IndexStats, fts_query, parse_document
-from search_backends.local import LocalCorpusBackend, demo_corpus_path
 
 GLACIER_MD = """---
 title: Glaciers of the Alps

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rumination.search_backends.corpus import HIGHLIGHT, MAX_QUERY_TERMS, Corpus, fts_query
 
 from rumination.untrusted import neutralise
-from search_backends.corpus import HIGHLIGHT, MAX_QUERY_TERMS, Corpus, fts_query
 
 DOCS = {
     "retreat.md": "# Retreat\n\nGlacier retreat exposes bare moraine in the Alps every summer.",

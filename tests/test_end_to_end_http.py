@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reports.render import render_report
+from rumination.reports.render import render_report
+
 from rumination import Researcher, Settings
 from rumination.demo import run_demo
 from rumination.testing import SimulatorServer, scripted

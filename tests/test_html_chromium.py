@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rumination.reports.render import render_report
 
-from reports.render import render_report
 from rumination.models import Citation, Report, ReportFigures, Source
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -10,15 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import rumination.search_backends.corpus as corpus_module
 from conftest import make_pdf
+from rumination.search_backends.chunking import MAX_CHARS, passage_titles, split_passages
+from rumination.search_backends.corpus import SCHEMA_VERSION, Corpus, FileEvent, IndexStats
+from rumination.search_backends.local import LocalCorpusBackend
 from typer.testing import CliRunner
 
-import search_backends.corpus as corpus_module
 from rumination.cli import _IndexProgress, app
 from rumination.errors import UsageError
-from search_backends.chunking import MAX_CHARS, passage_titles, split_passages
-from search_backends.corpus import SCHEMA_VERSION, Corpus, FileEvent, IndexStats
-from search_backends.local import LocalCorpusBackend
 
 SECTIONS = ["Moraines", "Firn", "Crevasses", "Calving", "Albedo", "Surges"]
 FILLER = (

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from rumination.reports import check_format, render_report, report_schema
+from rumination.reports.html import _parser
 from typer.testing import CliRunner
 
-from reports import check_format, render_report, report_schema
-from reports.html import _parser
 from rumination.cli import app
 from rumination.demo import run_demo
 from rumination.errors import ConfigError, UsageError

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import SigkillAfterTurns
+from rumination.search_backends.local import LocalCorpusBackend
 from typer.testing import CliRunner
 
 from rumination import LLMUnavailable, Researcher, Settings, UsageError
@@ -20,7 +21,6 @@ from rumination.llm import Completion
 from rumination.models import Message
 from rumination.store import FINISHED, INTERRUPTED, MIGRATIONS, RunStore
 from rumination.testing import SimulatorConfig, SimulatorModel, SimulatorServer, simulate
-from search_backends.local import LocalCorpusBackend
 
 
 class DiesAfter:

@@ -10,9 +10,9 @@ from typing import Any
 
 import jsonschema
 import pytest
+from rumination.reports import report_schema
 from typer.testing import CliRunner
 
-from reports import report_schema
 from rumination.cli import app
 from rumination.errors import FetchError, UsageError
 from rumination.models import Page, SearchHit

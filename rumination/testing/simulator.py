@@ -246,7 +246,9 @@ GLACIER_WORDS = (
 def long_corpus(folder: Path, docs: int = 12, words: int = 6000) -> Path:
     """A corpus of long, deterministic filler documents for `long_reader` runs: writes
     `docs` Markdown files of `words` words each into `folder` and indexes them."""
-    from search_backends.corpus import Corpus  # testing support only: the core never needs it
+    from rumination.search_backends.corpus import (
+        Corpus,  # testing support only: the core never needs it
+    )
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(docs):
