@@ -2,7 +2,8 @@
 
 Idempotent: `batch-state.json` in the output folder records each job's run id as soon as
 the run starts; a re-run skips finished jobs and resumes interrupted ones from the run
-store. One failing job never stops the others. Reports are written atomically.
+store. One failing job never stops the others. Reports are written whole (rumination.outdir):
+the output folder may be a local path or an fsspec URL.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .errors import RuminationError, UsageError
 from .events import Event, EventHandler
 from .jobs import Job
 from .models import Report
-from .output import write_atomic
+from .outdir import OutDir
 from .settings import Settings
 from .store import RunStore, default_store_path
 from .writer import run_write
@@ -47,25 +48,25 @@ class JobResult:
 class _State:
     """The batch's memory of which job ran as which run, saved after every change."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, out_dir: OutDir) -> None:
+        self.out_dir = out_dir if isinstance(out_dir, OutDir) else OutDir.open(out_dir)
         try:
-            self.data: dict[str, dict[str, Any]] = (
-                json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-            )
+            self.data: dict[str, dict[str, Any]] = json.loads(out_dir.read_text(STATE_FILE) or "{}")
         except ValueError:
-            raise UsageError(f"{path} is damaged; delete it to start the batch afresh") from None
+            where = out_dir.location(STATE_FILE)
+            raise UsageError(f"{where} is damaged; delete it to start the batch afresh") from None
 
     def update(self, key: str, **fields: Any) -> None:
         self.data.setdefault(key, {}).update(fields)
-        write_atomic(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
+        text = json.dumps(self.data, indent=2, sort_keys=True) + "\n"
+        self.out_dir.write_text(STATE_FILE, text)
 
 
 class Batch:
     def __init__(
         self,
         jobs: list[Job],
-        out_dir: Path,
+        out_dir: OutDir | str | Path,
         settings: Settings,
         render: Renderer,
         *,
@@ -75,15 +76,14 @@ class Batch:
         if concurrency < 1:
             raise UsageError("concurrency must be at least 1")
         self.jobs = jobs
-        self.out_dir = out_dir
+        self.out_dir = out_dir if isinstance(out_dir, OutDir) else OutDir.open(out_dir)
         self.settings = settings
         self.render = render
         self.concurrency = concurrency
         self.on_event = on_event
 
     async def run(self) -> list[JobResult]:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        state = _State(self.out_dir / STATE_FILE)
+        state = _State(self.out_dir)
         store = RunStore(self.settings.run_store or default_store_path())
         pool = EndpointPool.from_settings(self.settings)  # shared: spreads runs over endpoints
         limit = asyncio.Semaphore(self.concurrency)
@@ -98,7 +98,7 @@ class Batch:
             store.close()
             await pool.aclose()
         summary = [asdict(r) for r in results]
-        write_atomic(self.out_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+        self.out_dir.write_text(SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
         return list(results)
 
     async def _run_job(
@@ -106,11 +106,12 @@ class Batch:
     ) -> JobResult:
         key = job.key()
         settings = Settings.load_over(self.settings, job.overrides())
-        output = self.out_dir / f"{key}.{settings.format}"
+        name = f"{key}.{settings.format}"
+        output = self.out_dir.location(name)
         known = state.data.get(key, {})
-        if known.get("status") == "finished" and output.exists():
+        if known.get("status") == "finished" and self.out_dir.exists(name):
             return JobResult(job=key, status="skipped", run_id=known.get("run_id"),
-                             output=str(output))
+                             output=output)
         started = time.monotonic()
 
         async def on_event(event: Event) -> None:
@@ -131,14 +132,14 @@ class Batch:
             else:
                 report = await researcher.run(job.question, on_event=on_event)
             text = self.render(report, settings.format, citation_style=settings.citation_style)
-            write_atomic(output, text)
+            self.out_dir.write_text(name, text)
         except RuminationError as exc:
             state.update(key, status="failed", error=str(exc))
             return JobResult(job=key, status="failed", run_id=state.data[key].get("run_id"),
                              seconds=round(time.monotonic() - started, 3), error=str(exc))
-        state.update(key, status="finished", run_id=report.run_id, output=str(output))
+        state.update(key, status="finished", run_id=report.run_id, output=output)
         return JobResult(
-            job=key, status="finished", run_id=report.run_id, output=str(output),
+            job=key, status="finished", run_id=report.run_id, output=output,
             citations=len(report.citations), prompt_tokens=report.usage.prompt_tokens,
             completion_tokens=report.usage.completion_tokens,
             seconds=round(time.monotonic() - started, 3),

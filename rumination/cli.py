@@ -22,6 +22,7 @@ from .errors import RuminationError, UsageError
 from .events import Event
 from .jobs import load_jobs
 from .models import Report, ReportFigures
+from .outdir import OutDir
 from .output import write_atomic
 from .preview import preview
 from .progress import JsonlProgress, progress_for, tee
@@ -292,7 +293,10 @@ class _IndexProgress:
 @app.command()
 def batch(
     jobs_file: Annotated[Path, typer.Argument(help="jobs file: YAML list or JSONL")],
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="folder for reports and summary")],
+    out_dir: Annotated[
+        str, typer.Option("--out-dir", help="folder or fsspec URL (s3://bucket/reports) for "
+                          "reports and summary")
+    ],
     concurrency: Annotated[int, typer.Option(help="jobs running at once")] = 4,
     llm_url: LlmUrl = None,
     model: ModelOpt = None,
@@ -312,7 +316,8 @@ def batch(
         settings = _run_settings(
             llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt
         )
-        runner = Batch(jobs, out_dir, settings, render_report, concurrency=concurrency,
+        destination = OutDir.open(out_dir)
+        runner = Batch(jobs, destination, settings, render_report, concurrency=concurrency,
                        on_event=tee(progress_for(), _trace_handler(trace)))
         results = asyncio.run(runner.run())
         for r in results:
@@ -320,7 +325,7 @@ def batch(
             typer.echo(f"{r.status:9} {r.job}  {detail}")
         failed = sum(r.status == "failed" for r in results)
         typer.echo(f"{len(results) - failed} of {len(results)} jobs done; summary in "
-                   f"{out_dir / SUMMARY_FILE}", err=True)
+                   f"{destination.location(SUMMARY_FILE)}", err=True)
         if failed:
             raise typer.Exit(1)
 
@@ -351,7 +356,7 @@ def schedule(
         )
         progress = progress_for()
 
-        async def run_batch(item: Schedule, out_dir: Path) -> None:
+        async def run_batch(item: Schedule, out_dir: OutDir) -> None:
             batch = Batch(load_jobs(item.jobs), out_dir, settings, render_report,
                           concurrency=item.concurrency, on_event=progress)
             await batch.run()

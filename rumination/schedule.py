@@ -1,7 +1,8 @@
 """Run batch jobs on cron expressions in one long-lived process.
 
-Each firing writes into `<out_dir>/<YYYY-MM-DD_HHMM>/`. A schedule whose previous batch is
-still running skips the firing (and says so) instead of piling up work. Times are local.
+Each firing writes into `<out_dir>/<YYYY-MM-DD_HHMM>/` (a folder or an fsspec URL). A schedule
+whose previous batch is still running skips the firing (and says so) instead of piling up work.
+Times are local.
 For cron or systemd timers instead, call `rumination batch` from them: it is idempotent.
 """
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from .errors import UsageError
 from .events import EventHandler, emit
+from .outdir import OutDir, is_url
 
 
 class Schedule(BaseModel):
@@ -28,7 +30,7 @@ class Schedule(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
     cron: str
     jobs: Path
-    out_dir: Path
+    out_dir: str = Field(description="a folder or an fsspec URL (s3://bucket/reports)")
     concurrency: int = Field(4, gt=0)
 
     @field_validator("cron")
@@ -57,16 +59,17 @@ def load_schedules(path: Path) -> list[Schedule]:
             message = f"schedule {number}: field `{field}`: {first['msg']}"
             raise UsageError(f"{path}: {message}") from None
         base = path.parent
-        schedules.append(schedule.model_copy(update={
-            "jobs": base / schedule.jobs, "out_dir": base / schedule.out_dir,
-        }))
+        out_dir = schedule.out_dir if is_url(schedule.out_dir) else str(base / schedule.out_dir)
+        OutDir.open(out_dir)  # a bad URL or a missing filesystem driver is reported now
+        schedules.append(schedule.model_copy(update={"jobs": base / schedule.jobs,
+                                                     "out_dir": out_dir}))
     names = [s.name for s in schedules]
     if len(set(names)) != len(names):
         raise UsageError(f"{path}: schedule names must be unique")
     return schedules
 
 
-BatchRunner = Callable[[Schedule, Path], Coroutine[Any, Any, Any]]
+BatchRunner = Callable[[Schedule, OutDir], Coroutine[Any, Any, Any]]
 
 
 @dataclass
@@ -93,7 +96,7 @@ class Scheduler:
             await emit(self.on_event, "schedule_skipped", schedule=schedule.name,
                        at=when.isoformat(), reason="the previous batch is still running")
             return
-        out_dir = schedule.out_dir / when.strftime("%Y-%m-%d_%H%M")
+        out_dir = OutDir.open(schedule.out_dir).child(when.strftime("%Y-%m-%d_%H%M"))
         await emit(self.on_event, "schedule_fired", schedule=schedule.name, at=when.isoformat(),
                    out_dir=str(out_dir))
         self._running[schedule.name] = asyncio.create_task(self.run_batch(schedule, out_dir))

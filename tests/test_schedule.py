@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from rumination.cli import app
 from rumination.errors import UsageError
 from rumination.events import Event
+from rumination.outdir import OutDir
 from rumination.schedule import Schedule, Scheduler, load_schedules
 
 
@@ -28,7 +29,7 @@ def schedules_file(tmp_path: Path, cron: str = "0 6 * * MON", extra: str = "") -
 
 def test_paths_are_relative_to_the_schedules_file(tmp_path: Path) -> None:
     [weekly] = load_schedules(schedules_file(tmp_path))
-    assert weekly.jobs == tmp_path / "jobs.yaml" and weekly.out_dir == tmp_path / "out"
+    assert weekly.jobs == tmp_path / "jobs.yaml" and weekly.out_dir == str(tmp_path / "out")
 
 
 @pytest.mark.parametrize(
@@ -59,13 +60,13 @@ def test_next_firing_follows_the_cron_expression(tmp_path: Path) -> None:
 
 def test_a_firing_is_skipped_while_the_previous_batch_runs(tmp_path: Path) -> None:
     [weekly] = load_schedules(schedules_file(tmp_path, "*/5 * * * *"))
-    started: list[Path] = []
+    started: list[OutDir] = []
     events: list[Event] = []
 
     async def scenario() -> None:
         release = asyncio.Event()
 
-        async def slow_batch(schedule: Schedule, out_dir: Path) -> None:
+        async def slow_batch(schedule: Schedule, out_dir: OutDir) -> None:
             started.append(out_dir)
             await release.wait()
 
@@ -83,5 +84,13 @@ def test_a_firing_is_skipped_while_the_previous_batch_runs(tmp_path: Path) -> No
         release.set()
 
     asyncio.run(scenario())
-    assert [p.name for p in started] == ["2026-11-24_1005", "2026-11-24_1015"]
+    assert [Path(str(p)).name for p in started] == ["2026-11-24_1005", "2026-11-24_1015"]
     assert [e.kind for e in events] == ["schedule_fired", "schedule_skipped", "schedule_fired"]
+
+
+def test_an_out_dir_url_is_kept_as_given(tmp_path: Path) -> None:
+    path = schedules_file(tmp_path)
+    path.write_text(path.read_text(encoding="utf-8").replace("out_dir: out",
+                                                             "out_dir: memory://team/weekly"))
+    [weekly] = load_schedules(path)
+    assert weekly.out_dir == "memory://team/weekly"
