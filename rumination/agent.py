@@ -152,7 +152,7 @@ class Researcher:
         s = self.settings
         browser = Browser(backend, fetcher, state.registry, search_limit=s.search_limit,
                           window_chars=s.page_window_chars, prefetch=s.prefetch,
-                          language=s.search_language)
+                          language=s.search_language, observation_style=s.observation_style)
         try:
             budget = ContextBudget(await self._window(llm), TokenCounter(llm))
             await TurnLoop(s, llm, browser, state, budget, on_event, store).run()

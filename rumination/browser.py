@@ -24,6 +24,10 @@ from .untrusted import neutralise, one_line
 _HAS_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:(?!\d)")
 
 
+# observation_style -> template: the form the model writes, or the model card's mock form
+SEARCH_RESULT_TEMPLATES = {"model": "search_results", "card": "search_results_card"}
+
+
 @dataclass
 class Observation:
     text: str
@@ -47,6 +51,7 @@ class Browser:
         window_chars: int = 12000,
         prefetch: int = 3,
         language: str | None = None,
+        observation_style: str = "model",
     ) -> None:
         self.backend = backend
         self.fetcher = fetcher
@@ -54,6 +59,7 @@ class Browser:
         self.search_limit = search_limit
         self.window_chars = window_chars
         self.language = language
+        self.results_template = SEARCH_RESULT_TEMPLATES[observation_style]
         self.pages = PageCache(self._load, prefetch=prefetch)
         self._readings: dict[int, _Reading] = {}
 
@@ -81,7 +87,7 @@ class Browser:
             )
         if not hits:
             return Observation(render("no_results", query=one_line(query)))
-        before = len(self.registry)
+        first_new = self.registry.next_id
         shown = []
         for hit in hits:
             source = self.registry.register(hit.url, one_line(hit.title), neutralise(hit.snippet))
@@ -93,14 +99,14 @@ class Browser:
                     "snippet": " ".join(neutralise(hit.snippet).split()),
                 }
             )
-        new = [s for s in self.registry.all() if s.source_id > before]
+        new = [s for s in self.registry.all() if s.source_id >= first_new]
         self.pages.prefetch(hit.url for hit in hits)
-        return Observation(render("search_results", hits=shown), new)
+        return Observation(render(self.results_template, hits=shown), new)
 
     async def click(self, link_id: int) -> Observation:
         source = self.registry.get(link_id)
         if source is None:
-            known = f"1 to {len(self.registry)}" if len(self.registry) else "none yet; search first"
+            known = _id_range(self.registry) or "none yet; search first"
             return Observation(
                 f"There is no result with link_id {link_id} (ids seen so far: {known})."
             )
@@ -177,6 +183,11 @@ def page_window(
         text=neutralise(text[start:end]).strip() or "(no readable text)",
     )
     return observation, end
+
+
+def _id_range(registry: SourceRegistry) -> str:
+    ids = [source.source_id for source in registry.all()]
+    return f"{min(ids)} to {max(ids)}" if ids else ""
 
 
 def _window_end(text: str, start: int, size: int) -> int:

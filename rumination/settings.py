@@ -72,6 +72,11 @@ class Settings(BaseModel):
     search_language: str | None = Field(
         None, description="language code passed to backends that support one (e.g. de, ja)"
     )
+    observation_style: Literal["model", "card"] = Field(
+        "model",
+        description="search results as the model writes them, 【id†title†url】 then the snippet "
+        "(model), or as the model card's mock pipeline does, 【id†title†url\\nsnippet】 (card)",
+    )
     page_window_chars: int = Field(12000, ge=500, description="page characters per click")
     fetch_timeout_s: float = Field(20.0, gt=0, description="whole fetch, redirects included")
     fetch_connect_timeout_s: float = Field(10.0, gt=0)

@@ -1,7 +1,9 @@
 """The run's source registry: every document shown to the model gets a stable citation id.
 
-Ids start at 1, grow by one per new document for the whole run (a later search never
-restarts them), and the same URL always keeps its first id.
+Ids start at 0, as the model's own pipeline numbers results (`enumerate`), grow by one per new
+document for the whole run (a later search never restarts them), and the same URL always keeps
+its first id. A run stored before ids started at 0 keeps its 1-based ids when resumed: the
+next id is always one past the highest one, so no id the model has seen changes meaning.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .models import Source
 
+FIRST_ID = 0
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -55,9 +58,14 @@ class SourceRegistry:
             if snippet and not known.snippet:
                 known.snippet = snippet
             return known
-        source = Source(source_id=len(self._by_id) + 1, url=url, title=title, snippet=snippet)
+        source = Source(source_id=self.next_id, url=url, title=title, snippet=snippet)
         self._add(source)
         return source
+
+    @property
+    def next_id(self) -> int:
+        """The id the next new document gets."""
+        return max(self._by_id) + 1 if self._by_id else FIRST_ID
 
     def mark_fetched(self, source_id: int) -> None:
         source = self._by_id[source_id]

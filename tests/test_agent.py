@@ -71,7 +71,7 @@ def test_scripted_transcript_executes_each_call_in_order(corpus_db: Path) -> Non
     report = run(model, corpus_db)
     observations = [m.content for m in model.requests[-1] if m.role == "observation"]
     assert len(observations) == 5  # search, click, open, bad tool, search
-    assert observations[0].startswith("【1†")
+    assert observations[0].startswith("【0†")
     assert "Visible: 0% - 100%" in observations[1]
     assert "Sea urchin barrens" in observations[2]
     assert "unknown tool" in observations[3].lower() or "browse" in observations[3]

@@ -718,7 +718,7 @@ def test_a_backend_failure_in_a_run_is_an_observation_and_the_run_goes_on(
         '<think>Search.</think>\n{"name": "search", "arguments": {"query": "kelp forest"}}',
         '<think>Again.</think>\n{"name": "search", "arguments": {"query": "kelp forests"}}',
         '<think>Enough.</think>\n{"name": "finish", "arguments": {}}',
-        '{"name": "finish", "arguments": {}}\n# Kelp\n\nKelp forests are dense【1†source】.\n',
+        '{"name": "finish", "arguments": {}}\n# Kelp\n\nKelp forests are dense【0†source】.\n',
     ])
     researcher = Researcher(
         Settings(run_store=str(tmp_path / "runs.db"), prefetch=0),
@@ -728,7 +728,7 @@ def test_a_backend_failure_in_a_run_is_an_observation_and_the_run_goes_on(
     observations = [m.content for m in model.requests[-1] if m.role == "observation"]
     assert observations[0].startswith('The search for "kelp forest" failed: search backend '
                                       "'brave': the API key was refused (HTTP 401")
-    assert observations[1].startswith("【1†Kelp forest - Wikipedia")
+    assert observations[1].startswith("【0†Kelp forest - Wikipedia")
     assert api.call_count == 2
     assert report.citations[0].url == "https://en.wikipedia.org/wiki/Kelp_forest"
 

@@ -150,10 +150,10 @@ async def test_search_prefetches_so_the_click_makes_no_request_of_its_own() -> N
     await browser.search("anything")
     await asyncio.wait_for(arrived.wait(), 5)  # the model "thinks"; the top 3 load meanwhile
     assert sorted(requests) == [f"https://web.test/{i}" for i in (1, 2, 3)]
-    observation = await browser.click(2)
+    observation = await browser.click(1)
     assert "page /2" in observation.text
     assert len(requests) == 3 and browser.pages.hits == 1
-    await browser.click(5)  # not prefetched: fetched on demand
+    await browser.click(4)  # not prefetched: fetched on demand
     assert requests[-1] == "https://web.test/5" and len(requests) == 4
     await browser.aclose()
     await fetcher.aclose()

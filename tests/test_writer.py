@@ -95,7 +95,7 @@ def test_one_writing_call_in_the_model_cards_format() -> None:
     backend = FakeBackend(hits(*PAGES), PAGES)
     report, model = run(
         "How do sea otters help kelp?", backend, FakeFetcher({}),
-        "Otters eat urchins【1†source】. Kelp grows fast【2†source】. Made up【7†source】.",
+        "Otters eat urchins【0†source】. Kelp grows fast【1†source】. Made up【7†source】.",
         write_source_chars=300, tell_date=False,
     )
     assert backend.queries == plan_queries("How do sea otters help kelp?")
@@ -107,7 +107,7 @@ def test_one_writing_call_in_the_model_cards_format() -> None:
     assert user.content == "How do sea otters help kelp?"
     blocks = re.split(r"\n\n(?=【\d+†)", observation.content)
     assert [b.split("\n", 1)[0] for b in blocks] == [
-        "【1†Hit otters†https://example.org/otters】", "【2†Hit kelp†https://example.org/kelp】"
+        "【0†Hit otters†https://example.org/otters】", "【1†Hit kelp†https://example.org/kelp】"
     ]
     otters = blocks[0].split("\n", 1)[1]
     assert len(otters) <= 302 and otters.endswith(" …")  # truncated to write_source_chars
@@ -115,7 +115,7 @@ def test_one_writing_call_in_the_model_cards_format() -> None:
 
     assert report.mode == "write" and report.turns == 1 and report.model == "glm-4-writer"
     assert report.answer_markdown == "Otters eat urchins[1]. Kelp grows fast[2]. Made up."
-    assert [(c.number, c.source_id) for c in report.citations] == [(1, 1), (2, 2)]
+    assert [(c.number, c.source_id) for c in report.citations] == [(1, 0), (2, 1)]
     assert report.warnings == ["removed citation to unknown source id 7 in: 'Made up.'"]
     assert all(s.fetched_at is not None for s in report.sources)
     assert report.figures is not None and report.figures.invalid_ids == 1
@@ -138,12 +138,12 @@ def test_pages_the_backend_lacks_come_from_the_fetcher_or_the_snippet() -> None:
         {},
     )
     fetcher = FakeFetcher(web)
-    report, model = run("question about web", backend, fetcher, "A【1】 C【2】 B【3】")
+    report, model = run("question about web", backend, fetcher, "A【0】 C【1】 B【2】")
     assert sorted(fetcher.fetched) == ["https://web.example/a", "https://web.example/b",
                                        "https://web.example/c"]
     observation = model.requests[0][2].content
-    assert "【1†Hit a†https://web.example/a】\nWeb A." in observation
-    assert "【2†Hit c†https://web.example/c】\nSnippet of C." in observation
+    assert "【0†Hit a†https://web.example/a】\nWeb A." in observation
+    assert "【1†Hit c†https://web.example/c】\nSnippet of C." in observation
     assert "web.example/b" not in observation
     assert [s.url for s in report.sources] == ["https://web.example/a", "https://web.example/c"]
     assert report.sources[0].fetched_at is not None and report.sources[1].fetched_at is None

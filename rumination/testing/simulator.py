@@ -26,7 +26,8 @@ HITS_TO_CLICK_PER_SEARCH = 3
 MAX_SEARCHES = 3
 SENTENCES_PER_SOURCE = 2
 
-_HIT = re.compile(r"【(\d+)†([^†\n]*)†([^\n】]*)\n([^】]*)】")
+# a search hit in either observation style: 【id†title†url】\nsnippet, or 【id†title†url\nsnippet】
+_HIT = re.compile(r"^【(\d+)†[^†\n]*†[^\n】]*】?$", re.MULTILINE)
 _PAGE = re.compile(r"\A【(\d+)†([^†\n]*)†([^\n】]*)】\nVisible: [^\n]*\n(.*)\Z", re.DOTALL)
 # a source of the search-based writing mode: 【id†title†url】, a newline, then its text
 _SOURCE = re.compile(
@@ -111,7 +112,7 @@ def read_history(messages: Sequence[dict[str, Any]]) -> _History:
 
 
 def _think(text: str) -> str:
-    return f"<think>[simulator] {text}</think>\n"
+    return f"<think>[simulator] {text}</think>"  # the call follows at once, as the model writes
 
 
 def _call(name: str, **arguments: Any) -> str:
