@@ -1,17 +1,18 @@
 """Retrieval quality of the local backend's corpus (SQLite FTS5 bm25) beside plain bm25s.
 
-Reads a BEIR-format collection (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), writes each
+Reads BEIR-format collections (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), writes each
 document as a file with front matter `url: doc://<id>`, indexes the folder with rumination's
-Corpus and runs every judged query at limit 10 (passage hits `doc://<id>#...` count as their
+Corpus and runs every judged query at limit 100 (passage hits `doc://<id>#...` count as their
 document, at its first place). The same data goes through bm25s (its own tokenizer, English
-stopwords, k=10). Prints nDCG@10 (graded gains, log2 discount), the number of queries, index
-time and median query latency for both, side by side in one run.
+stopwords). Prints, per collection and side by side in one run: nDCG@10 (graded gains, log2
+discount), recall@100 (share of the positively judged documents in the first 100), the number
+of queries, index time, queries per second and median query latency.
 
-No collection ships with rumination (none may be committed here): download one, e.g. BEIR
-SciFact, and pass its folder. bm25s is optional (`pip install bm25s`); without it its row is
-skipped with a note.
+No collection ships with rumination (none may be committed here). By default the SciFact and
+Cranfield folders of `../shared/data/ir/` (beside the repository) are read; `--data` (repeatable)
+names others. bm25s is optional (`pip install bm25s`); without it its row is skipped with a note.
 
-    python bench/ir_quality.py --data ~/.cache/rumination/beir/scifact [--split test]
+    python bench/ir_quality.py [--data PATH/TO/scifact ...] [--split test]
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import statistics
 import sys
 import tempfile
@@ -33,6 +33,7 @@ from typing import Any
 from rumination.search_backends.corpus import Corpus
 
 K = 10
+DEPTH = 100  # recall@DEPTH; every query asks for this many documents
 DOC_SCHEME = "doc://"
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
 
@@ -48,8 +49,10 @@ class Collection:
 class Result:
     system: str
     ndcg: float
+    recall: float
     queries: int
     index_s: float
+    queries_per_s: float
     query_ms_p50: float
 
 
@@ -65,6 +68,14 @@ def ndcg_at_k(ranked: Sequence[str], gains: Mapping[str, int], k: int = K) -> fl
     ideal = sorted((g for g in gains.values() if g > 0), reverse=True)[:k]
     idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
     return dcg / idcg if idcg else 0.0
+
+
+def recall_at_k(ranked: Sequence[str], gains: Mapping[str, int], k: int = DEPTH) -> float:
+    """Share of the positively judged documents found in the first k (0.0 if none is)."""
+    relevant = {doc for doc, gain in gains.items() if gain > 0}
+    if not relevant:
+        return 0.0
+    return len(relevant.intersection(first_occurrences(ranked)[:k])) / len(relevant)
 
 
 def first_occurrences(items: Sequence[str]) -> list[str]:
@@ -136,17 +147,20 @@ def write_documents(docs: Mapping[str, tuple[str, str]], folder: Path) -> None:
 
 
 def evaluate(system: str, search: Search, collection: Collection, index_s: float) -> Result:
-    """Runs every query once, timing each; mean nDCG@10 over the queries."""
-    scores: list[float] = []
+    """Runs every query once (DEPTH documents), timing each; mean nDCG@10 and recall@DEPTH."""
+    ndcgs: list[float] = []
+    recalls: list[float] = []
     millis: list[float] = []
     for qid, text in collection.queries.items():
         started = time.perf_counter()
         ranked = search(text)
         millis.append((time.perf_counter() - started) * 1000)
-        scores.append(ndcg_at_k(ranked, collection.qrels[qid]))
-    count = len(scores)
-    return Result(system, statistics.fmean(scores) if count else 0.0, count, index_s,
-                  statistics.median(millis) if count else 0.0)
+        ndcgs.append(ndcg_at_k(ranked, collection.qrels[qid]))
+        recalls.append(recall_at_k(ranked, collection.qrels[qid]))
+    if not ndcgs:
+        return Result(system, 0.0, 0.0, 0, index_s, 0.0, 0.0)
+    return Result(system, statistics.fmean(ndcgs), statistics.fmean(recalls), len(ndcgs),
+                  index_s, 1000 * len(millis) / sum(millis), statistics.median(millis))
 
 
 def run_local(collection: Collection, workdir: Path) -> Result:
@@ -161,7 +175,7 @@ def run_local(collection: Collection, workdir: Path) -> Result:
         index_s = time.perf_counter() - started
 
         def search(query: str) -> list[str]:
-            return [doc_id(hit.url) for hit in corpus.search(query, K)]
+            return [doc_id(hit.url) for hit in corpus.search(query, DEPTH)]
 
         return evaluate("local (FTS5)", search, collection, index_s)
     finally:
@@ -181,7 +195,7 @@ def run_bm25s(collection: Collection) -> Result | None:
     retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False),
                     show_progress=False)
     index_s = time.perf_counter() - started
-    k = min(K, len(ids))
+    k = min(DEPTH, len(ids))
 
     def search(query: str) -> list[str]:
         tokens = bm25s.tokenize([query], stopwords="en", show_progress=False)
@@ -195,30 +209,22 @@ def run_bm25s(collection: Collection) -> Result | None:
 
 
 def print_table(results: Sequence[Result]) -> None:
-    print(f"{'system':<14} {'nDCG@10':>8} {'queries':>8} {'index s':>8} {'query ms p50':>13}")
+    print(f"{'system':<14} {'nDCG@10':>8} {'R@100':>6} {'queries':>8} {'index s':>8} "
+          f"{'queries/s':>10} {'ms p50':>7}")
     for r in results:
-        print(f"{r.system:<14} {r.ndcg:>8.4f} {r.queries:>8} {r.index_s:>8.2f} "
-              f"{r.query_ms_p50:>13.2f}")
+        print(f"{r.system:<14} {r.ndcg:>8.4f} {r.recall:>6.3f} {r.queries:>8} {r.index_s:>8.2f} "
+              f"{r.queries_per_s:>10.1f} {r.query_ms_p50:>7.2f}")
 
 
-def default_data() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "rumination" / "beir" / "scifact"
+def default_data() -> list[Path]:
+    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ir"
+    return [shared / "scifact", shared / "cranfield"]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--data", type=Path, default=default_data(),
-                        help="a BEIR-format folder (default: %(default)s)")
-    parser.add_argument("--split", default="test", help="qrels split (default: test)")
-    args = parser.parse_args(argv)
-    problem = missing_data(args.data, args.split)
-    if problem:
-        print(f"ir_quality: {problem}", file=sys.stderr)
-        return 2
-    collection = load_beir(args.data, args.split)
-    print(f"{args.data}: {len(collection.docs)} documents, {len(collection.queries)} judged "
-          f"queries ({args.split})")
+def run_collection(folder: Path, split: str) -> None:
+    collection = load_beir(folder, split)
+    print(f"{folder}: {len(collection.docs)} documents, {len(collection.queries)} judged "
+          f"queries ({split})")
     with tempfile.TemporaryDirectory() as tmp:
         results = [run_local(collection, Path(tmp))]
     baseline = run_bm25s(collection)
@@ -227,6 +233,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_table(results)
     if baseline is None:
         print("bm25s: not installed, row skipped (pip install bm25s)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--data", type=Path, action="append",
+                        help="a BEIR-format folder, repeatable (default: SciFact and Cranfield "
+                        "in ../shared/data/ir/ beside the repository)")
+    parser.add_argument("--split", default="test", help="qrels split (default: test)")
+    args = parser.parse_args(argv)
+    folders: list[Path] = args.data or default_data()
+    for folder in folders:
+        problem = missing_data(folder, args.split)
+        if problem:
+            print(f"ir_quality: {problem}", file=sys.stderr)
+            return 2
+    for number, folder in enumerate(folders):
+        if number:
+            print()
+        run_collection(folder, args.split)
     return 0
 
 

@@ -38,16 +38,16 @@ from rumination.extract import decode, html_text, html_title, pdf_page
 from rumination.models import Page, SearchHit
 
 from .chunking import Chunk, passage_titles, passage_url, split_passages
+from .fts_query import fts_query
 
 SUPPORTED_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".html", ".htm", ".pdf"})
 SCHEMA_VERSION = 2
 COMMIT_EVERY = 200
 MAX_FILE_BYTES = 64 * 1024 * 1024
-MAX_QUERY_CHARS = 4000
-MAX_QUERY_TERMS = 32
-MAX_PHRASE_WORDS = 16
 # marks the matched words in snippets; plain text, so it survives neutralise() and rendering
 HIGHLIGHT = "**"
+# bm25 with a title match worth five body matches (best of 1-10 on SciFact and Cranfield)
+_SCORE = "bm25(passages_fts, 5.0, 1.0)"
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -74,8 +74,6 @@ _SCHEMA = (
     """CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5(
         title, body, content='passages', content_rowid='id', tokenize='porter unicode61'
     )""",
-    # ORDER BY rank then means bm25 with a title match worth five body matches
-    "INSERT INTO passages_fts(passages_fts, rank) VALUES ('rank', 'bm25(5.0, 1.0)')",
     """CREATE TRIGGER IF NOT EXISTS passages_ai AFTER INSERT ON passages BEGIN
         INSERT INTO passages_fts(rowid, title, body) VALUES (new.id, new.title, new.body);
     END""",
@@ -90,11 +88,6 @@ _SCHEMA_1_INDEX = (
     "DROP TABLE IF EXISTS documents_fts",
 )
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
-_PHRASE = re.compile(r'"([^"]*)"(\*?)')
-# letters and digits: "_" separates words for FTS5's unicode61 tokenizer
-_WORD = re.compile(r"[^\W_]+")
-_WORD_TERM = re.compile(r"([^\W_]+)(\*?)")
-_OPERATORS = frozenset({"AND", "OR", "NOT", "NEAR"})
 
 FileAction = Literal["added", "updated", "unchanged", "removed", "skipped"]
 
@@ -184,48 +177,6 @@ def read_document(path: Path, data: bytes) -> ParsedDocument:
     return parse_document(path, text)
 
 
-def fts_query(text: str) -> str:
-    """A safe FTS5 query for a user's or the model's query, its terms joined with OR so
-    that bm25 ranks partial matches.
-
-    `"an exact phrase"` stays a phrase and `word*` a prefix (of two letters or more);
-    everything else is plain words. FTS5 syntax (bare AND/OR/NOT/NEAR, `-`, `^`, `:`,
-    parentheses, stray quotes and stars) never reaches the parser: a query made only of
-    syntax gives "", which matches nothing.
-    """
-    text = text[:MAX_QUERY_CHARS]
-    terms: list[str] = []
-    position = 0
-    for match in _PHRASE.finditer(text):
-        terms += _word_terms(text[position : match.start()])
-        terms += _phrase_terms(match.group(1), prefix=bool(match.group(2)))
-        position = match.end()
-    terms += _word_terms(text[position:])
-    return " OR ".join(list(dict.fromkeys(terms))[:MAX_QUERY_TERMS])
-
-
-def _word_terms(text: str) -> list[str]:
-    return [
-        _term([word], prefix=bool(star))
-        for word, star in _WORD_TERM.findall(text)
-        if word not in _OPERATORS
-    ]
-
-
-def _phrase_terms(text: str, prefix: bool) -> list[str]:
-    words = _WORD.findall(text)[:MAX_PHRASE_WORDS]
-    if all(word in _OPERATORS for word in words):  # also true of no words at all
-        return []
-    return [_term(words, prefix)]
-
-
-def _term(words: list[str], prefix: bool) -> str:
-    # lower case: FTS5 folds case anyway, and "Ice ice" is then one term, not two
-    quoted = '"' + " ".join(words).lower() + '"'
-    # a one-letter prefix matches much of the vocabulary: searched as the plain word instead
-    return quoted + "*" if prefix and len(words[-1]) > 1 else quoted
-
-
 class Corpus:
     """One SQLite corpus file."""
 
@@ -297,9 +248,10 @@ class Corpus:
             return []
         with self._lock:
             best = [row[0] for row in self._db.execute(
-                "SELECT p.id, min(passages_fts.rank) AS score"
-                " FROM passages_fts JOIN passages p ON p.id = passages_fts.rowid"
-                " WHERE passages_fts MATCH ? GROUP BY p.document_id ORDER BY score LIMIT ?",
+                # LIMIT -1 keeps SQLite from flattening the subquery: bm25() needs its own
+                f"SELECT p.id, min(m.score) AS best FROM (SELECT rowid, {_SCORE} AS score"
+                " FROM passages_fts WHERE passages_fts MATCH ? LIMIT -1) AS m"
+                " JOIN passages p ON p.id = m.rowid GROUP BY p.document_id ORDER BY best LIMIT ?",
                 (match, limit),
             )]
             if not best:

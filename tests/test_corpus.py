@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rumination.search_backends.corpus import Corpus, IndexStats, fts_query, parse_document
+from rumination.search_backends.corpus import Corpus, IndexStats, parse_document
+from rumination.search_backends.fts_query import fts_query
 from rumination.search_backends.local import LocalCorpusBackend, demo_corpus_path
 
 from rumination.errors import UsageError

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rumination.search_backends.corpus import HIGHLIGHT, MAX_QUERY_TERMS, Corpus, fts_query
+from rumination.search_backends.corpus import HIGHLIGHT, Corpus
+from rumination.search_backends.fts_query import MAX_QUERY_TERMS, fts_query
 
 from rumination.untrusted import neutralise
 
@@ -92,7 +93,11 @@ def test_snippets_mark_the_matched_words_in_plain_text(corpus: Corpus) -> None:
         ('"AND" "OR NOT"', ""),
         ('"salt AND pepper"', '"salt and pepper"'),
         ("Gletscher GLACIÉR*", '"gletscher" OR "glaciér"*'),
-        ("and or not near", '"and" OR "or" OR "not" OR "near"'),
+        ("and or not near", '"near"'),  # lower-case operators are words (here stopwords)
+        ("and or not", '"and" OR "or" OR "not"'),  # only stopwords: all kept
+        ("What is the retreat of THE glacier", '"retreat" OR "glacier"'),
+        ('"the glacier" of ice', '"the glacier" OR "ice"'),  # kept inside a phrase
+        ("the*", '"the"*'),  # a prefix is no stopword
         ("title:ice ^firn -melt", '"title" OR "ice" OR "firn" OR "melt"'),
         ("NEAR(ice snow, 3)", '"ice" OR "snow" OR "3"'),
         ('""', ""),

@@ -44,6 +44,14 @@ def test_ndcg_edges() -> None:
     assert bench.ndcg_at_k(["z", "a"], gains, k=1) == 0.0
 
 
+def test_recall_counts_positive_judgments_found_in_the_first_k() -> None:
+    gains = {"a": 2, "b": 1, "c": 0, "d": 1}
+    assert bench.recall_at_k(["a", "c", "x", "a"], gains) == 1 / 3
+    assert bench.recall_at_k(["x", "b", "d", "a"], gains, k=2) == 1 / 3
+    assert bench.recall_at_k(["d", "b", "a"], gains) == 1.0
+    assert bench.recall_at_k(["a"], {"a": 0}) == 0.0  # nothing relevant: 0, not a crash
+
+
 def test_passage_urls_map_back_to_their_document() -> None:
     assert bench.doc_id("doc://MED-10") == "MED-10"
     assert bench.doc_id("doc://4983#passage-2") == "4983"
@@ -62,14 +70,15 @@ def test_the_bench_runs_end_to_end_and_prints_both_rows(
     assert bench.main(["--data", str(SYNTHETIC)]) == 0
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
-    ours = rows["local"]  # local (FTS5) nDCG@10 queries ...
-    assert float(ours[2]) > 0.5 and ours[3] == "3"  # easy queries, all three judged ones
+    ours = rows["local"]  # local (FTS5) nDCG@10 R@100 queries ...
+    assert float(ours[2]) > 0.5 and ours[4] == "3"  # easy queries, all three judged ones
+    assert float(ours[3]) == 1.0  # 8 documents: every judged one is in the first 100
     try:
         import bm25s  # noqa: F401
     except ImportError:
         assert "bm25s: not installed, row skipped" in out
     else:
-        assert float(rows["bm25s"][1]) > 0.5 and rows["bm25s"][2] == "3"
+        assert float(rows["bm25s"][1]) > 0.5 and rows["bm25s"][3] == "3"
 
 
 def test_without_bm25s_its_row_is_skipped_with_a_note(
