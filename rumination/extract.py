@@ -95,9 +95,12 @@ def _soup_title(html: str) -> str:
 
 
 def html_text(html: str, url: str | None = None) -> str:
-    """Main text of an HTML page, or "" when nothing readable is there."""
+    """Main text of an HTML page, or "" when nothing readable is there. Readers' comments are
+    left out: not the page's own text, and not a source to cite (bench/extraction.py: token F1
+    0.959 without them, 0.948 with)."""
     text = trafilatura.extract(
-        html, url=url, include_links=False, include_tables=True, favor_recall=True
+        html, url=url, include_links=False, include_tables=True, favor_recall=True,
+        include_comments=False,
     )
     if text and text.strip():
         return text.strip()

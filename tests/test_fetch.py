@@ -870,3 +870,18 @@ def test_a_stated_publication_date_heads_the_page_and_none_is_guessed() -> None:
     plain = page_from_bytes("https://news.test/u", "text/html", undated.encode())
     assert plain.published is None
     assert view(plain, 2000).splitlines()[1].startswith("Visible:")
+
+
+def test_readers_comments_are_left_out_of_a_page() -> None:
+    from rumination.extract import html_text
+
+    article = "The glacier lost forty metres of ice in one summer, the survey team reported. " * 6
+    html = (
+        f"<html><body><article><h1>Glacier loss</h1><p>{article}</p></article>"
+        '<div id="comments" class="comments"><h3>Comments</h3><ul><li class="comment">'
+        "<p>Fake news, buy my tokens at example dot com, a bargain today only.</p></li></ul>"
+        "</div></body></html>"
+    )
+    text = html_text(html)
+    assert "forty metres of ice" in text
+    assert "bargain" not in text and "Comments" not in text
