@@ -23,11 +23,13 @@ from .figures import compute_figures
 from .llm import ChatModel
 from .loop import RunState, TurnLoop
 from .models import Message, Report, Usage
+from .protocol import kept_text, parse_turn
 from .settings import Settings
 from .sources import SourceRegistry
 from .store import FAILED, FINISHED, INTERRUPTED, RunStore, default_store_path
 from .templates import render
 from .tokens import TokenCounter
+from .untrusted import question_text
 
 DEFAULT_CONTEXT_WINDOW = 32768  # the model's native window, when the server does not say
 
@@ -62,6 +64,8 @@ class Researcher:
             run_id=uuid.uuid4().hex[:12],
             messages=[Message(role="user", content=self._question_prompt(question, date.today()))],
         )
+        if warning := question_text(question)[1]:
+            state.warnings.append(warning)
         return await self._execute(state, on_event, resumed=False)
 
     async def resume(self, run_id: str, on_event: EventHandler | None = None) -> Report:
@@ -76,7 +80,8 @@ class Researcher:
         started = date.fromisoformat(record.created_at[:10])
         messages = [Message(role="user", content=self._question_prompt(record.question, started))]
         for turn in turns:
-            messages.append(Message(role="assistant", content=turn.assistant_text))
+            kept = kept_text(turn.assistant_text, parse_turn(turn.assistant_text))
+            messages.append(Message(role="assistant", content=kept))
             if turn.observation is not None:
                 messages.append(Message(role="observation", content=turn.observation))
         state = RunState(
@@ -167,7 +172,7 @@ class Researcher:
 
     def _question_prompt(self, question: str, today: date) -> str:
         today_text = today.isoformat() if self.settings.tell_date else ""
-        return render("question", question=question, today=today_text)
+        return render("question", question=question_text(question)[0], today=today_text)
 
     async def _report(self, state: RunState, model: str, on_event: EventHandler | None) -> Report:
         resolved = resolve_citations(state.answer or "", state.registry.all())

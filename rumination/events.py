@@ -11,7 +11,8 @@ from typing import Any
 @dataclass(frozen=True)
 class Event:
     """`kind` is one of: run_started, turn_started, tool_called, source_added, observation,
-    protocol_error, answer_started, answer_delta, warning, finished."""
+    protocol_error, continuation_dropped, compacted, answer_started, answer_delta, warning,
+    finished."""
 
     kind: str
     data: dict[str, Any] = field(default_factory=dict)

@@ -24,7 +24,8 @@ from .errors import ContextLengthExceeded, LLMError, LLMUnavailable
 from .models import Message, Usage
 from .retrying import backoff_seconds, retry_after_seconds
 
-STOP_STRINGS = ["<|observation|>", "<|user|>"]
+# vLLM reads the model's own stop tokens from its generation config; other servers may not
+STOP_STRINGS = ["<|observation|>", "<|user|>", "<|endoftext|>"]
 CONTEXT_ERROR_PREFIX = "This model's maximum context length is"
 # vLLM words a too-long request in several ways, depending on version and on which limit hit:
 #   "This model's maximum context length is N tokens. However, your request has M input tokens…"

@@ -12,7 +12,15 @@ from .errors import ContextLengthExceeded
 from .events import EventHandler, emit
 from .llm import ChatModel, Completion
 from .models import Message, Turn, Usage
-from .protocol import AnswerTurn, CallTurn, Parsed, ProtocolError, clean_final_answer, parse_turn
+from .protocol import (
+    AnswerTurn,
+    CallTurn,
+    Parsed,
+    ProtocolError,
+    clean_final_answer,
+    kept_text,
+    parse_turn,
+)
 from .settings import Settings
 from .sources import SourceRegistry
 from .store import RunStore
@@ -126,9 +134,13 @@ class TurnLoop:
             turn = Turn(index=index, assistant_text=completion.content, usage=completion.usage,
                         model_seconds=completion.model_seconds)
             st.turns.append(turn)
-            st.messages.append(Message(role="assistant", content=completion.content))
             parsed = parse_turn(completion.content, completion.reasoning)
+            st.messages.append(Message(role="assistant", content=kept_text(turn.assistant_text,
+                                                                           parsed)))
             turn.thinking = parsed.thinking
+            if isinstance(parsed, CallTurn) and parsed.dropped:
+                await emit(self.on_event, "continuation_dropped", index=index,
+                           chars=len(parsed.dropped), text=parsed.dropped[:200])
             if isinstance(parsed, AnswerTurn) and len(parsed.answer) >= MIN_UNPROMPTED_ANSWER_CHARS:
                 st.answer = parsed.answer
                 self._checkpoint(turn)

@@ -5,6 +5,11 @@ The rumination model writes its reasoning in ``<think>…</think>`` and then one
 its own line followed by the JSON arguments (``search\\n{"query": "…"}``); both are accepted.
 A malformed turn becomes a :class:`ProtocolError` (a value, not an exception) whose message is sent
 back to the model as an observation.
+
+The first ``</think>`` ends the reasoning, and the first call is the one executed: a server that
+does not stop on ``<|observation|>`` lets the model run on into an observation of its own making
+(``<observation>``, ``【0†…】`` lines, even another ``<think>``). That continuation is
+:attr:`CallTurn.dropped`; :func:`kept_text` is the turn without it, as the conversation keeps it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 from rumination.models import ToolCall
 
 __all__ = ["TOOLS", "AnswerTurn", "CallTurn", "Parsed", "ProtocolError"]
-__all__ += ["clean_final_answer", "parse_turn", "split_thinking"]
+__all__ += ["clean_final_answer", "kept_text", "parse_turn", "split_thinking"]
 
 TOOLS = ("search", "click", "open", "finish")
 _FORMS = {
@@ -49,6 +54,8 @@ class CallTurn:
     thinking: str
     call: ToolCall
     notes: tuple[str, ...] = ()
+    dropped: str = ""
+    """What followed the executed call (further calls, an invented observation): not kept."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,7 @@ def _find_calls(text: str) -> list[_Candidate]:
 
 def _split_content(content: str) -> tuple[str, str]:
     if "</think>" in content:
-        head, _, rest = content.rpartition("</think>")
+        head, _, rest = content.partition("</think>")
         head = head.strip()
         return head.removeprefix("<think>").strip(), rest.strip()
     text = content.strip()
@@ -200,7 +207,17 @@ def parse_turn(content: str, reasoning: str | None = None) -> Parsed:
         notes = (
             f"You made {len(calls)} calls in one turn; only the first ({call.name}) was executed.",
         )
-    return CallTurn(thinking, call, notes)
+    after = rest[calls[0].end :]
+    dropped = "" if _CLOSING_FENCE.fullmatch(after) or not after.strip() else after
+    return CallTurn(thinking, call, notes, dropped)
+
+
+def kept_text(raw: str, parsed: Parsed) -> str:
+    """The assistant text the conversation keeps: `raw` up to the end of the executed call."""
+    if not isinstance(parsed, CallTurn) or not parsed.dropped:
+        return raw
+    body = raw.rstrip()
+    return body[: len(body) - len(parsed.dropped)].rstrip()
 
 
 def clean_final_answer(content: str, reasoning: str | None = None) -> str:

@@ -43,6 +43,20 @@ def neutralise(text: str) -> str:
     return text.translate(_MARKER_TABLE)
 
 
+QUESTION_NEUTRALISED = (
+    "the question contained model control text (special tokens such as <|user|>, think tags "
+    "or citation markers); it was sent with those made inert"
+)
+
+
+def question_text(question: str) -> tuple[str, str | None]:
+    """The question as the model may see it, and the warning to give when that changed it.
+    The chat template cuts every message up to its last </think>, and special tokens would
+    forge turns: a question is made inert like any page."""
+    safe = neutralise(question)
+    return safe, (QUESTION_NEUTRALISED if safe != question else None)
+
+
 def one_line(text: str, limit: int = 300) -> str:
     """Neutralised text on one line, for titles and URLs inside a marker."""
     flat = " ".join(neutralise(text).split())

@@ -28,7 +28,7 @@ from .protocol import clean_final_answer
 from .settings import Settings
 from .sources import SourceRegistry, normalize_url
 from .templates import render
-from .untrusted import neutralise, one_line
+from .untrusted import neutralise, one_line, question_text
 
 MAX_QUERIES = 3
 FETCH_CONCURRENCY = 4
@@ -138,7 +138,8 @@ async def write_report(
         raise UsageError("the question is empty")
     run_id = uuid.uuid4().hex[:12]
     registry = SourceRegistry()
-    warnings: list[str] = []
+    safe_question, warning = question_text(question)
+    warnings: list[str] = [warning] if warning else []
     await emit(on_event, "run_started", run_id=run_id, question=question, model=llm.model,
                backend=backend.name)
     hits = await _search_all(plan_queries(question), backend, settings, on_event, warnings)
@@ -151,7 +152,7 @@ async def write_report(
     today = date.today().isoformat() if settings.tell_date else ""
     messages = [
         Message(role="system", content=render("writing_system", chinese=has_cjk(question))),
-        Message(role="user", content=render("question", question=question, today=today)),
+        Message(role="user", content=render("question", question=safe_question, today=today)),
         Message(role="observation", content=render("writing_sources", sources=blocks)),
     ]
     await emit(on_event, "answer_started")

@@ -56,9 +56,8 @@ def test_scripted_transcript_over_http_produces_exactly_its_calls(corpus_db: Pat
     assert sent == expected
     roles = [m["role"] for m in requests[-1]["messages"]]
     assert roles.count("observation") == 5 and roles[0] == "user"
-    assert all(
-        r["stream"] is True and r["stop"] == ["<|observation|>", "<|user|>"] for r in requests
-    )
+    stop = ["<|observation|>", "<|user|>", "<|endoftext|>"]
+    assert all(r["stream"] is True and r["stop"] == stop for r in requests)
     data = json.loads(render_report(report, "json"))
     assert set(data) >= REPORT_KEYS
     assert set(data["usage"]) == {"prompt_tokens", "completion_tokens", "cached_prompt_tokens"}

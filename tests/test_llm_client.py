@@ -216,11 +216,11 @@ def test_streaming_request_body_is_exactly_the_rumination_protocol() -> None:
         "temperature": 0.95,
         "top_p": 0.7,
         "max_tokens": 16384,
-        "stop": ["<|observation|>", "<|user|>"],
+        "stop": ["<|observation|>", "<|user|>", "<|endoftext|>"],
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    assert STOP_STRINGS == ["<|observation|>", "<|user|>"]
+    assert STOP_STRINGS == ["<|observation|>", "<|user|>", "<|endoftext|>"]
     assert "authorization" not in request.headers
 
 
@@ -234,7 +234,7 @@ def test_non_streaming_body_has_no_stream_fields_and_uses_given_sampling() -> No
     assert body["temperature"] == 0.6
     assert body["top_p"] == 0.95
     assert body["max_tokens"] == 512
-    assert body["stop"] == ["<|observation|>", "<|user|>"]
+    assert body["stop"] == ["<|observation|>", "<|user|>", "<|endoftext|>"]
     assert body["messages"][2] == {"role": "observation", "content": OBSERVATION}
 
 

@@ -241,7 +241,7 @@ def test_link_id_is_a_real_int() -> None:
         pytest.param("just text", None, ("", "just text"), id="no-tags"),
         pytest.param("</think>" + S, "r", ("r", S), id="reasoning-field-stray-close"),
         pytest.param("<think>b</think>c", "a", ("a\n\nb", "c"), id="reasoning-field-and-tags"),
-        pytest.param("<think>x</think>y</think>z", None, ("x</think>y", "z"), id="last-close"),
+        pytest.param("<think>x</think>y</think>z", None, ("x", "y</think>z"), id="first-close"),
         pytest.param("", None, ("", ""), id="empty"),
     ],
 )

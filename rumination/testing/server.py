@@ -45,14 +45,15 @@ def count_tokens(text: str) -> int:
 
 
 def render_prompt(messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
-    """Approximate the rumination chat template (see DESIGN.md section 1)."""
+    """Approximate the rumination chat template (see DESIGN.md section 1): like it, every
+    message is cut up to its last </think> (old reasoning is never re-fed, and any other
+    text before a </think> is lost too), system messages are dropped and other roles render
+    nothing."""
     parts = ["[gMASK]<sop><|system|>\n", FIXED_PROMPT]
     for message in messages:
         role, text = message.get("role"), str(message.get("content") or "")
-        if role == "assistant":  # old reasoning is never re-fed
-            parts.append("<|assistant|>\n" + text.rsplit("</think>", 1)[-1].strip())
-        elif role in ("user", "observation"):  # system is dropped, other roles render nothing
-            parts.append(f"<|{role}|>\n{text}")
+        if role in ("user", "assistant", "observation"):
+            parts.append(f"<|{role}|>\n" + text.split("</think>")[-1].strip())
     return "".join(parts) + ("<|assistant|>" if add_generation_prompt else "")
 
 
