@@ -451,6 +451,36 @@ def runs_resume(run_id: str, out: OutOpt = None, fmt: FormatOpt = None) -> None:
 
 
 @app.command()
+def doctor(
+    llm_url: Annotated[
+        str | None, typer.Option("--llm-url", help="the server's base URL (…/v1)")
+    ] = None,
+    model: ModelOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the checks as JSON")] = False,
+    turn_tokens: Annotated[
+        int, typer.Option("--turn-tokens", help="new tokens allowed for the one real turn")
+    ] = 4096,
+    skip_turn: Annotated[
+        bool, typer.Option("--skip-turn", help="do not generate a real turn")
+    ] = False,
+) -> None:
+    """Check a live server before the first research run: model names, window (YaRN), chat
+    template, prefix caching, streaming and one real turn. Exit 1 when a check fails."""
+    from .doctor import diagnose, render_text
+
+    def body() -> None:
+        settings = Settings.load(llm_url=llm_url)
+        diagnosis = diagnose(settings.llm_urls[0], model, api_key=settings.api_key,
+                             turn_tokens=turn_tokens, skip_turn=skip_turn,
+                             temperature=settings.temperature, top_p=settings.top_p)
+        typer.echo(json.dumps(diagnosis.as_json(), indent=2) if as_json else render_text(diagnosis))
+        if diagnosis.failed:
+            raise typer.Exit(1)
+
+    _guarded(body)
+
+
+@app.command()
 def serve(
     model_path: Annotated[
         str, typer.Option("--model-path", help="Hugging Face id or local folder of the weights")

@@ -32,12 +32,21 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--model", default="glm-z1-rumination-simulator")
     serve.add_argument("--max-model-len", type=int, default=131072)
     serve.add_argument("--latency-per-token", type=float, default=0.0, metavar="SECONDS")
+    # misconfigured states, to see what `rumination doctor` says about them
+    serve.add_argument("--template", choices=["rumination", "generic"], default="rumination",
+                       help="generic: a plain chat template that drops observations")
+    serve.add_argument("--no-prefix-caching", action="store_true")
+    serve.add_argument("--prompt-tokens-details", action="store_true",
+                       help="report cached prompt tokens, as vLLM's --enable-prompt-tokens-details")
     args = parser.parse_args(argv)
     responder = scripted(_load_script(args.script)) if args.script else simulate
     config = SimulatorConfig(
         model=args.model,
         max_model_len=args.max_model_len,
         latency_per_token_s=args.latency_per_token,
+        template=args.template,
+        prefix_caching=not args.no_prefix_caching,
+        prompt_tokens_details=args.prompt_tokens_details,
     )
     server = SimulatorServer(responder, config, host=args.host, port=args.port)
     kind = f"replaying {args.script}" if args.script else "simulating the protocol"

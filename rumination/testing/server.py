@@ -44,15 +44,20 @@ def count_tokens(text: str) -> int:
     return cjk + math.ceil(len(rest.encode("utf-8")) / 3.5)
 
 
-def render_prompt(messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
+def render_prompt(
+    messages: list[dict[str, Any]], add_generation_prompt: bool = True, template: str = "rumination"
+) -> str:
     """Approximate the rumination chat template (see DESIGN.md section 1): like it, every
     message is cut up to its last </think> (old reasoning is never re-fed, and any other
     text before a </think> is lost too), system messages are dropped and other roles render
-    nothing."""
-    parts = ["[gMASK]<sop><|system|>\n", FIXED_PROMPT]
+    nothing. The "generic" template stands for a misconfigured server (a plain chat template):
+    no fixed research prompt, system messages kept, observations silently dropped."""
+    generic = template == "generic"
+    parts = ["[gMASK]<sop>"] if generic else ["[gMASK]<sop><|system|>\n", FIXED_PROMPT]
+    rendered = ("system", "user", "assistant") if generic else ("user", "assistant", "observation")
     for message in messages:
         role, text = message.get("role"), str(message.get("content") or "")
-        if role in ("user", "assistant", "observation"):
+        if role in rendered:
             parts.append(f"<|{role}|>\n" + text.split("</think>")[-1].strip())
     return "".join(parts) + ("<|assistant|>" if add_generation_prompt else "")
 
@@ -103,6 +108,8 @@ class SimulatorConfig:
     fail_first: int = 0  # answer the first N chat requests with HTTP 503 (retry tests)
     status_override: int | None = None  # every chat request gets this status and an error body
     prompt_tokens_details: bool = False  # as vLLM's --enable-prompt-tokens-details: cached_tokens
+    prefix_caching: bool = True  # False: as vLLM with --no-enable-prefix-caching (no hits)
+    template: str = "rumination"  # "generic": a plain chat template (see render_prompt)
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -212,14 +219,19 @@ class SimulatorServer:
         self._check_model(body)
         messages, text = body.get("messages"), body.get("prompt")
         if isinstance(messages, list):
-            text = render_prompt(messages, bool(body.get("add_generation_prompt", True)))
+            text = render_prompt(messages, bool(body.get("add_generation_prompt", True)),
+                                 self.config.template)
         elif not isinstance(text, str):
             raise _Reject(400, "Either `prompt` (a string) or `messages` (a list) is required.")
         n, data = count_tokens(text), text.encode("utf-8")
-        step = len(data) / max(n, 1)  # fake ids below GLM-4's vocabulary size
-        ids = [zlib.crc32(data[int(i * step) : int((i + 1) * step)]) % 151552 for i in range(n)]
+        step = len(data) / max(n, 1)
+        pieces = [data[int(i * step) : int((i + 1) * step)] for i in range(n)]
+        ids = [zlib.crc32(piece) % 151552 for piece in pieces]  # fake ids below GLM-4's vocab
+        strs = None
+        if body.get("return_token_strs"):  # byte pieces, as a byte-level BPE shows them
+            strs = [piece.decode("utf-8", "replace") for piece in pieces]
         return {"count": n, "max_model_len": self.config.max_model_len, "tokens": ids,
-                "token_strs": None}  # fmt: skip
+                "token_strs": strs}  # fmt: skip
 
     def _check_model(self, body: dict[str, Any]) -> None:
         model = body.get("model")
@@ -234,7 +246,8 @@ class SimulatorServer:
             raise _Reject(400, "`messages` must be a list of message objects.", "messages")
         stop = body.get("stop") or []
         stop = [stop] if isinstance(stop, str) else [str(s) for s in stop]
-        prompt, limit = render_prompt(messages), self.config.max_model_len
+        prompt = render_prompt(messages, template=self.config.template)
+        limit = self.config.max_model_len
         n = count_tokens(prompt)
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
@@ -265,7 +278,8 @@ class SimulatorServer:
             raise _Reject(503, f"Simulated failure {seen + 1} of {cfg.fail_first} (fail_first).")
         messages, prompt, n, max_tokens, stop = self._validate(body)
         with self._lock:  # prefix cache: longest prefix shared with a recent prompt
-            hit = max((_common_prefix(prompt, p) for p in self._recent), default=0)
+            recent = self._recent if self.config.prefix_caching else ()
+            hit = max((_common_prefix(prompt, p) for p in recent), default=0)
             self._recent.append(prompt)
         cached = min(count_tokens(prompt[:hit]), n)
         self._track(n, 1, prompt=n, queries=n, hits=cached)
