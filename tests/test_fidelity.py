@@ -9,11 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from rumination.search_backends.corpus import Corpus
+from rumination.search_backends.local import LocalCorpusBackend
 
 from rumination import Researcher, Settings
 from rumination.events import Event
+from rumination.fetch import PageFetcher
+from rumination.models import Source, ToolCall, Turn
 from rumination.protocol import CallTurn, kept_text, parse_turn
-from rumination.testing import SimulatorServer, scripted
+from rumination.store import INTERRUPTED, RunStore
+from rumination.testing import ScriptedModel, SimulatorServer, scripted
 from rumination.testing.server import render_prompt
 
 SEARCH = '{"name": "search", "arguments": {"query": "meaning of life"}}'
@@ -109,3 +113,37 @@ def test_an_invented_observation_never_reaches_the_next_request(tmp_path: Path) 
     assert "Wikipedia" not in json.dumps(second["messages"])
     dropped = [e for e in events if e.kind == "continuation_dropped"]
     assert len(dropped) == 1 and dropped[0].data["text"].startswith("<observation>")
+
+
+def test_a_run_stored_with_ids_from_one_resumes_with_its_own_numbering(
+    tmp_path: Path, corpus_db: Path
+) -> None:
+    store = RunStore(tmp_path / "runs.db")
+    settings = Settings(corpus=str(corpus_db), run_store=str(tmp_path / "runs.db"))
+    store.create_run("old", "Why do otters matter to kelp?", "m", "local", "rumination",
+                     settings.public_json())  # fmt: skip
+    old_sources = [Source(source_id=1, url="corpus://t/kelp", title="Kelp forests"),
+                   Source(source_id=2, url="corpus://t/urchins", title="Sea urchin barrens")]
+    search = '<think>s</think>{"name": "search", "arguments": {"query": "kelp"}}'
+    store.save_turn("old", Turn(index=0, assistant_text=search,
+                                tool_call=ToolCall(name="search", arguments={"query": "kelp"}),
+                                observation="【1†Kelp forests†corpus://t/kelp】\nKelp.\n\n"
+                                "【2†Sea urchin barrens†corpus://t/urchins】\nUrchins."),
+                    old_sources)  # fmt: skip
+    store.set_status("old", INTERRUPTED)
+    model = ScriptedModel([
+        search,
+        '<think>Read 1.</think>{"name": "click", "arguments": {"link_id": 1}}',
+        '<think>More.</think>{"name": "search", "arguments": {"query": "otters fur"}}',
+        '<think>Done.</think>{"name": "finish", "arguments": {}}',
+        "Otters protect kelp【1†source】 and were hunted【3†source】.",
+    ])
+    researcher = Researcher(settings, llm=model, backend=LocalCorpusBackend(corpus_db),
+                            fetcher=PageFetcher(), store=store)  # fmt: skip
+    report = asyncio.run(researcher.resume("old"))
+    observations = [m.content for m in model.requests[-1] if m.role == "observation"]
+    assert observations[1].startswith("【1†Kelp forests†corpus://t/kelp】\nVisible:")
+    by_id = {s.source_id: s for s in report.sources}
+    assert sorted(by_id) == [1, 2, 3] and "otters" in by_id[3].url
+    assert [c.source_id for c in report.citations] == [1, 3]
+    assert not report.warnings
