@@ -102,12 +102,12 @@ def session() -> list[str]:
     for s in range(SEARCHES):
         turns.append(f'<think>search</think>{{"name": "search", "arguments": '
                      f'{{"query": "heat pumps {s}"}}}}')
-        for c in range(1, CLICKS_PER_SEARCH + 1):
-            link_id = s * HITS_PER_SEARCH + c
+        for c in range(CLICKS_PER_SEARCH):
+            link_id = s * HITS_PER_SEARCH + c  # ids count from 0 across searches
             turns.append(f'<think>read</think>{{"name": "click", "arguments": '
                          f'{{"link_id": {link_id}}}}}')
     turns.append('<think>done</think>{"name": "finish", "arguments": {}}')
-    turns.append("Heat pumps move heat 【1†source】.")
+    turns.append("Heat pumps move heat 【0†source】.")
     return turns
 
 
