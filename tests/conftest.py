@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from rumination.testing import no_network
+from rumination.testing import SimulatorConfig, SimulatorServer, no_network
 
 
 @pytest.fixture(autouse=True)
@@ -216,3 +217,21 @@ def make_pdf(pages: list[list[str]], title: str) -> bytes:
     out += (f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info {len(objects)} 0 R >>\n"
             f"startxref\n{xref}\n%%EOF\n").encode()
     return out
+
+
+StartSimulator = Callable[..., SimulatorServer]
+
+
+@pytest.fixture
+def start_simulator() -> Iterator[StartSimulator]:
+    """`start_simulator(responder, **config)`: a simulator on loopback, stopped after the test."""
+    servers: list[SimulatorServer] = []
+
+    def start(responder: Callable[[list[dict[str, Any]]], str], **config: Any) -> SimulatorServer:
+        server = SimulatorServer(responder, SimulatorConfig(**config)).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

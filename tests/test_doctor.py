@@ -3,32 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import LocalWeb
+from conftest import LocalWeb, StartSimulator
 from typer.testing import CliRunner
 
 from rumination.cli import app
 from rumination.doctor import Diagnosis, diagnose
-from rumination.testing import SimulatorConfig, SimulatorServer, scripted, simulate
+from rumination.testing import scripted, simulate
 
 MODEL = "glm-z1-rumination-simulator"
 
 
 @pytest.fixture
-def serve() -> Iterator[Any]:
-    servers: list[SimulatorServer] = []
-
-    def start(responder: Any = simulate, **config: Any) -> SimulatorServer:
-        server = SimulatorServer(responder, SimulatorConfig(**config)).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+def serve(start_simulator: StartSimulator) -> Any:
+    return lambda responder=simulate, **config: start_simulator(responder, **config)
 
 
 def statuses(diagnosis: Diagnosis) -> dict[str, str]:

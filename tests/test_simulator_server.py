@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import StartSimulator
 
 from rumination.testing.server import (
     SimulatorConfig,
@@ -32,19 +33,14 @@ Start = Callable[..., SimulatorServer]
 
 
 @pytest.fixture
-def start() -> Iterator[Start]:
+def start(start_simulator: StartSimulator) -> Start:
     """Start a simulator (stopped after the test); its client is `client_for(server)`."""
-    servers: list[SimulatorServer] = []
 
     def _start(responder: Callable[[list[dict[str, Any]]], str] = lambda m: ANSWER,
                **config: Any) -> SimulatorServer:  # fmt: skip
-        server = SimulatorServer(responder, SimulatorConfig(**config)).start()
-        servers.append(server)
-        return server
+        return start_simulator(responder, **config)
 
-    yield _start
-    for server in servers:
-        server.stop()
+    return _start
 
 
 @pytest.fixture
