@@ -76,6 +76,9 @@ class Researcher:
         record = store.get_run(run_id)
         if record.status == FINISHED and (report := store.report(run_id)) is not None:
             return report
+        if record.mode == "write":
+            raise UsageError(f"run {run_id} is a write-mode run ({record.status}): it is one "
+                             "writing call, so run the question again instead of resuming")
         turns = store.turns(run_id)
         started = date.fromisoformat(record.created_at[:10])
         messages = [Message(role="user", content=self._question_prompt(record.question, started))]
@@ -99,9 +102,9 @@ class Researcher:
     async def _execute(
         self, state: RunState, on_event: EventHandler | None, resumed: bool
     ) -> Report:
+        store = self._open_store()  # first: an unusable run store is reported before any work
         async with contextlib.AsyncExitStack() as parts:
             llm, backend, fetcher = await self._parts(parts)
-            store = self._open_store()
             status = INTERRUPTED
             report: Report | None = None
             try:
@@ -116,7 +119,9 @@ class Researcher:
                 status = FINISHED
                 return report
             except (RuminationError, asyncio.CancelledError, KeyboardInterrupt):
-                raise  # the run stays resumable
+                if not state.turns:  # nothing done yet: nothing to resume
+                    status = FAILED
+                raise  # else the run stays resumable
             except Exception:
                 status = FAILED
                 raise

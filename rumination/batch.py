@@ -21,13 +21,18 @@ from .errors import RuminationError, UsageError
 from .events import Event, EventHandler
 from .jobs import Job
 from .models import Report
-from .outdir import OutDir
+from .outdir import LocalDir, OutDir
+from .output import check_writable_folder, write_failure
 from .settings import Settings
 from .store import RunStore, default_store_path
 from .writer import run_write
 
 STATE_FILE = "batch-state.json"
 SUMMARY_FILE = "summary.json"
+# a finished job's figures, kept in the state file so a re-run's summary still has them
+_FIGURES = ("citations", "prompt_tokens", "completion_tokens", "seconds")
+
+
 class Renderer(Protocol):
     def __call__(self, report: Report, fmt: str, *, citation_style: str) -> str: ...
 
@@ -83,6 +88,8 @@ class Batch:
         self.on_event = on_event
 
     async def run(self) -> list[JobResult]:
+        if isinstance(self.out_dir, LocalDir):  # checked before any model call
+            check_writable_folder(self.out_dir.path, "--out-dir")
         state = _State(self.out_dir)
         store = RunStore(self.settings.run_store or default_store_path())
         pool = EndpointPool.from_settings(self.settings)  # shared: spreads runs over endpoints
@@ -110,8 +117,9 @@ class Batch:
         output = self.out_dir.location(name)
         known = state.data.get(key, {})
         if known.get("status") == "finished" and self.out_dir.exists(name):
+            figures = {k: v for k, v in known.get("figures", {}).items() if k in _FIGURES}
             return JobResult(job=key, status="skipped", run_id=known.get("run_id"),
-                             output=output)
+                             output=output, **figures)
         started = time.monotonic()
 
         async def on_event(event: Event) -> None:
@@ -126,21 +134,28 @@ class Batch:
         researcher = Researcher(settings, store=store, pool=None if own_server else pool)
         try:
             if settings.mode == "write":  # one writing call: nothing to resume
-                report = await run_write(job.question, settings, on_event=on_event)
+                report = await run_write(job.question, settings, on_event=on_event,
+                                         store=store)
             elif known.get("run_id") and known.get("status") != "finished":
                 report = await researcher.resume(known["run_id"], on_event=on_event)
             else:
                 report = await researcher.run(job.question, on_event=on_event)
             text = self.render(report, settings.format, citation_style=settings.citation_style)
-            self.out_dir.write_text(name, text)
+            try:
+                self.out_dir.write_text(name, text)
+            except OSError as exc:
+                raise write_failure(output, exc, report.run_id, stored=True) from None
         except RuminationError as exc:
             state.update(key, status="failed", error=str(exc))
             return JobResult(job=key, status="failed", run_id=state.data[key].get("run_id"),
                              seconds=round(time.monotonic() - started, 3), error=str(exc))
-        state.update(key, status="finished", run_id=report.run_id, output=output)
-        return JobResult(
+        result = JobResult(
             job=key, status="finished", run_id=report.run_id, output=output,
             citations=len(report.citations), prompt_tokens=report.usage.prompt_tokens,
             completion_tokens=report.usage.completion_tokens,
             seconds=round(time.monotonic() - started, 3),
         )
+        figures = {figure: getattr(result, figure) for figure in _FIGURES}
+        state.update(key, status="finished", run_id=report.run_id, output=output,
+                     figures=figures)
+        return result

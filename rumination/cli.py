@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import shlex
 import sys
 from collections.abc import Callable
@@ -12,61 +10,87 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from rumination.reports.render import check_format, render_report
-
-from .agent import Researcher
-from .backends import available_backends
-from .batch import SUMMARY_FILE, Batch
-from .demo import DEMO_QUESTION, run_demo
+from . import __version__, defaults
+from .demo import DEMO_QUESTION
 from .errors import RuminationError, UsageError
-from .events import Event
-from .jobs import load_jobs
-from .models import Report, ReportFigures
-from .outdir import OutDir
-from .output import write_atomic
-from .preview import preview
-from .progress import JsonlProgress, progress_for, tee
-from .schedule import Schedule, Scheduler, load_schedules
-from .serve import (
-    DEFAULT_MODEL_PATH,
-    ServeOptions,
-    build_command,
-    installed_vllm_version,
-    shell_line,
-)
-from .serve import serve as run_vllm
-from .settings import Settings
-from .store import RunStore, default_store_path
-from .writer import run_write
+from .serve import DEFAULT_MODEL_PATH, ServeOptions
+from .signals import sigterm_as_interrupt
+from .wording import plural
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the framework is imported inside each command: `--help` stays fast
     from rumination.search_backends.corpus import FileEvent
 
+    from .events import Event
+    from .models import Report, ReportFigures
+    from .settings import Settings
+    from .store import RunStore
+
+# rich_markup_mode=None: plain help, so `[pdf]` in a help text stays as written and rich is
+# not imported for --help
 app = typer.Typer(
     help="Deep research with GLM-Z1-Rumination: a tool loop, search backends, cited reports.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 T = TypeVar("T")
 
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"rumination {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_show_version, is_eager=True,
+                     help="print the version and exit"),
+    ] = None,
+) -> None:
+    """Deep research with GLM-Z1-Rumination: a tool loop, search backends, cited reports."""
+
+
 LlmUrl = Annotated[
     list[str] | None,
-    typer.Option("--llm-url", help="OpenAI-compatible base URL (…/v1); repeat for several"),
+    typer.Option("--llm-url", help="OpenAI-compatible base URL (…/v1); repeat for several "
+                 f"[default: {defaults.LLM_URL}]"),
 ]
-ModelOpt = Annotated[str | None, typer.Option("--model", help="served model name")]
-BackendOpt = Annotated[str | None, typer.Option("--backend", help="search backend name")]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", help=f"served model name [default: {defaults.MODEL}]")
+]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option("--backend", help=f"search backend name [default: {defaults.BACKEND}]"),
+]
 BackendOptsOpt = Annotated[
     list[str] | None,
     typer.Option("--backend-opt", help="OPTION=VALUE for the chosen backend; repeatable"),
 ]
-CorpusOpt = Annotated[str | None, typer.Option("--corpus", help="local corpus database file")]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="write the report here")]
-FormatOpt = Annotated[str | None, typer.Option("--format", help="md, html or json")]
-TurnsOpt = Annotated[int | None, typer.Option("--max-turns", help="tool-call turn budget")]
+CorpusOpt = Annotated[
+    str | None,
+    typer.Option("--corpus", help="local corpus database file [default: the demo corpus]"),
+]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", help="write the report here [default: stdout]")
+]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", help="md, html or json [default: from the --out file name, "
+                 f"else {defaults.FORMAT}]"),
+]
+TurnsOpt = Annotated[
+    int | None,
+    typer.Option("--max-turns", help=f"tool-call turn budget [default: {defaults.MAX_TURNS}]"),
+]
 TraceOpt = Annotated[Path | None, typer.Option("--trace", help="write JSONL events here")]
 ModeOpt = Annotated[
-    str | None, typer.Option("--mode", help="rumination (the model researches) or write")
+    str | None,
+    typer.Option("--mode", help="rumination (the model researches) or write "
+                 f"[default: {defaults.MODE}]"),
 ]
 
 
@@ -83,9 +107,11 @@ def _fail(message: str, code: int) -> None:
 
 
 def _guarded(action: Callable[[], T]) -> T:
-    """Run a command body: known errors become one line and an exit code, never a traceback."""
+    """Run a command body: known errors become one line and an exit code, never a traceback.
+    SIGTERM counts as Ctrl-C: exit 4, and a run in progress is kept resumable."""
     try:
-        return action()
+        with sigterm_as_interrupt():
+            return action()
     except RuminationError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
@@ -93,17 +119,15 @@ def _guarded(action: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def _check_format(fmt: str) -> str:
-    return check_format(fmt)
-
-
 def figures_line(figures: ReportFigures) -> str:
     f = figures
     return (
-        f"figures: {f.citations} citations of {f.distinct_sources_cited} sources, "
-        f"{f.sources_not_cited} sources seen but not cited, {f.invalid_ids} invalid ids "
-        f"({f.citations_removed} citations removed), {f.cited_paragraph_share:.0%} of paragraphs "
-        f"cited, {f.words} words (~{f.tokens_estimate} tokens)"
+        f"figures: {plural(f.citations, 'citation')} of "
+        f"{plural(f.distinct_sources_cited, 'source')}, "
+        f"{plural(f.sources_not_cited, 'source')} seen but not cited, "
+        f"{plural(f.invalid_ids, 'invalid id')} ({plural(f.citations_removed, 'citation')} "
+        f"removed), {f.cited_paragraph_share:.0%} of paragraphs cited, "
+        f"{plural(f.words, 'word')} (~{plural(f.tokens_estimate, 'token')})"
     )
 
 
@@ -113,6 +137,8 @@ def _run_settings(
 ) -> Settings:
     """Settings from every layer, with the model and backend options shared by research,
     batch and schedule on top."""
+    from .settings import Settings
+
     settings = Settings.load(
         llm_url=_urls(llm_url), model=model, backend=backend, corpus=corpus, format=fmt,
         max_turns=max_turns, mode=mode,
@@ -134,10 +160,12 @@ def _option_pairs(pairs: list[str]) -> dict[str, str]:
     return options
 
 
-def _trace_handler(path: Path | None) -> JsonlProgress | None:
+def _trace_handler(path: Path | None) -> Callable[[Event], None] | None:
     """JSONL events appended to `path`, line-buffered so a crash loses nothing written."""
     if path is None:
         return None
+    from .progress import JsonlProgress
+
     try:
         stream = path.open("a", encoding="utf-8", buffering=1)
     except OSError as exc:
@@ -145,19 +173,60 @@ def _trace_handler(path: Path | None) -> JsonlProgress | None:
     return JsonlProgress(stream)
 
 
-def _deliver(report: Report, out: Path | None, fmt: str, citation_style: str = "numbered") -> None:
-    text = render_report(report, fmt, citation_style=citation_style)
+def _report_format(out: Path | None, fmt: str | None, configured: str) -> str:
+    """The format to write, checked, and the --out place checked before any work is done."""
+    from rumination.reports.render import check_format
+
+    from .output import check_writable_file, report_format
+
+    chosen = check_format(report_format(out, fmt, configured))
+    if out is not None:
+        check_writable_file(out, "--out")
+    return chosen
+
+
+def _deliver(report: Report, out: Path | None, fmt: str, settings: Settings) -> None:
+    from rumination.reports.render import render_report
+
+    from . import output
+
+    text = render_report(report, fmt, citation_style=settings.citation_style)
     if out is None:
         sys.stdout.write(text)
     else:
-        write_atomic(out, text)
+        try:
+            output.write_atomic(out, text)
+        except OSError as exc:
+            if not settings.keep_runs:
+                sys.stdout.write(text)
+            raise output.write_failure(out, exc, report.run_id, settings.keep_runs) from None
         typer.echo(
-            f"report written to {out} ({len(report.citations)} citations, "
-            f"{len(report.sources)} sources seen, {len(report.warnings)} warnings)",
+            f"report written to {out} ({plural(len(report.citations), 'citation')}, "
+            f"{plural(len(report.sources), 'source')} seen, "
+            f"{plural(len(report.warnings), 'warning')})",
             err=True,
         )
     if report.figures is not None:
         typer.echo(figures_line(report.figures), err=True)
+
+
+def _progress(trace: Path | None = None) -> Callable[[Event], None]:
+    from .progress import progress_for, tee
+
+    return tee(progress_for(), _trace_handler(trace))
+
+
+def _resume_hint(settings: Settings, run_id: str) -> None:
+    """After a failed or interrupted run: the resume line, if the store holds it resumable."""
+    if not settings.keep_runs:
+        return
+    try:
+        resumable = _store(settings).is_resumable(run_id)
+    except RuminationError:
+        return
+    if resumable:
+        typer.echo(f"run {run_id} is saved; continue it with "
+                   f"`rumination runs resume {run_id}`", err=True)
 
 
 @app.command()
@@ -177,13 +246,15 @@ def research(
     """Research QUESTION with the model and write a cited report."""
 
     def body() -> None:
+        from .api import research as run_research
+
         settings = _run_settings(
-            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt
+            llm_url, model, backend, corpus, None, max_turns, mode, backend_opt
         )
         if settings.corpus and not Path(settings.corpus).is_file():
             raise UsageError(f"corpus not found: {settings.corpus}")
-        fmt_ = _check_format(settings.format)
-        progress = tee(progress_for(), _trace_handler(trace))
+        fmt_ = _report_format(out, fmt, settings.format)
+        progress = _progress(trace)
         started: list[str] = []
 
         def on_event(event: Event) -> None:
@@ -192,16 +263,12 @@ def research(
             progress(event)
 
         try:
-            if settings.mode == "write":
-                report = asyncio.run(run_write(question, settings, on_event=on_event))
-            else:
-                report = asyncio.run(Researcher(settings).run(question, on_event=on_event))
+            report = run_research(question, settings=settings, on_event=on_event)
         except (RuminationError, KeyboardInterrupt):
-            if started and settings.keep_runs and settings.mode == "rumination":
-                typer.echo(f"run {started[0]} is saved; continue it with "
-                           f"`rumination runs resume {started[0]}`", err=True)
+            if started:
+                _resume_hint(settings, started[0])
             raise
-        _deliver(report, out, fmt_, settings.citation_style)
+        _deliver(report, out, fmt_, settings)
 
     _guarded(body)
 
@@ -209,22 +276,34 @@ def research(
 @app.command()
 def demo(
     question: Annotated[str, typer.Option(help="question to research")] = DEMO_QUESTION,
-    out: Annotated[Path, typer.Option("--out", help="report file")] = Path("demo-report.md"),
-    fmt: Annotated[str, typer.Option("--format", help="md, html or json")] = "md",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="report file [default: demo-report.FORMAT]")
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="md, html or json [default: from the --out file name]"),
+    ] = None,
     mode: Annotated[str, typer.Option("--mode", help="rumination or write")] = "rumination",
 ) -> None:
     """Run a complete job on the bundled corpus with the protocol SIMULATOR (not the model)."""
 
     def body() -> None:
-        fmt_ = _check_format(fmt)
+        import asyncio
+
+        from .demo import run_demo
+        from .settings import Settings
+
         settings = Settings.load(mode=mode)
+        fmt_ = _report_format(out, fmt, defaults.FORMAT)
+        target = out or Path(f"demo-report.{fmt_}")
+        _report_format(target, fmt_, fmt_)  # checks the place
         typer.echo(
             "demo: the model is played by rumination's built-in protocol SIMULATOR "
             "(no LLM, no GPU); search runs on the bundled demo corpus.",
             err=True,
         )
-        report = asyncio.run(run_demo(question, settings, on_event=progress_for()))
-        _deliver(report, out, fmt_, settings.citation_style)
+        report = asyncio.run(run_demo(question, settings, on_event=_progress()))
+        _deliver(report, target, fmt_, settings)
 
     _guarded(body)
 
@@ -236,9 +315,10 @@ def index(
 ) -> None:
     """Build or update a local corpus from a folder: each file is split into passages; only
     changed files are re-read. PDFs need pypdf (rumination[pdf])."""
-    from rumination.search_backends.corpus import Corpus
 
     def body() -> None:
+        from rumination.search_backends.corpus import Corpus
+
         if not path.is_dir():
             raise UsageError(f"not a folder: {path}")
         corpus = Corpus(db, create=True)
@@ -292,7 +372,9 @@ class _IndexProgress:
 
 @app.command()
 def batch(
-    jobs_file: Annotated[Path, typer.Argument(help="jobs file: YAML list or JSONL")],
+    jobs_file: Annotated[
+        Path, typer.Argument(help="jobs file: YAML (a list, or a `jobs:` list) or JSONL")
+    ],
     out_dir: Annotated[
         str, typer.Option("--out-dir", help="folder or fsspec URL (s3://bucket/reports) for "
                           "reports and summary")
@@ -309,22 +391,31 @@ def batch(
     trace: TraceOpt = None,
 ) -> None:
     """Run every job in JOBS_FILE; re-running skips finished jobs and resumes interrupted ones.
-    The options are defaults for every job; a job's own fields override them."""
+    The options are defaults for every job (and override what a resumed run stored); a job's
+    own fields override them."""
 
     def body() -> None:
+        import asyncio
+
+        from rumination.reports.render import render_report
+
+        from .batch import SUMMARY_FILE, Batch
+        from .jobs import load_jobs
+        from .outdir import OutDir
+
         jobs = load_jobs(jobs_file)
         settings = _run_settings(
             llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt
         )
         destination = OutDir.open(out_dir)
         runner = Batch(jobs, destination, settings, render_report, concurrency=concurrency,
-                       on_event=tee(progress_for(), _trace_handler(trace)))
+                       on_event=_progress(trace))
         results = asyncio.run(runner.run())
         for r in results:
-            detail = r.error or f"{r.citations} citations, {r.seconds:.1f} s"
+            detail = r.error or f"{plural(r.citations, 'citation')}, {r.seconds:.1f} s"
             typer.echo(f"{r.status:9} {r.job}  {detail}")
         failed = sum(r.status == "failed" for r in results)
-        typer.echo(f"{len(results) - failed} of {len(results)} jobs done; summary in "
+        typer.echo(f"{len(results) - failed} of {plural(len(results), 'job')} done; summary in "
                    f"{destination.location(SUMMARY_FILE)}", err=True)
         if failed:
             raise typer.Exit(1)
@@ -348,13 +439,22 @@ def schedule(
     for every job."""
 
     def body() -> None:
+        import asyncio
+
+        from rumination.reports.render import render_report
+
+        from .batch import Batch
+        from .jobs import load_jobs
+        from .outdir import OutDir
+        from .schedule import Schedule, Scheduler, load_schedules
+
         schedules = load_schedules(schedules_file)
         for item in schedules:
             load_jobs(item.jobs)  # a bad jobs file is reported now, not at 6 a.m. on Monday
         settings = _run_settings(
             llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt
         )
-        progress = progress_for()
+        progress = _progress()
 
         async def run_batch(item: Schedule, out_dir: OutDir) -> None:
             batch = Batch(load_jobs(item.jobs), out_dir, settings, render_report,
@@ -369,12 +469,16 @@ def schedule(
     _guarded(body)
 
 
-runs_app = typer.Typer(help="Inspect and resume stored runs.", no_args_is_help=True)
+runs_app = typer.Typer(help="Inspect, export and resume stored runs.", no_args_is_help=True,
+                       rich_markup_mode=None)
 app.add_typer(runs_app, name="runs")
 
 
-def _store() -> RunStore:
-    settings = Settings.load()
+def _store(settings: Settings | None = None) -> RunStore:
+    from .settings import Settings
+    from .store import RunStore, default_store_path
+
+    settings = settings or Settings.load()
     return RunStore(settings.run_store or default_store_path())
 
 
@@ -384,7 +488,8 @@ def runs_list(limit: Annotated[int, typer.Option(help="most recent N runs")] = 2
 
     def body() -> None:
         for r in _store().list_runs(limit):
-            typer.echo(f"{r.run_id}\t{r.status}\t{r.turns} turns\t{r.created_at}\t{r.question}")
+            typer.echo(f"{r.run_id}\t{r.status}\t{plural(r.turns, 'turn')}\t{r.created_at}"
+                       f"\t{r.question}")
 
     _guarded(body)
 
@@ -401,31 +506,39 @@ def runs_show(run_id: str) -> None:
         for t in store.turns(run_id):
             call = t.tool_call.model_dump_json() if t.tool_call else t.protocol_error or "answer"
             size = len(t.observation or "")
-            typer.echo(f"  turn {t.index + 1}: {call} -> {size} chars")
+            typer.echo(f"  turn {t.index + 1}: {call} -> {plural(size, 'char')}")
         typer.echo(f"sources: {len(store.sources(run_id))}")
 
     _guarded(body)
 
 
 @runs_app.command("export")
-def runs_export(run_id: str, out: OutOpt = None) -> None:
+def runs_export(
+    run_id: str,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="write the export to this file [default: stdout]")
+    ] = None,
+    report_fmt: Annotated[
+        str | None,
+        typer.Option("--report", help="md, html or json: export only the run's report, "
+                     "in this format (a finished run)"),
+    ] = None,
+) -> None:
     """Write everything stored for a run as one JSON document: settings (no API key), every
-    turn with its raw text and observation, sources and the report if it finished."""
+    turn with its raw text and observation, sources and the report if it finished. With
+    --report, only the report, rendered as a file `rumination research --out` would write."""
 
     def body() -> None:
+        from .output import write_atomic
+        from .runs import export_report, export_run
+
         store = _store()
-        record = store.get_run(run_id)
-        report = store.report(run_id)
-        document = {
-            "run_id": record.run_id, "status": record.status, "question": record.question,
-            "model": record.model, "backend": record.backend, "mode": record.mode,
-            "created_at": record.created_at, "updated_at": record.updated_at,
-            "settings": json.loads(record.settings_json),
-            "turns": [t.model_dump(mode="json") for t in store.turns(run_id)],
-            "sources": [s.model_dump(mode="json") for s in store.sources(run_id)],
-            "report": report.model_dump(mode="json") if report else None,
-        }
-        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+        if report_fmt is not None:
+            text = export_report(store, run_id, _report_format(out, report_fmt, report_fmt))
+        else:
+            if out is not None:
+                _report_format(out, None, "json")  # checks the place only
+            text = export_run(store, run_id)
         if out is None:
             sys.stdout.write(text)
         else:
@@ -435,17 +548,40 @@ def runs_export(run_id: str, out: OutOpt = None) -> None:
 
 
 @runs_app.command("resume")
-def runs_resume(run_id: str, out: OutOpt = None, fmt: FormatOpt = None) -> None:
-    """Continue an interrupted run from its last committed turn."""
+def runs_resume(
+    run_id: str,
+    out: OutOpt = None,
+    fmt: FormatOpt = None,
+    llm_url: Annotated[
+        list[str] | None,
+        typer.Option("--llm-url", help="the server to continue on [default: the stored one]"),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="served model name [default: the stored one]")
+    ] = None,
+) -> None:
+    """Continue an interrupted run from its last committed turn (on another server with
+    --llm-url / --model)."""
 
     def body() -> None:
+        import asyncio
+
+        from .agent import Researcher
+        from .settings import Settings
+
         store = _store()
         record = store.get_run(run_id)
-        settings = Settings.load_saved(record.settings_json)
-        fmt_ = _check_format(fmt or settings.format)
+        saved = Settings.load_saved(record.settings_json)
+        given = {"llm_url": _urls(llm_url), "model": model}
+        settings = Settings.load_over(saved, {k: v for k, v in given.items() if v is not None})
+        fmt_ = _report_format(out, fmt, settings.format)
         researcher = Researcher(settings, store=store)
-        report = asyncio.run(researcher.resume(run_id, on_event=progress_for()))
-        _deliver(report, out, fmt_, settings.citation_style)
+        try:
+            report = asyncio.run(researcher.resume(run_id, on_event=_progress()))
+        except (RuminationError, KeyboardInterrupt):
+            _resume_hint(settings, run_id)
+            raise
+        _deliver(report, out, fmt_, settings)
 
     _guarded(body)
 
@@ -511,6 +647,9 @@ def serve(
     """Start vLLM for the model with YaRN for a 128K window and print the research line."""
 
     def body() -> None:
+        from .serve import build_command, installed_vllm_version, shell_line
+        from .serve import serve as run_vllm
+
         options = ServeOptions(
             model_path=model_path, served_model_name=served_model_name, host=host, port=port,
             tensor_parallel_size=tensor_parallel_size,
@@ -531,14 +670,23 @@ def serve(
 @app.command()
 def extract(
     target: Annotated[
-        str, typer.Argument(metavar="FILE_OR_URL", help="an .html, .md or .txt file, or a URL")
+        str,
+        typer.Argument(metavar="FILE_OR_URL", help="a .md, .markdown, .txt, .html, .htm, "
+                       ".xhtml, .json or .pdf file (PDFs need rumination[pdf]), or an "
+                       "http(s) URL"),
     ],
     full: Annotated[bool, typer.Option("--full", help="the whole text, not one window")] = False,
 ) -> None:
     """Print a page's text exactly as the model would see it: the first window with its
-    header (page_window_chars), or all of it with --full. URLs follow the fetch rules."""
+    header (page_window_chars), or all of it with --full. Files are read as `rumination
+    index` reads them (same title, same refusals); URLs follow the fetch rules."""
 
     def body() -> None:
+        import asyncio
+
+        from .preview import preview
+        from .settings import Settings
+
         settings = Settings.load()
         sys.stdout.write(asyncio.run(preview(target, settings, full=full)) + "\n")
 
@@ -548,6 +696,8 @@ def extract(
 @app.command()
 def backends() -> None:
     """List the installed search backends and what each needs."""
+    from .backends import available_backends
+
     for name, lines in available_backends().items():
         typer.echo(f"{name}\t{lines[0]}")
         for line in lines[1:]:

@@ -6,18 +6,18 @@ no GPU and no network. Its output is labeled as simulated everywhere.
 
 from __future__ import annotations
 
-from .agent import Researcher
-from .events import EventHandler
-from .models import Report
-from .settings import Settings
-from .testing.server import SimulatorConfig, SimulatorServer
-from .testing.simulator import simulate
-from .writer import run_write
+from typing import TYPE_CHECKING
+
+from .defaults import SIMULATOR_MODEL
+
+if TYPE_CHECKING:
+    from .events import EventHandler
+    from .models import Report
+    from .settings import Settings
 
 DEMO_QUESTION = (
     "How well do air-source heat pumps perform in cold climates, and what limits their adoption?"
 )
-SIMULATOR_MODEL = "rumination-simulator"
 
 
 async def run_demo(
@@ -25,6 +25,12 @@ async def run_demo(
     settings: Settings | None = None,
     on_event: EventHandler | None = None,
 ) -> Report:
+    from .agent import Researcher  # here: the CLI imports this module for DEMO_QUESTION
+    from .settings import Settings
+    from .testing.server import SimulatorConfig, SimulatorServer
+    from .testing.simulator import simulate
+    from .writer import run_write
+
     with SimulatorServer(simulate, SimulatorConfig(model=SIMULATOR_MODEL)) as server:
         base = settings or Settings.load()
         demo_settings = base.model_copy(

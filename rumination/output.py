@@ -1,10 +1,54 @@
-"""Write report files atomically: a crash never leaves half a report behind."""
+"""Report files: the format a file name implies, checks that an output place is writable
+before any work is done, and atomic writes (a crash never leaves half a report behind)."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+
+from .errors import UsageError
+
+FORMAT_BY_SUFFIX = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html",
+                    ".json": "json"}  # fmt: skip
+
+
+def report_format(out: Path | None, explicit: str | None, configured: str) -> str:
+    """An explicit --format, else the one the --out file name implies, else `configured`;
+    UsageError when the explicit format and the file name disagree."""
+    implied = FORMAT_BY_SUFFIX.get(out.suffix.lower()) if out is not None else None
+    if explicit and implied and explicit != implied:
+        raise UsageError(f"--format {explicit} contradicts --out {out} (a {implied} file "
+                         "name); change one of them")  # fmt: skip
+    return explicit or implied or configured
+
+
+def check_writable_file(path: Path, what: str) -> None:
+    """UsageError now if a report could not be written to `path` at the end of a run."""
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is a folder; give a file name")
+    check_writable_folder(path.parent, what)
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """UsageError now if files could not be written into `folder` (created if missing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write to {what} {folder}: {exc.strerror or exc}") from None
+
+
+def write_failure(path: Path | str, exc: OSError, run_id: str, stored: bool) -> UsageError:
+    """The one-line error for a report that could not be written after its run finished."""
+    reason = exc.strerror or str(exc)
+    if stored:
+        return UsageError(f"cannot write the report to {path}: {reason}; the run is stored, "
+                          f"recover it with `rumination runs export {run_id} --report "
+                          f"{FORMAT_BY_SUFFIX.get(Path(path).suffix.lower(), 'md')} --out FILE`")
+    return UsageError(f"cannot write the report to {path}: {reason}; it was printed on "
+                      "stdout instead (the run store is off)")  # fmt: skip
 
 
 def _umask() -> int:

@@ -9,8 +9,10 @@ from collections.abc import Callable
 from typing import IO
 
 from rich.console import Console
+from rich.markup import escape
 
 from .events import Event
+from .wording import plural
 
 EventHandlerLike = Callable[[Event], None]
 
@@ -36,17 +38,21 @@ class JsonlProgress:
 
 
 class ConsoleProgress:
-    """Human-readable progress lines on a terminal."""
+    """Human-readable progress lines on a terminal; in a batch each line starts with its
+    job's name."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True, highlight=False)
         self.started = time.monotonic()
-        self.sources = 0
+        self.sources: dict[str, int] = {}
         self.answer_chars = 0
 
     def __call__(self, event: Event) -> None:
         d = event.data
+        job = d.get("job")
         elapsed = f"[dim]{time.monotonic() - self.started:6.1f}s[/dim]"
+        if job:
+            elapsed += f" [cyan]{escape(str(job))}[/cyan]"
         if event.kind == "run_started":
             self.console.print(f"{elapsed} research with [bold]{d['model']}[/bold] "
                                f"on backend [bold]{d['backend']}[/bold], run {d['run_id']}")
@@ -54,19 +60,20 @@ class ConsoleProgress:
             args = ", ".join(f"{k}={v!r}" for k, v in d["arguments"].items())
             self.console.print(f"{elapsed} turn {d['index'] + 1}: {d['name']}({args})")
         elif event.kind == "source_added":
-            self.sources += 1
+            self.sources[job or ""] = self.sources.get(job or "", 0) + 1
         elif event.kind == "protocol_error":
             self.console.print(f"{elapsed} turn {d['index'] + 1}: [yellow]corrected[/yellow] "
                                f"{d['message']}")
         elif event.kind == "answer_started":
-            self.console.print(f"{elapsed} writing the answer ({self.sources} sources seen)")
+            seen = plural(self.sources.get(job or "", 0), "source")
+            self.console.print(f"{elapsed} writing the answer ({seen} seen)")
         elif event.kind == "answer_delta":
             self.answer_chars += len(d["text"])
         elif event.kind == "finished":
             self.console.print(
-                f"{elapsed} done: {d['citations']} sources cited of {d['sources']} seen, "
-                f"{d['prompt_tokens']} prompt + {d['completion_tokens']} completion tokens, "
-                f"{d['warnings']} warnings"
+                f"{elapsed} done: {plural(d['citations'], 'source')} cited of "
+                f"{d['sources']} seen, {d['prompt_tokens']} prompt + "
+                f"{d['completion_tokens']} completion tokens, {plural(d['warnings'], 'warning')}"
             )
 
 

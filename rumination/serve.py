@@ -22,11 +22,8 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Protocol
-
-import httpx
 
 from .errors import LLMUnavailable, RuminationError, UsageError
 
@@ -65,6 +62,8 @@ class ServeOptions:
 
 
 def installed_vllm_version() -> str | None:
+    from importlib import metadata  # here: `rumination --help` must not pay for it
+
     try:
         return metadata.version("vllm")
     except metadata.PackageNotFoundError:
@@ -147,6 +146,8 @@ def wait_for_health(
     """Poll `url` (…/health) until it answers 200; return the seconds it took.
 
     Raises RuminationError if the process exits first, LLMUnavailable after `timeout_s`."""
+    import httpx  # here, not at the top: `rumination --help` must not load it
+
     start = time.monotonic()
     next_report = progress_every_s
     with httpx.Client(timeout=httpx.Timeout(5.0, connect=2.0)) as client:

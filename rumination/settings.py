@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from . import defaults
 from .errors import ConfigError
 from .models import Mode
 
@@ -36,11 +37,11 @@ class Settings(BaseModel):
 
     # LLM server (vLLM's OpenAI-compatible API). Several endpoints: a list, or comma-separated
     # in a string; stored comma-separated, read them as `llm_urls`.
-    llm_url: str = "http://127.0.0.1:8000/v1"
+    llm_url: str = defaults.LLM_URL
     endpoint_cooldown_s: float = Field(
         30.0, ge=0, description="seconds a failed endpoint rests before it is tried again"
     )
-    model: str = "GLM-Z1-Rumination-32B-0414"
+    model: str = defaults.MODEL
     api_key: str | None = None
     temperature: float = Field(0.95, ge=0.0, le=2.0)
     top_p: float = Field(0.7, gt=0.0, le=1.0)
@@ -55,13 +56,13 @@ class Settings(BaseModel):
     )
 
     # Research loop
-    mode: Mode = "rumination"
-    max_turns: int = Field(40, gt=0)
+    mode: Mode = defaults.MODE
+    max_turns: int = Field(defaults.MAX_TURNS, gt=0)
     tell_date: bool = True
     max_wall_time_s: float = Field(7200.0, gt=0)
 
     # Search and reading
-    backend: str = "local"
+    backend: str = defaults.BACKEND
     backends: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="options per backend: [backends.NAME] tables in the config file; "
@@ -113,7 +114,7 @@ class Settings(BaseModel):
     run_store: str | None = Field(None, description="default: $XDG_DATA_HOME/rumination/runs.db")
 
     # Output
-    format: str = Field("md", pattern="^(md|json|html)$")
+    format: str = Field(defaults.FORMAT, pattern="^(md|json|html)$")
     citation_style: Literal["numbered", "footnotes"] = "numbered"
 
     @field_validator("llm_url", mode="before")

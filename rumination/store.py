@@ -89,16 +89,18 @@ def _now() -> str:
 class RunStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise UsageError(f"cannot open run store {self.path}: {exc}") from None
+        except (sqlite3.DatabaseError, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise UsageError(f"cannot open run store {self.path}: {reason} (set run_store "
+                             "to a writable file, or keep_runs = false)") from None
 
     def close(self) -> None:
         self._db.close()
@@ -205,6 +207,11 @@ class RunStore:
                    fetched_at=datetime.fromisoformat(r[4]) if r[4] else None)
             for r in rows
         ]
+
+    def is_resumable(self, run_id: str) -> bool:
+        """True for a run that stopped part-way (interrupted) and can go on where it stopped."""
+        row = self._db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return row is not None and row[0] == INTERRUPTED
 
     def report(self, run_id: str) -> Report | None:
         row = self._db.execute(

@@ -11,6 +11,7 @@ resolution as the rumination mode. Works with GLM-4-32B-0414 or any chat model.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
 from dataclasses import dataclass
@@ -23,10 +24,11 @@ from .events import EventHandler, emit
 from .fetch import PageFetcher
 from .figures import compute_figures
 from .llm import ChatModel, LLMClient
-from .models import Message, Report, SearchHit, Usage
+from .models import Message, Report, SearchHit, Turn, Usage
 from .protocol import clean_final_answer
 from .settings import Settings
 from .sources import SourceRegistry, normalize_url
+from .store import FAILED, FINISHED, RunStore, default_store_path
 from .templates import render
 from .untrusted import neutralise, one_line, question_text
 
@@ -131,12 +133,34 @@ async def _gather_sources(
 
 async def write_report(
     question: str, settings: Settings, llm: ChatModel, backend: SearchBackend,
-    fetcher: PageFetcher, on_event: EventHandler | None = None,
+    fetcher: PageFetcher, on_event: EventHandler | None = None, store: RunStore | None = None,
 ) -> Report:
+    """Research and write; with a `store`, the run is recorded like a rumination run (one
+    turn: the writing call, its sources, the report)."""
     question = question.strip()
     if not question:
         raise UsageError("the question is empty")
     run_id = uuid.uuid4().hex[:12]
+    if store is not None:
+        store.create_run(run_id, question, llm.model, backend.name, "write",
+                         settings.public_json())
+    try:
+        report, turn = await _write(run_id, question, settings, llm, backend, fetcher, on_event)
+    except BaseException:
+        if store is not None:
+            with contextlib.suppress(Exception):  # never hide the original error
+                store.set_status(run_id, FAILED)
+        raise
+    if store is not None:
+        store.save_turn(run_id, turn, report.sources)
+        store.set_status(run_id, FINISHED, report)
+    return report
+
+
+async def _write(
+    run_id: str, question: str, settings: Settings, llm: ChatModel, backend: SearchBackend,
+    fetcher: PageFetcher, on_event: EventHandler | None,
+) -> tuple[Report, Turn]:
     registry = SourceRegistry()
     safe_question, warning = question_text(question)
     warnings: list[str] = [warning] if warning else []
@@ -160,7 +184,7 @@ async def write_report(
     async def delta(text: str) -> None:
         await emit(on_event, "answer_delta", text=text)
 
-    answer, usage = "", Usage()
+    answer, usage, raw, thinking = "", Usage(), "", ""
     try:
         completion = await llm.chat(messages, max_tokens=settings.answer_max_tokens,
                                     on_delta=delta)
@@ -168,7 +192,7 @@ async def write_report(
         warnings.append(f"no answer: {exc} (lower write_max_sources or write_source_chars)")
     else:
         answer = clean_final_answer(completion.content, completion.reasoning)
-        usage = completion.usage
+        usage, raw, thinking = completion.usage, completion.content, completion.reasoning or ""
         if completion.finish_reason == "length":
             warnings.append("the answer was cut at the token limit")
         if not answer:
@@ -184,16 +208,20 @@ async def write_report(
                sources=len(report.sources), warnings=len(report.warnings),
                prompt_tokens=report.usage.prompt_tokens,
                completion_tokens=report.usage.completion_tokens)
-    return report
+    return report, Turn(index=0, assistant_text=raw, thinking=thinking, usage=usage)
 
 
 async def run_write(
     question: str, settings: Settings, on_event: EventHandler | None = None, *,
     llm: ChatModel | None = None, backend: SearchBackend | None = None,
-    fetcher: PageFetcher | None = None,
+    fetcher: PageFetcher | None = None, store: RunStore | None = None,
 ) -> Report:
-    """write_report with the parts built from settings when not given (and closed after)."""
+    """write_report with the parts built from settings when not given (and closed after);
+    the run store is opened first, so an unusable one is reported before any work."""
     s = settings
+    own_store = None
+    if store is None and s.keep_runs:
+        own_store = store = RunStore(s.run_store or default_store_path())
     own_llm = llm or LLMClient(
         s.llm_url, s.model, api_key=s.api_key, temperature=s.temperature, top_p=s.top_p,
         timeout_s=s.request_timeout_s, connect_timeout_s=s.connect_timeout_s,
@@ -202,8 +230,11 @@ async def run_write(
     own_backend = backend or create_backend(s)
     own_fetcher = fetcher or PageFetcher.from_settings(s)
     try:
-        return await write_report(question, s, own_llm, own_backend, own_fetcher, on_event)
+        return await write_report(question, s, own_llm, own_backend, own_fetcher, on_event,
+                                  store)
     finally:
+        if own_store is not None:
+            own_store.close()
         if fetcher is None:
             await own_fetcher.aclose()
         if backend is None:

@@ -179,7 +179,7 @@ def test_cli_llm_url_may_be_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
             seen.append(settings)
             raise Stop
 
-    monkeypatch.setattr(cli_mod, "Researcher", Capture)
+    monkeypatch.setattr("rumination.api.Researcher", Capture)
     runner = CliRunner()
     runner.invoke(app_args := cli_mod.app, ["research", "q", "--llm-url", "http://a/v1"])
     runner.invoke(app_args, ["research", "q", "--llm-url", "http://a/v1", "--llm-url", "http://b/v1"])

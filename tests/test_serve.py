@@ -99,7 +99,7 @@ def test_default_served_name_is_what_research_asks_for() -> None:
 
 def test_dry_run_prints_the_exact_shell_quoted_command(monkeypatch: pytest.MonkeyPatch) -> None:
     for version in ("0.10.2", None):
-        monkeypatch.setattr("rumination.cli.installed_vllm_version", lambda v=version: v)
+        monkeypatch.setattr(serve_mod, "installed_vllm_version", lambda v=version: v)
         result = CliRunner().invoke(app, ["serve", "--dry-run", "--port", "8111"])
         assert result.exit_code == 0, result.output
         printed = shlex.split(result.stdout.strip())

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..defaults import SIMULATOR_MODEL
 from .server import SimulatorConfig, SimulatorServer
 from .simulator import scripted, simulate
 
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--script", type=Path, help="JSON list of assistant texts to replay")
-    serve.add_argument("--model", default="glm-z1-rumination-simulator")
+    serve.add_argument("--model", default=SIMULATOR_MODEL)
     serve.add_argument("--max-model-len", type=int, default=131072)
     serve.add_argument("--latency-per-token", type=float, default=0.0, metavar="SECONDS")
     # misconfigured states, to see what `rumination doctor` says about them

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..defaults import SIMULATOR_MODEL
 from ..llm import Completion, OnDelta
 from ..models import Message, Usage
 from .simulator import scripted, simulate
@@ -59,7 +60,7 @@ class FunctionModel:
 class SimulatorModel(FunctionModel):
     """The protocol simulator in process (labeled: it is not the model)."""
 
-    def __init__(self, model: str = "glm-z1-rumination-simulator") -> None:
+    def __init__(self, model: str = SIMULATOR_MODEL) -> None:
         super().__init__(simulate, model)
 
 

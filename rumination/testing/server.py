@@ -26,6 +26,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ..defaults import SIMULATOR_MODEL
+
 Responder = Callable[[list[dict[str, Any]]], str]
 
 FIXED_PROMPT = (  # approximates the fixed prompt of the model's template, not its actual text
@@ -99,7 +101,7 @@ class _Reject(Exception):
 
 @dataclass
 class SimulatorConfig:
-    model: str = "glm-z1-rumination-simulator"
+    model: str = SIMULATOR_MODEL
     max_model_len: int = 131072
     latency_per_token_s: float = 0.0  # sleep per generated token (to model generation time)
     base_latency_s: float = 0.0  # fixed sleep per request
