@@ -98,6 +98,6 @@ def render_html(report: Report) -> str:
         accessed=fetched,
         uncited=[s for s in report.sources if s.source_id not in cited],
         linkable=_linkable,
-        simulated=bool(report.extra.get("simulated")),
+        simulated=report.simulated,
         label=provenance_label(report),
     ) + "\n"

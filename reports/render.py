@@ -27,7 +27,7 @@ def check_format(fmt: str) -> str:
 
 def provenance_label(report: Report) -> str:
     label = f"Report by rumination, mode {report.mode}, model {report.model}, run {report.run_id}"
-    if report.extra.get("simulated"):
+    if report.simulated:
         label += " — SIMULATED: written by the built-in protocol simulator, not by an LLM"
     return label
 

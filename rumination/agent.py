@@ -24,6 +24,7 @@ from .llm import ChatModel
 from .loop import RunState, TurnLoop
 from .models import Message, Report, Usage
 from .protocol import kept_text, parse_turn
+from .provenance import mark_simulated
 from .settings import Settings
 from .sources import SourceRegistry
 from .store import FAILED, FINISHED, INTERRUPTED, RunStore, default_store_path
@@ -168,7 +169,7 @@ class Researcher:
             await TurnLoop(s, llm, browser, state, budget, on_event, store).run()
         finally:
             await browser.aclose()
-        return await self._report(state, llm.model, on_event)
+        return await self._report(state, llm, on_event)
 
     async def _window(self, llm: ChatModel) -> int:
         if self.settings.context_window:
@@ -179,7 +180,9 @@ class Researcher:
         today_text = today.isoformat() if self.settings.tell_date else ""
         return render("question", question=question_text(question)[0], today=today_text)
 
-    async def _report(self, state: RunState, model: str, on_event: EventHandler | None) -> Report:
+    async def _report(
+        self, state: RunState, llm: ChatModel, on_event: EventHandler | None
+    ) -> Report:
         resolved = resolve_citations(state.answer or "", state.registry.all())
         warnings = state.warnings + resolved.warnings
         report = Report(
@@ -191,12 +194,14 @@ class Researcher:
             usage=state.usage,
             warnings=warnings,
             run_id=state.run_id,
-            model=model,
+            model=llm.model,
             mode="rumination",
             figures=compute_figures(resolved.text, resolved, state.registry.all()),
         )
+        if getattr(llm, "simulated", False):
+            mark_simulated(report)
         await emit(on_event, "finished", run_id=state.run_id, citations=len(report.citations),
-                   sources=len(report.sources), warnings=len(warnings),
+                   sources=len(report.sources), warnings=len(report.warnings),
                    prompt_tokens=state.usage.prompt_tokens,
                    completion_tokens=state.usage.completion_tokens)
         return report

@@ -143,4 +143,9 @@ def create_backend(settings: Settings, name: str | None = None) -> SearchBackend
         known = ", ".join(sorted(points)) or "none installed"
         raise UsageError(f"unknown search backend {name!r} (installed: {known})")
     factory: BackendFactory = ep.load()
+    given = settings.backends.get(name)
+    options = getattr(factory, "options", None)
+    if given and not (isinstance(options, type) and issubclass(options, BackendOptions)):
+        raise ConfigError(f"backend {name} takes no options (got {', '.join(sorted(given))}); "
+                          "`rumination backends` lists each backend's options")
     return factory.from_settings(settings)

@@ -21,6 +21,9 @@ _MARKER = re.compile(
 _SENTENCE_END = re.compile(r"[.!?。！？\n]")
 _TRAILING = re.compile(r"(?:[ \t.!?。！？]|" + _MARKER.pattern + r")*\Z")
 _LOOK_BACK = 2000
+_REMOVED = "\x00"  # stands where a marker with no valid id was, until the text is tidied
+_GAP_BEFORE_STOP = re.compile(r"[ \t]*\x00+(?=[.,;:!?。，、；：！？)\]]|\n|\Z)")
+_GAP_BOTH_SIDES = re.compile(r"[ \t]+\x00+[ \t]+")
 
 
 @dataclass
@@ -79,7 +82,14 @@ def resolve_citations(answer: str, sources: list[Source]) -> CitationResult:
                     )
                 )
             kept.append(f"[{numbers[source_id]}]")
-        return "".join(dict.fromkeys(kept))
+        return "".join(dict.fromkeys(kept)) or _REMOVED
 
-    result.text = _MARKER.sub(replace, answer)
+    result.text = _tidy(_MARKER.sub(replace, answer))
     return result
+
+
+def _tidy(text: str) -> str:
+    """Drop the places of removed markers without leaving `word .` or double spaces."""
+    text = _GAP_BEFORE_STOP.sub("", text)
+    text = _GAP_BOTH_SIDES.sub(" ", text)
+    return text.replace(_REMOVED, "")

@@ -26,6 +26,7 @@ async def run_demo(
     on_event: EventHandler | None = None,
 ) -> Report:
     from .agent import Researcher  # here: the CLI imports this module for DEMO_QUESTION
+    from .provenance import mark_simulated
     from .settings import Settings
     from .testing.server import SimulatorConfig, SimulatorServer
     from .testing.simulator import simulate
@@ -41,8 +42,4 @@ async def run_demo(
             report = await run_write(question, demo_settings, on_event=on_event)
         else:
             report = await Researcher(demo_settings).run(question, on_event=on_event)
-    report.extra["simulated"] = True
-    report.warnings.insert(
-        0, "SIMULATED: this report was produced by the built-in protocol simulator, not an LLM"
-    )
-    return report
+    return mark_simulated(report)  # the simulator said so already: this only makes sure

@@ -142,6 +142,11 @@ class PooledModel:
     def url(self) -> str:
         return self.endpoint.url
 
+    @property
+    def simulated(self) -> bool:
+        """True when the endpoint said it is rumination's protocol simulator."""
+        return bool(getattr(self.endpoint.client, "simulated", False))
+
     async def chat(
         self, messages: Sequence[Message], *, max_tokens: int, on_delta: OnDelta | None = None
     ) -> Completion:

@@ -39,6 +39,14 @@ class LLMUnavailable(LLMError):
         self.reason = reason
 
 
+class ModelNotServed(UsageError, LLMError):
+    """The server is up but does not serve the model asked for (a wrong --model)."""
+
+
+class NotAnLLMServer(UsageError, LLMError):
+    """The URL answers, but not as an OpenAI-compatible API (a wrong --llm-url)."""
+
+
 class ContextLengthExceeded(LLMError):
     """The server refused a request because prompt + max_tokens exceed its window."""
 

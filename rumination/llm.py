@@ -22,7 +22,9 @@ from tenacity import (
 
 from .errors import ContextLengthExceeded, LLMError, LLMUnavailable
 from .models import Message, Usage
+from .provenance import SIMULATOR_HEADER
 from .retrying import backoff_seconds, retry_after_seconds
+from .server_answers import is_html, model_not_served, not_found, web_page_answer
 
 # vLLM reads the model's own stop tokens from its generation config; other servers may not
 STOP_STRINGS = ["<|observation|>", "<|user|>", "<|endoftext|>"]
@@ -70,6 +72,10 @@ class _RetryableStatus(Exception):
         self.retry_after = retry_after
 
 
+class _NotFound(LLMError):
+    """HTTP 404: explained by the caller (a URL without /v1, a model not served)."""
+
+
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, _RetryableStatus | httpx.TransportError)
 
@@ -113,6 +119,7 @@ class LLMClient:
         self.top_p = top_p
         self.retries = retries
         self.stream = stream
+        self.simulated = False  # set once the server says it is rumination's simulator
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
             headers=headers,
@@ -139,11 +146,24 @@ class LLMClient:
             "max_tokens": max_tokens,
             "stop": STOP_STRINGS,
         }
-        if self.stream:
-            payload["stream"] = True
-            payload["stream_options"] = {"include_usage": True}
-            return await self._with_retries(lambda: self._stream_once(payload, on_delta))
-        return await self._with_retries(lambda: self._post_once(payload))
+        try:
+            if self.stream:
+                payload["stream"] = True
+                payload["stream_options"] = {"include_usage": True}
+                return await self._with_retries(lambda: self._stream_once(payload, on_delta))
+            return await self._with_retries(lambda: self._post_once(payload))
+        except _NotFound as exc:
+            raise await self._explain_not_found(exc) from None
+
+    async def _explain_not_found(self, exc: _NotFound) -> LLMError:
+        """A 404 for a chat request: the URL lacks /v1, or the model is not served here."""
+        try:
+            served = [str(entry.get("id")) for entry in await self.list_models()]
+        except LLMError as listing:
+            return listing if listing.exit_code == 2 else LLMError(str(exc))
+        if served and self.model not in served:
+            return model_not_served(self.base_url, self.model, served)
+        return LLMError(str(exc))
 
     async def list_models(self) -> list[dict[str, Any]]:
         async def once() -> list[dict[str, Any]]:
@@ -151,7 +171,10 @@ class LLMClient:
             data = response.json().get("data", [])
             return list(data) if isinstance(data, list) else []
 
-        return await self._with_retries(once)
+        try:
+            return await self._with_retries(once)
+        except _NotFound:
+            raise not_found(self.base_url, "/models") from None
 
     async def max_model_len(self) -> int | None:
         for entry in await self.list_models():
@@ -183,7 +206,19 @@ class LLMClient:
             response = await self._http.get(f"{self.server_root}/health")
         except httpx.TransportError:
             return False
+        self._note(response)
         return response.status_code < 500
+
+    def _note(self, response: httpx.Response) -> None:
+        if response.headers.get(SIMULATOR_HEADER) == "1":
+            self.simulated = True
+
+    def _check(self, url: str, status: int, headers: httpx.Headers, body: str) -> None:
+        """A web page instead of an API answer is named in one line (not retried); other
+        errors as `_raise_for_status` says."""
+        if status < 500 and is_html(headers.get("content-type", ""), body):
+            raise web_page_answer(self.base_url, url, status, body)
+        _raise_for_status(status, body, headers)
 
     async def _with_retries(self, attempt: Callable[[], Awaitable[Any]]) -> Any:
         def wait(state: RetryCallState) -> float:
@@ -209,7 +244,8 @@ class LLMClient:
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         response = await self._http.request(method, url, **kwargs)
-        _raise_for_status(response.status_code, response.text, response.headers)
+        self._note(response)
+        self._check(url, response.status_code, response.headers, response.text)
         return response
 
     async def _post_once(self, payload: dict[str, Any]) -> Completion:
@@ -234,9 +270,10 @@ class LLMClient:
         usage = Usage()
         finish_reason: str | None = None
         async with self._http.stream("POST", url, json=payload) as response:
-            if response.status_code >= 400:
+            self._note(response)
+            if response.status_code >= 400 or "html" in response.headers.get("content-type", ""):
                 body = (await response.aread()).decode("utf-8", "replace")
-                _raise_for_status(response.status_code, body, response.headers)
+                self._check(url, response.status_code, response.headers, body)
             done = False
             async for line in response.aiter_lines():  # read to the end: keeps the connection
                 if done or not line.startswith("data:"):
@@ -294,4 +331,5 @@ def _raise_for_status(status: int, body: str, headers: httpx.Headers) -> None:
     message = _error_message(body)
     if status == 400 and any(marker in message for marker in CONTEXT_ERROR_MARKERS):
         raise ContextLengthExceeded(message)
-    raise LLMError(f"LLM server answered HTTP {status}: {message}")
+    error = _NotFound if status == 404 else LLMError
+    raise error(f"LLM server answered HTTP {status}: {message}")

@@ -112,4 +112,5 @@ class Report(BaseModel):
     model: str
     mode: Mode = "rumination"
     figures: ReportFigures | None = None
+    simulated: bool = False  # written by rumination's protocol simulator, not by a model
     extra: dict[str, Any] = Field(default_factory=dict, exclude=True)

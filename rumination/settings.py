@@ -12,6 +12,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
@@ -126,6 +127,11 @@ class Settings(BaseModel):
             urls = [str(u).strip() for u in value if str(u).strip()]
             if not urls:
                 raise ValueError("at least one LLM server URL is needed")
+            for url in urls:
+                parts = urlsplit(url)
+                if parts.scheme not in ("http", "https") or not parts.hostname:
+                    raise ValueError(f"{url!r} is not an http(s) URL; give the server's base "
+                                     f"URL, e.g. {defaults.LLM_URL}")
             return ",".join(urls)
         return value
 

@@ -26,6 +26,7 @@ from .figures import compute_figures
 from .llm import ChatModel, LLMClient
 from .models import Message, Report, SearchHit, Turn, Usage
 from .protocol import clean_final_answer
+from .provenance import mark_simulated
 from .settings import Settings
 from .sources import SourceRegistry, normalize_url
 from .store import FAILED, FINISHED, RunStore, default_store_path
@@ -204,6 +205,8 @@ async def _write(
         run_id=run_id, model=llm.model, mode="write",
         figures=compute_figures(resolved.text, resolved, registry.all()),
     )
+    if getattr(llm, "simulated", False):
+        mark_simulated(report)
     await emit(on_event, "finished", run_id=run_id, citations=len(report.citations),
                sources=len(report.sources), warnings=len(report.warnings),
                prompt_tokens=report.usage.prompt_tokens,

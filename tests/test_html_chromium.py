@@ -155,7 +155,7 @@ def sample_report() -> Report:
         sources=sources, run_id="run123", model="test-model", turns=3,
         figures=ReportFigures(citations=4, distinct_sources_cited=2, sources_not_cited=1,
                               cited_paragraph_share=0.1, words=400, tokens_estimate=600),
-        extra={"simulated": True},
+        simulated=True,
     )
 
 

@@ -42,7 +42,7 @@ def make_report(answer: str, *, simulated: bool = False, **fields: object) -> Re
         "run_id": "abc123",
         "model": "test-model",
         "figures": ReportFigures(citations=3, distinct_sources_cited=2, sources_not_cited=1),
-        "extra": {"simulated": simulated},
+        "simulated": simulated,
     }
     values.update(fields)
     return Report.model_validate(values)

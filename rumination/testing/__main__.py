@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -21,6 +22,14 @@ def _load_script(path: Path) -> list[str]:
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
         raise SystemExit(f"error: {path} must hold a JSON list of assistant texts (strings)")
     return texts
+
+
+def startup_lines(url: str, model: str, kind: str) -> list[str]:
+    """What the simulator says when it starts: what it is, its model name, a line to paste."""
+    command = shlex.join(["rumination", "research", "How do sea otters help kelp forests?",
+                          "--llm-url", url, "--model", model])
+    return [f"rumination SIMULATOR ({kind}; not the model) at {url}, serving model {model!r}",
+            f"try: {command}"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     server = SimulatorServer(responder, config, host=args.host, port=args.port)
     kind = f"replaying {args.script}" if args.script else "simulating the protocol"
-    print(f"rumination SIMULATOR ({kind}; not the model) at {server.url}", file=sys.stderr)
+    for line in startup_lines(server.url, args.model, kind):
+        print(line, file=sys.stderr, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     return 0

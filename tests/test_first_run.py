@@ -1,0 +1,137 @@
+"""A newcomer's first run: model names that work, wrong URLs and names explained in one
+line (exit 2), the simulator saying what it serves, and its reports labeled SIMULATED."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import LocalWeb
+from typer.testing import CliRunner
+
+from rumination.cli import app
+from rumination.defaults import SIMULATOR_MODEL
+from rumination.server_answers import model_not_served
+from rumination.settings import Settings
+from rumination.testing import SimulatorConfig, SimulatorServer, simulate
+
+runner = CliRunner()
+README = Path(__file__).parent.parent / "README.md"
+
+
+@pytest.fixture(autouse=True)
+def _no_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUMINATION_RETRIES", "0")
+
+
+def error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def test_readme_model_names_are_names_that_are_served() -> None:
+    names = set(re.findall(r"--model[ =]([\w.-]+)", README.read_text(encoding="utf-8")))
+    assert names and names <= {Settings().model, SIMULATOR_MODEL}, names
+
+
+def test_the_simulator_prints_its_model_and_a_line_that_works() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "rumination.testing", "serve", "--port", "0"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        first, second = proc.stderr.readline(), proc.stderr.readline()
+        assert "SIMULATOR" in first and SIMULATOR_MODEL in first
+        assert second.startswith("try: rumination research ")
+        args = shlex.split(second.removeprefix("try: "))
+        assert args[args.index("--model") + 1] == SIMULATOR_MODEL
+        result = runner.invoke(app, [*args[1:], "--format", "json"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["citations"]
+
+
+def test_an_unknown_model_is_bad_input_naming_the_served_one(corpus_db: Path) -> None:
+    with SimulatorServer(simulate) as server:
+        result = runner.invoke(app, ["research", "kelp?", "--llm-url", server.url,
+                                     "--model", "glm-z1-rumination", "--corpus", str(corpus_db)])
+    assert result.exit_code == 2
+    line = error_line(result.stderr)
+    assert "'glm-z1-rumination' is not served" in line
+    assert f"exactly one model: --model {SIMULATOR_MODEL}" in line
+    assert "runs resume" not in result.stderr
+
+
+def test_several_served_models_are_listed() -> None:
+    message = str(model_not_served("http://h/v1", "x", ["a", "b"]))
+    assert message.endswith("served models: a, b (pass one with --model)")
+    assert model_not_served("http://h/v1", "x", ["a", "b"]).exit_code == 2
+
+
+@pytest.mark.parametrize("url", ["not-a-url", "localhost:8000/v1", "ftp://h/v1"])
+def test_a_url_that_is_not_http_is_bad_input(url: str) -> None:
+    result = runner.invoke(app, ["research", "q?", "--llm-url", url])
+    assert result.exit_code == 2
+    assert repr(url) in error_line(result.stderr)
+
+
+def test_a_url_without_v1_asks_whether_v1_was_meant(corpus_db: Path) -> None:
+    with SimulatorServer(simulate) as server:
+        root = server.url.removesuffix("/v1")
+        result = runner.invoke(app, ["research", "q?", "--llm-url", root, "--model",
+                                     SIMULATOR_MODEL, "--corpus", str(corpus_db)])
+    assert result.exit_code == 2
+    assert f"did you mean {root}/v1?" in error_line(result.stderr)
+
+
+def test_a_web_server_is_named_in_one_line(local_web: LocalWeb, corpus_db: Path) -> None:
+    page = ("<!DOCTYPE html><html><head><title>Welcome to nginx!</title></head><body>"
+            + "<p>If you see this page, the nginx web server is working. " * 40 + "</body></html>")
+    local_web.page("/v1/models", page)
+    url = local_web.url("/v1")
+    result = runner.invoke(app, ["research", "q?", "--llm-url", url, "--corpus", str(corpus_db)])
+    assert result.exit_code == 2
+    line = error_line(result.stderr)
+    assert f"{url}/models answered HTTP 200 with a web page ('Welcome to nginx!')" in line
+    assert "<" not in line and len(line) < 300
+
+
+@pytest.mark.parametrize("mode", ["rumination", "write"])
+def test_reports_from_the_simulator_over_http_are_labeled(
+    tmp_path: Path, corpus_db: Path, mode: str
+) -> None:
+    config = SimulatorConfig(model="any-name-at-all")  # the label does not hang on the name
+    texts: dict[str, str] = {}
+    with SimulatorServer(simulate, config) as server:
+        for fmt in ("md", "html", "json"):
+            out = tmp_path / f"r.{fmt}"
+            result = runner.invoke(app, ["research", "How do otters help kelp?", "--mode", mode,
+                                         "--llm-url", server.url, "--model", config.model,
+                                         "--corpus", str(corpus_db), "--out", str(out)])
+            assert result.exit_code == 0, result.stderr
+            texts[fmt] = out.read_text(encoding="utf-8")
+    assert json.loads(texts["json"])["simulated"] is True
+    assert 'id="simulated"' in texts["html"]
+    assert "SIMULATED" in texts["md"].split("## Warnings", 1)[1]
+
+
+def test_one_warnings_count_everywhere(tmp_path: Path, corpus_db: Path) -> None:
+    out, trace = tmp_path / "r.md", tmp_path / "t.jsonl"
+    with SimulatorServer(simulate) as server:
+        result = runner.invoke(app, ["research", "How do otters help kelp?", "--llm-url",
+                                     server.url, "--model", SIMULATOR_MODEL, "--corpus",
+                                     str(corpus_db), "--out", str(out), "--trace", str(trace)])
+    assert result.exit_code == 0, result.stderr
+    events = [json.loads(line) for line in trace.read_text().splitlines()]
+    (finished,) = [e for e in events if e["event"] == "finished"]
+    warnings = out.read_text().split("## Warnings", 1)[1].count("\n- ")
+    assert finished["warnings"] == warnings == 1  # the SIMULATED label
+    assert f"{finished['citations']} citations" in result.stderr or finished["citations"] == 1
+    assert "(1 warning)" in result.stderr or ", 1 warning)" in result.stderr
