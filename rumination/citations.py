@@ -3,7 +3,8 @@
 The model cites as `【12†source】`; variants seen in the wild are accepted too: `【12】`,
 `【12†L3-L9】`, `【3, 7†source】`, `[12†source]` and full-width digits. Valid ids become
 `[k]` with k = 1..n in order of first appearance; ids the run never showed the model are
-removed and reported with the sentence they stood in. Nothing else in the text changes.
+removed and reported with the sentence they stood in, and the space or list comma before
+them goes too (no `claim .`). Nothing else in the text changes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ _TRAILING = re.compile(r"(?:[ \t.!?。！？]|" + _MARKER.pattern + r")*\Z")
 _LOOK_BACK = 2000
 _REMOVED = "\x00"  # stands where a marker with no valid id was, until the text is tidied
 _GAP_BEFORE_STOP = re.compile(r"[ \t]*\x00+(?=[.,;:!?。，、；：！？)\]]|\n|\Z)")
+_LIST_SEPARATOR = re.compile(r"(?<=\])[ \t]*[,;，、][ \t]*\x00+")  # `[1], 【bad】` -> `[1]`
 _GAP_BOTH_SIDES = re.compile(r"[ \t]+\x00+[ \t]+")
 
 
@@ -89,7 +91,9 @@ def resolve_citations(answer: str, sources: list[Source]) -> CitationResult:
 
 
 def _tidy(text: str) -> str:
-    """Drop the places of removed markers without leaving `word .` or double spaces."""
+    """Drop the places of removed markers without leaving `word .`, `[1], .` or double
+    spaces."""
+    text = _LIST_SEPARATOR.sub("", text)
     text = _GAP_BEFORE_STOP.sub("", text)
     text = _GAP_BOTH_SIDES.sub(" ", text)
     return text.replace(_REMOVED, "")

@@ -602,9 +602,12 @@ def doctor(
 ) -> None:
     """Check a live server before the first research run: model names, window (YaRN), chat
     template, prefix caching, streaming and one real turn. Exit 1 when a check fails."""
-    from .doctor import diagnose, render_text
-
     def body() -> None:
+        import json
+
+        from .doctor import diagnose, render_text
+        from .settings import Settings
+
         settings = Settings.load(llm_url=llm_url)
         diagnosis = diagnose(settings.llm_urls[0], model, api_key=settings.api_key,
                              turn_tokens=turn_tokens, skip_turn=skip_turn,

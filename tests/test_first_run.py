@@ -36,8 +36,10 @@ def error_line(stderr: str) -> str:
 
 
 def test_readme_model_names_are_names_that_are_served() -> None:
-    names = set(re.findall(r"--model[ =]([\w.-]+)", README.read_text(encoding="utf-8")))
-    assert names and names <= {Settings().model, SIMULATOR_MODEL}, names
+    text = README.read_text(encoding="utf-8")
+    names = set(re.findall(r"--model[ =]([\w.-]+)|model=\"([\w.-]+)\"", text))
+    used = {name for pair in names for name in pair if name and not name.isupper()}
+    assert used and used <= {Settings().model, SIMULATOR_MODEL}, used
 
 
 def test_the_simulator_prints_its_model_and_a_line_that_works() -> None:
@@ -135,3 +137,19 @@ def test_one_warnings_count_everywhere(tmp_path: Path, corpus_db: Path) -> None:
     assert finished["warnings"] == warnings == 1  # the SIMULATED label
     assert f"{finished['citations']} citations" in result.stderr or finished["citations"] == 1
     assert "(1 warning)" in result.stderr or ", 1 warning)" in result.stderr
+
+
+def test_readme_python_example_runs_as_written(
+    corpus_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## From Python", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    config = SimulatorConfig(model=Settings().model)  # the name `rumination serve` serves
+    with SimulatorServer(simulate, config) as server:
+        host = server.url.removeprefix("http://").removesuffix("/v1")
+        exec(compile(code.replace("HOST:8000", host).replace("docs.db", str(corpus_db)),
+                     "README.md", "exec"), {"__name__": "readme"})
+        assert len(server.requests) > 4
+    printed = capsys.readouterr().out
+    assert "sources cited" in printed and "Event(kind='finished'" in printed
