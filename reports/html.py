@@ -3,7 +3,8 @@
 The answer's Markdown is rendered by markdown-it-py with raw HTML disabled (the text comes
 from a model and from web pages) and images disabled (no external requests); every other
 value goes through the template's autoescaping. Citation references `[k]` become links to
-the source list that show the source's title on hover.
+the source list that show the source's title on hover; a checked citation also carries its
+support verdict, and its evidence span shows on hover and on keyboard focus (CSS only).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 from markupsafe import Markup
 
 from rumination.errors import UsageError
-from rumination.models import Report
+from rumination.models import CheckedStatement, Report
 from rumination.templates import render
 
 from .render import provenance_label
@@ -56,12 +57,31 @@ def _citation_rule(state: StateInline, silent: bool) -> bool:
     return True
 
 
+_VERDICT_LABELS = {
+    "supported": "supported by the source",
+    "unsupported": "NOT supported by the source",
+    "unsure": "support unsure",
+}
+
+
 def _render_citation(
     self: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
 ) -> str:
     number = tokens[idx].meta["number"]
     title = escape(env["citation_titles"][number], quote=True)
-    return f'<a class="citation" href="#source-{number}" title="{title}">[{number}]</a>'
+    link = f'<a class="citation" href="#source-{number}" title="{title}"'
+    occurrence = env["occurrence"] = env.get("occurrence", -1) + 1
+    checked: CheckedStatement | None = env.get("checked", {}).get(occurrence)
+    if checked is None:
+        return f"{link}>[{number}]</a>"
+    tip = f"evidence-{occurrence}"
+    classes = f"cite verdict-{checked.verdict}" + (" flagged" if checked.action == "flagged" else "")
+    label = f"{_VERDICT_LABELS[checked.verdict]} ({checked.score:.2f}, {checked.judge})"
+    quote = f": “{escape(checked.evidence)}”" if checked.evidence else ""
+    return (
+        f'<span class="{classes}">{link} aria-describedby="{tip}">[{number}]</a>'
+        f'<span class="evidence" role="tooltip" id="{tip}">{escape(label)}{quote}</span></span>'
+    )
 
 
 @cache
@@ -79,7 +99,9 @@ def _parser() -> MarkdownIt:
 def answer_html(report: Report) -> Markup:
     """The answer's Markdown as HTML (raw HTML in it is escaped, never passed through)."""
     titles = {c.number: c.title for c in report.citations}
-    return Markup(_parser().render(report.answer_markdown, {"citation_titles": titles}))
+    checked = {s.occurrence: s for s in report.statements if s.occurrence is not None}
+    env = {"citation_titles": titles, "checked": checked}
+    return Markup(_parser().render(report.answer_markdown, env))
 
 
 def _linkable(url: str) -> bool:
@@ -97,6 +119,8 @@ def render_html(report: Report) -> str:
         today=date.today().isoformat(),
         accessed=fetched,
         uncited=[s for s in report.sources if s.source_id not in cited],
+        flagged=[s for s in report.statements if s.action == "flagged"],
+        dropped=[s for s in report.statements if s.action == "dropped"],
         linkable=_linkable,
         simulated=report.simulated,
         label=provenance_label(report),

@@ -32,6 +32,20 @@ def provenance_label(report: Report) -> str:
     return label
 
 
+def support_line(report: Report) -> str:
+    """The support figures in one sentence, or "" when no statement was checked."""
+    f = report.figures
+    if f is None or f.citation_accuracy is None:
+        return ""
+    judges = ", ".join(sorted({s.judge for s in report.statements})) or "none"
+    return (
+        f"Citation accuracy {f.citation_accuracy:.1%}: {f.statements_supported} of "
+        f"{f.statements_checked} cited statements supported by their source "
+        f"({f.statements_unsupported} unsupported, {f.statements_unsure} unsure; "
+        f"{f.effective_citations} effective citations; judge {judges})."
+    )
+
+
 def _md_text(text: str) -> str:
     return re.sub(r"([\\\[\]])", r"\\\1", text)
 
@@ -60,9 +74,15 @@ def render_markdown(report: Report, citation_style: str = "numbered") -> str:
          "accessed": fetched.get(c.source_id)}
         for c in report.citations
     ]
+    unsupported = [
+        {"number": c.number, "statement": c.statement, "judge": c.judge, "score": c.score,
+         "reason": c.reason, "evidence": c.evidence, "removed": c.action == "dropped"}
+        for c in report.statements if c.action in ("flagged", "dropped")
+    ]
     text = render(
         "report.md", package="rumination.reports", answer=answer, sources=sources,
         footnotes=footnotes, warnings=report.warnings, label=provenance_label(report),
+        accuracy=support_line(report), unsupported=unsupported,
     )
     return text + "\n"
 

@@ -18,8 +18,10 @@ from .context import ContextBudget
 from .endpoints import EndpointPool
 from .errors import RuminationError, UsageError
 from .events import EventHandler, emit
+from .evidence import evidence_by_source
 from .fetch import PageFetcher
 from .figures import compute_figures
+from .judges import verified
 from .llm import ChatModel
 from .loop import RunState, TurnLoop
 from .models import Message, Report, Usage
@@ -198,6 +200,8 @@ class Researcher:
             mode="rumination",
             figures=compute_figures(resolved.text, resolved, state.registry.all()),
         )
+        shown = evidence_by_source(t.observation for t in state.turns if t.observation)
+        report = await verified(report, shown, self.settings)
         if getattr(llm, "simulated", False):
             mark_simulated(report)
         await emit(on_event, "finished", run_id=state.run_id, citations=len(report.citations),

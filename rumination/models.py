@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 Role = Literal["system", "user", "assistant", "observation"]
 ToolName = Literal["search", "click", "open", "finish"]
 Mode = Literal["rumination", "write"]
+Verdict = Literal["supported", "unsupported", "unsure"]
 
 
 class Message(BaseModel):
@@ -80,11 +81,38 @@ class Turn(BaseModel):
     tool_seconds: float = 0.0
 
 
+class Support(BaseModel):
+    """A judge's verdict on whether a source supports a statement that cites it."""
+
+    verdict: Verdict
+    score: float = Field(ge=0.0, le=1.0, description="how well the evidence covers the statement")
+    evidence: str = Field("", description="best evidence span, at most ~300 characters")
+    judge: str = Field(description="the judge: lexical, or llm:MODEL")
+    reason: str = ""
+
+
+class CheckedStatement(Support):
+    """One cited statement–source pair of the answer and its verdict."""
+
+    statement: str
+    number: int = Field(description="the citation number [k] it carries")
+    source_id: int
+    occurrence: int | None = Field(
+        None, description="index of its reference among the answer's references; null if dropped"
+    )
+    action: Literal["kept", "flagged", "dropped"] = Field(
+        "kept", description="what unsupported_citations did with its marker"
+    )
+
+
 class Citation(BaseModel):
     number: int
     source_id: int
     url: str
     title: str
+    support: Support | None = Field(
+        None, description="the weakest verdict among the statements citing this source"
+    )
 
 
 class ReportFigures(BaseModel):
@@ -98,6 +126,16 @@ class ReportFigures(BaseModel):
     cited_paragraph_share: float = Field(0.0, ge=0.0, le=1.0)
     words: int = 0
     tokens_estimate: int = 0
+    statements_checked: int = Field(0, description="cited statement–source pairs judged")
+    statements_supported: int = 0
+    statements_unsupported: int = 0
+    statements_unsure: int = 0
+    citation_accuracy: float | None = Field(
+        None, ge=0.0, le=1.0, description="supported / checked (FACT); null if none checked"
+    )
+    effective_citations: int = Field(
+        0, description="distinct supported statement–source pairs (FACT)"
+    )
 
 
 class Report(BaseModel):
@@ -113,4 +151,7 @@ class Report(BaseModel):
     mode: Mode = "rumination"
     figures: ReportFigures | None = None
     simulated: bool = False  # written by rumination's protocol simulator, not by a model
+    statements: list[CheckedStatement] = Field(
+        default_factory=list, description="every cited statement with its support verdict"
+    )
     extra: dict[str, Any] = Field(default_factory=dict, exclude=True)

@@ -114,6 +114,21 @@ class Settings(BaseModel):
     keep_runs: bool = True
     run_store: str | None = Field(None, description="default: $XDG_DATA_HOME/rumination/runs.db")
 
+    # Support check: does each cited source say what the citing statement claims?
+    judge: Literal["lexical", "llm"] = Field(
+        "lexical", description="lexical (offline, default) or llm (an OpenAI-compatible model)"
+    )
+    judge_url: str | None = Field(None, description="the llm judge's base URL; default llm_url")
+    judge_model: str | None = Field(None, description="the llm judge's model; default model")
+    judge_batch: int = Field(8, ge=1, le=50, description="statements per llm judge request")
+    judge_concurrency: int = Field(4, ge=1, le=64, description="llm judge requests at once")
+    judge_evidence_chars: int = Field(
+        8000, ge=500, description="source text shown to the llm judge per request"
+    )
+    unsupported_citations: Literal["keep", "flag", "drop"] = Field(
+        "flag", description="unsupported citations: keep silently, flag in the report, or drop"
+    )
+
     # Output
     format: str = Field(defaults.FORMAT, pattern="^(md|json|html)$")
     citation_style: Literal["numbered", "footnotes"] = "numbered"

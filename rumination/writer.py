@@ -21,8 +21,10 @@ from .backends import SearchBackend, create_backend
 from .citations import resolve_citations
 from .errors import BackendError, ContextLengthExceeded, FetchError, UsageError
 from .events import EventHandler, emit
+from .evidence import evidence_by_source
 from .fetch import PageFetcher
 from .figures import compute_figures
+from .judges import verified
 from .llm import ChatModel, LLMClient
 from .models import Message, Report, SearchHit, Turn, Usage
 from .protocol import clean_final_answer
@@ -175,10 +177,11 @@ async def _write(
     if not blocks:
         warnings.append("no source could be found or read; the answer cites nothing")
     today = date.today().isoformat() if settings.tell_date else ""
+    shown = render("writing_sources", sources=blocks)
     messages = [
         Message(role="system", content=render("writing_system", chinese=has_cjk(question))),
         Message(role="user", content=render("question", question=safe_question, today=today)),
-        Message(role="observation", content=render("writing_sources", sources=blocks)),
+        Message(role="observation", content=shown),
     ]
     await emit(on_event, "answer_started")
 
@@ -205,6 +208,7 @@ async def _write(
         run_id=run_id, model=llm.model, mode="write",
         figures=compute_figures(resolved.text, resolved, registry.all()),
     )
+    report = await verified(report, evidence_by_source([shown]), settings)
     if getattr(llm, "simulated", False):
         mark_simulated(report)
     await emit(on_event, "finished", run_id=run_id, citations=len(report.citations),
