@@ -75,7 +75,8 @@ def _render_citation(
     if checked is None:
         return f"{link}>[{number}]</a>"
     tip = f"evidence-{occurrence}"
-    classes = f"cite verdict-{checked.verdict}" + (" flagged" if checked.action == "flagged" else "")
+    flagged = " flagged" if checked.action == "flagged" else ""
+    classes = f"cite verdict-{checked.verdict}{flagged}"
     label = f"{_VERDICT_LABELS[checked.verdict]} ({checked.score:.2f}, {checked.judge})"
     quote = f": “{escape(checked.evidence)}”" if checked.evidence else ""
     return (

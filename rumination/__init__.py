@@ -25,12 +25,14 @@ if TYPE_CHECKING:
     )
     from .events import Event
     from .models import (
+        CheckedStatement,
         Citation,
         Message,
         Report,
         ReportFigures,
         SearchHit,
         Source,
+        Support,
         ToolCall,
         Turn,
         Usage,
@@ -44,15 +46,15 @@ _HOMES = {
     **dict.fromkeys(["BackendError", "ConfigError", "ContextLengthExceeded", "FetchError",
                      "FetchRefused", "Interrupted", "LLMError", "LLMUnavailable",
                      "RuminationError", "UsageError"], "errors"),
-    **dict.fromkeys(["Citation", "Message", "Report", "ReportFigures", "SearchHit", "Source",
-                     "ToolCall", "Turn", "Usage"], "models"),
+    **dict.fromkeys(["CheckedStatement", "Citation", "Message", "Report", "ReportFigures",
+                     "SearchHit", "Source", "Support", "ToolCall", "Turn", "Usage"], "models"),
 }  # fmt: skip
 
 __all__ = [
-    "BackendError", "Citation", "ConfigError", "ContextLengthExceeded", "Event", "FetchError",
+    "BackendError", "CheckedStatement", "Citation", "ConfigError", "ContextLengthExceeded", "Event", "FetchError",
     "FetchRefused", "Interrupted", "LLMError", "LLMUnavailable", "Message", "Report",
     "ReportFigures", "Researcher", "RuminationError", "SearchHit", "Settings", "Source",
-    "ToolCall", "Turn", "Usage", "UsageError", "research",
+    "Support", "ToolCall", "Turn", "Usage", "UsageError", "research",
 ]  # fmt: skip
 
 

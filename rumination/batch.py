@@ -44,6 +44,8 @@ class JobResult:
     run_id: str | None = None
     output: str | None = None
     citations: int = 0
+    citation_accuracy: float | None = None
+    effective_citations: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
@@ -152,6 +154,8 @@ class Batch:
         result = JobResult(
             job=key, status="finished", run_id=report.run_id, output=output,
             citations=len(report.citations), prompt_tokens=report.usage.prompt_tokens,
+            citation_accuracy=report.figures.citation_accuracy if report.figures else None,
+            effective_citations=report.figures.effective_citations if report.figures else 0,
             completion_tokens=report.usage.completion_tokens,
             seconds=round(time.monotonic() - started, 3),
         )

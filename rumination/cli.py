@@ -128,6 +128,11 @@ def figures_line(figures: ReportFigures) -> str:
         f"{plural(f.invalid_ids, 'invalid id')} ({plural(f.citations_removed, 'citation')} "
         f"removed), {f.cited_paragraph_share:.0%} of paragraphs cited, "
         f"{plural(f.words, 'word')} (~{plural(f.tokens_estimate, 'token')})"
+    ) + (
+        "" if f.citation_accuracy is None else
+        f"; citation_accuracy {f.citation_accuracy:.1%} ({f.statements_supported} of "
+        f"{f.statements_checked} statements supported, {f.statements_unsupported} unsupported, "
+        f"{f.statements_unsure} unsure), effective_citations {f.effective_citations}"
     )
 
 
@@ -412,7 +417,10 @@ def batch(
                        on_event=_progress(trace))
         results = asyncio.run(runner.run())
         for r in results:
-            detail = r.error or f"{plural(r.citations, 'citation')}, {r.seconds:.1f} s"
+            accuracy = "" if r.citation_accuracy is None else (
+                f", citation accuracy {r.citation_accuracy:.0%}"
+            )
+            detail = r.error or f"{plural(r.citations, 'citation')}{accuracy}, {r.seconds:.1f} s"
             typer.echo(f"{r.status:9} {r.job}  {detail}")
         failed = sum(r.status == "failed" for r in results)
         typer.echo(f"{len(results) - failed} of {plural(len(results), 'job')} done; summary in "
@@ -508,6 +516,9 @@ def runs_show(run_id: str) -> None:
             size = len(t.observation or "")
             typer.echo(f"  turn {t.index + 1}: {call} -> {plural(size, 'char')}")
         typer.echo(f"sources: {len(store.sources(run_id))}")
+        report = store.report(run_id)
+        if report is not None and report.figures is not None:
+            typer.echo(figures_line(report.figures))
 
     _guarded(body)
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .models import Support
+from .models import Support, Verdict
 
 NAME = "lexical"
 SPAN_CHARS = 300
@@ -151,7 +151,8 @@ class LexicalJudge:
         start, width = best
         coverage = best_score / total if total else 0.0
         window = " ".join(prepared.sentences[start:start + width])
-        window_numbers = frozenset().union(*(t.numbers for t in prepared.terms[start:start + width]))
+        in_window = prepared.terms[start:start + width]
+        window_numbers = frozenset().union(*(t.numbers for t in in_window))
         focus = max(range(start, start + width), key=lambda k: single[k])
         problems = []
         missing_numbers = sorted(claim.numbers - window_numbers)
@@ -161,7 +162,7 @@ class LexicalJudge:
         missing_names = sorted(n for n in _names(statement) if n[:5] not in window_lower)
         if missing_names:
             problems.append(f"name {', '.join(missing_names)} not in the evidence")
-        window_negated = any(t.negated for t in prepared.terms[start:start + width])
+        window_negated = any(t.negated for t in in_window)
         if (claim.negated and not window_negated) or (
             not claim.negated and prepared.terms[focus].negated
         ):
@@ -173,7 +174,7 @@ class LexicalJudge:
         if problems:
             return Support(verdict="unsupported", score=round(coverage * 0.3, 3), evidence=span,
                            judge=NAME, reason="; ".join(problems))
-        verdict = "supported" if coverage >= self.supported_at else "unsure"
+        verdict: Verdict = "supported" if coverage >= self.supported_at else "unsure"
         return Support(verdict=verdict, score=round(coverage, 3), evidence=span, judge=NAME,
                        reason="" if verdict == "supported" else "partial coverage")
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from .errors import LLMError
 from .judge_cache import JudgementCache, cache_key
-from .lexical import SPAN_CHARS, LexicalJudge, prepare_evidence, content_terms
+from .lexical import SPAN_CHARS, LexicalJudge, content_terms, prepare_evidence
 from .llm import ChatModel
 from .models import Message, Support
 from .templates import render
@@ -59,13 +59,15 @@ def parse_verdicts(reply: str, count: int) -> list[dict[str, str]] | None:
         return None
     if not isinstance(items, list):
         return None
+    entries = [item for item in items if isinstance(item, dict)]
     by_index: dict[int, dict[str, str]] = {}
-    for position, item in enumerate(items, start=1):
-        if not isinstance(item, dict):
-            continue
-        index = item.get("statement", position)
+    for item in entries:  # numbered entries first, then unnumbered ones by position
+        index = item.get("statement")
         if isinstance(index, int) and 1 <= index <= count:
             by_index[index] = {k: str(v) for k, v in item.items()}
+    for position, item in enumerate(entries, start=1):
+        if "statement" not in item and position <= count:
+            by_index.setdefault(position, {k: str(v) for k, v in item.items()})
     return [by_index.get(i, {}) for i in range(1, count + 1)]
 
 

@@ -86,7 +86,7 @@ class Support(BaseModel):
 
     verdict: Verdict
     score: float = Field(ge=0.0, le=1.0, description="how well the evidence covers the statement")
-    evidence: str = Field("", description="best evidence span, at most ~300 characters")
+    evidence: str = Field(default="", description="best evidence span, at most ~300 characters")
     judge: str = Field(description="the judge: lexical, or llm:MODEL")
     reason: str = ""
 
@@ -98,10 +98,11 @@ class CheckedStatement(Support):
     number: int = Field(description="the citation number [k] it carries")
     source_id: int
     occurrence: int | None = Field(
-        None, description="index of its reference among the answer's references; null if dropped"
+        default=None,
+        description="index of its reference among the answer's references; null if dropped",
     )
     action: Literal["kept", "flagged", "dropped"] = Field(
-        "kept", description="what unsupported_citations did with its marker"
+        default="kept", description="what unsupported_citations did with its marker"
     )
 
 
@@ -111,7 +112,7 @@ class Citation(BaseModel):
     url: str
     title: str
     support: Support | None = Field(
-        None, description="the weakest verdict among the statements citing this source"
+        default=None, description="the weakest verdict among the statements citing this source"
     )
 
 
@@ -126,15 +127,15 @@ class ReportFigures(BaseModel):
     cited_paragraph_share: float = Field(0.0, ge=0.0, le=1.0)
     words: int = 0
     tokens_estimate: int = 0
-    statements_checked: int = Field(0, description="cited statement–source pairs judged")
+    statements_checked: int = Field(default=0, description="cited statement–source pairs judged")
     statements_supported: int = 0
     statements_unsupported: int = 0
     statements_unsure: int = 0
     citation_accuracy: float | None = Field(
-        None, ge=0.0, le=1.0, description="supported / checked (FACT); null if none checked"
+        default=None, ge=0.0, le=1.0, description="supported / checked (FACT); null if none checked"
     )
     effective_citations: int = Field(
-        0, description="distinct supported statement–source pairs (FACT)"
+        default=0, description="distinct supported statement–source pairs (FACT)"
     )
 
 

@@ -15,7 +15,9 @@ _REFERENCE = re.compile(r"\[(\d+)\](?!\()")
 _GROUP = re.compile(r"(?:\s*\[\d+\](?!\())+")
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s|\n|(?<=[。！？])")
 _FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.MULTILINE | re.DOTALL)
-_MARKDOWN = re.compile(r"^\s{0,3}(?:#{1,6}\s+|[-*+]\s+|\d+[.)]\s+|>\s*)|[*_`|]+|\[([^\]]*)\]\([^)]*\)")
+_MARKDOWN = re.compile(
+    r"^\s{0,3}(?:#{1,6}\s+|[-*+]\s+|\d+[.)]\s+|>\s*)|[*_`|]+|\[([^\]]*)\]\([^)]*\)"
+)
 _WORD = re.compile(r"\w{2,}")
 
 

@@ -22,7 +22,8 @@ from .statements import cited_statements, references
 
 Policy = Literal["keep", "flag", "drop"]
 _RANK = {"unsupported": 0, "unsure": 1, "supported": 2}
-_ACTION = {"keep": "kept", "flag": "flagged", "drop": "dropped"}
+Action = Literal["kept", "flagged", "dropped"]
+_ACTION: dict[str, Action] = {"keep": "kept", "flag": "flagged", "drop": "dropped"}
 _BEFORE_PUNCTUATION = re.compile(r"[ \t]+\Z")
 
 
@@ -46,12 +47,13 @@ async def check_support(
     checked = []
     for c in cited:
         support = by_pair[(c.statement, numbers[c.number])]
-        action = _ACTION[policy] if support.verdict == "unsupported" else "kept"
+        action: Action = _ACTION[policy] if support.verdict == "unsupported" else "kept"
         checked.append(CheckedStatement(
             **support.model_dump(), statement=c.statement, number=c.number,
             source_id=numbers[c.number], occurrence=c.occurrence, action=action,
         ))
-    answer, citations, warnings = report.answer_markdown, report.citations, []
+    answer, citations = report.answer_markdown, report.citations
+    warnings: list[str] = []
     if policy == "drop" and any(s.action == "dropped" for s in checked):
         answer, citations, checked, warnings = _drop(answer, citations, checked)
     figures = _figures(report, answer, citations, checked)
@@ -86,7 +88,10 @@ def _drop(
         f"support ({s.reason or s.verdict}) in: {s.statement!r}"
         for s in checked if s.action == "dropped"
     ]
-    pieces, last, renumber, kept_index = [], 0, {}, {}
+    pieces: list[str] = []
+    renumber: dict[int, int] = {}
+    kept_index: dict[int, int] = {}
+    last = 0
     for index, ref in enumerate(refs):
         before = answer[last:ref.start()]
         if index in dropped:
@@ -108,7 +113,8 @@ def _drop(
     )
     new_checked = [
         s.model_copy(update={
-            "number": renumber.get(s.number, s.number) if s.action != "dropped" else s.number,
+            # a dropped statement keeps its source's new number while the source is cited
+            "number": renumber.get(s.number, s.number),
             "occurrence": None if s.action == "dropped" else kept_index[s.occurrence or 0],
         })
         for s in checked
@@ -119,7 +125,7 @@ def _drop(
 def _figures(
     report: Report, answer: str, citations: list[Citation], checked: list[CheckedStatement]
 ) -> ReportFigures:
-    old = report.figures or ReportFigures()
+    old = report.figures
     resolved = CitationResult(text=answer, citations=citations)
     base = compute_figures(answer, resolved, report.sources)
     pairs: dict[tuple[str, int], str] = {}
@@ -128,8 +134,8 @@ def _figures(
     verdicts = list(pairs.values())
     supported = verdicts.count("supported")
     return base.model_copy(update={
-        "invalid_ids": old.invalid_ids,
-        "citations_removed": old.citations_removed,
+        "invalid_ids": old.invalid_ids if old else 0,
+        "citations_removed": old.citations_removed if old else 0,
         "statements_checked": len(verdicts),
         "statements_supported": supported,
         "statements_unsupported": verdicts.count("unsupported"),

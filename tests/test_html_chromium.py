@@ -240,3 +240,64 @@ def test_page_renders_and_a_citation_link_jumps_to_its_source(
     assert evaluate(browser, session, in_view) is True
 
     assert console_errors(browser.events) == []
+
+
+def test_a_flagged_citation_shows_its_evidence_on_hover_and_on_keyboard_focus(
+    browser: Cdp, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from rumination.lexical import LexicalJudge
+    from rumination.support import check_support
+
+    page = "Cold-climate units keep a COP of 2.0 at -15 C. They need defrost cycles in frost."
+    report = Report(
+        question="Cold?", run_id="r1", model="m",
+        answer_markdown="Units keep a COP of 2.0 at -15 C.[1] They never need defrost.[1]",
+        citations=[Citation(number=1, source_id=1, url="https://example.org/c", title="Cold")],
+        sources=[Source(source_id=1, url="https://example.org/c", title="Cold")],
+    )
+    checked = asyncio.run(check_support(report, {1: page}, LexicalJudge(), "flag"))
+    site = tmp_path / "checked"
+    site.mkdir()
+    (site / "r.html").write_text(render_report(checked, "html"), encoding="utf-8")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        target = browser.send("Target.createTarget", url="about:blank")["targetId"]
+        session = browser.send("Target.attachToTarget", targetId=target,
+                               flatten=True)["sessionId"]
+        for domain in ("Page", "Runtime", "Log"):
+            browser.send(f"{domain}.enable", session)
+        browser.send("Page.navigate", session,
+                     url=f"http://127.0.0.1:{server.server_address[1]}/r.html")
+        browser.wait_event("Page.loadEventFired")
+
+        def shown(tip: str) -> str:
+            return str(evaluate(browser, session,
+                                f"getComputedStyle(document.getElementById('{tip}')).display"))
+
+        assert shown("evidence-0") == "none" and shown("evidence-1") == "none"
+        flagged = "document.querySelector('.cite.flagged a.citation')"
+        assert evaluate(browser, session, f"{flagged}.getAttribute('aria-describedby')") == (
+            "evidence-1"
+        )
+        evaluate(browser, session, f"{flagged}.focus()")
+        assert shown("evidence-1") == "block" and shown("evidence-0") == "none"
+        text = evaluate(browser, session, "document.getElementById('evidence-1').innerText")
+        assert "NOT supported" in text and "defrost cycles" in text
+        evaluate(browser, session, "document.activeElement.blur()")
+        box = evaluate(
+            browser, session,
+            "(() => { const r = document.querySelector('.cite.verdict-supported a')"
+            ".getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; })()",
+        )
+        browser.send("Input.dispatchMouseEvent", session, type="mouseMoved", x=box[0], y=box[1])
+        deadline = time.monotonic() + 10
+        while shown("evidence-0") != "block":
+            assert time.monotonic() < deadline, "hovering the citation did not show its evidence"
+            time.sleep(0.05)
+        assert console_errors(browser.events) == []
+    finally:
+        server.shutdown()
+        server.server_close()

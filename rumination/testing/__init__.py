@@ -7,7 +7,7 @@ Everything here is a simulator: it speaks the model's protocol, it is not the mo
 from .fakes import FunctionModel, ScriptedModel, SimulatorModel
 from .guard import NetworkBlocked, no_network
 from .server import SimulatorConfig, SimulatorServer
-from .simulator import scripted, simulate
+from .simulator import scripted, simulate, with_unsupported
 
 __all__ = [
     "FunctionModel",
@@ -19,4 +19,5 @@ __all__ = [
     "no_network",
     "scripted",
     "simulate",
+    "with_unsupported",
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..defaults import SIMULATOR_MODEL
 from .server import SimulatorConfig, SimulatorServer
-from .simulator import scripted, simulate
+from .simulator import scripted, simulate, with_unsupported
 
 
 def _load_script(path: Path) -> list[str]:
@@ -48,8 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--no-prefix-caching", action="store_true")
     serve.add_argument("--prompt-tokens-details", action="store_true",
                        help="report cached prompt tokens, as vLLM's --enable-prompt-tokens-details")
+    serve.add_argument("--unsupported", type=int, default=0, metavar="N",
+                       help="alter N cited sentences of each answer so their source does not "
+                       "support them (tests of the support check)")
     args = parser.parse_args(argv)
-    responder = scripted(_load_script(args.script)) if args.script else simulate
+    if args.unsupported < 0:
+        parser.error("--unsupported must be 0 or more")
+    responder = (
+        scripted(_load_script(args.script)) if args.script
+        else with_unsupported(args.unsupported) if args.unsupported else simulate
+    )
     config = SimulatorConfig(
         model=args.model,
         max_model_len=args.max_model_len,

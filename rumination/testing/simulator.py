@@ -147,8 +147,27 @@ def _best_sentences(page: _Page, words: list[str]) -> list[str]:
     return [sentences[i] for i in chosen]
 
 
-def write_answer(history: _History) -> str:
-    """A cited report built only from sentences of the pages the simulator read."""
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_VERB = re.compile(r"\b(is|are|was|were|can|does|do|has|have|will)\b")
+
+
+def _unsupported(sentence: str, index: int) -> str:
+    """`sentence` made false to its source, by the kinds of error deep-research reports
+    make: a changed figure, else a negation."""
+    number = _NUMBER.search(sentence)
+    if number is not None and index % 2 == 0:
+        changed = str(int(float(number.group(0))) + 13)
+        return sentence[: number.start()] + changed + sentence[number.end():]
+    verb = _VERB.search(sentence)
+    if verb is not None:
+        return sentence[: verb.end()] + " not" + sentence[verb.end():]
+    return "It is not true that " + sentence[0].lower() + sentence[1:]
+
+
+def write_answer(history: _History, unsupported: int = 0) -> str:
+    """A cited report built only from sentences of the pages the simulator read; the first
+    `unsupported` cited sentences are altered so that their source no longer supports them
+    (a changed number or a negation), for tests of the support check."""
     words = keywords(history.question)
     lines = [f"# {history.question}", ""]
     lines.append(
@@ -158,10 +177,15 @@ def write_answer(history: _History) -> str:
     if not history.pages:
         lines += ["", "No source could be read, so there is nothing to report."]
         return "\n".join(lines)
+    altered = 0
     for page in history.pages.values():
         sentences = _best_sentences(page, words)
         if not sentences:
             continue
+        for i, sentence in enumerate(sentences):
+            if altered < unsupported:
+                sentences[i] = _unsupported(sentence, altered)
+                altered += 1
         lines += ["", f"## {page.title}", ""]
         lines.append(" ".join(f"{s}【{page.source_id}†source】" for s in sentences))
     lines += ["", "## Summary", ""]
@@ -185,17 +209,27 @@ def writing_sources(messages: Sequence[dict[str, Any]]) -> dict[int, _Page] | No
     }
 
 
-def simulate(messages: Sequence[dict[str, Any]]) -> str:
+def simulate(messages: Sequence[dict[str, Any]], unsupported: int = 0) -> str:
     """The simulator's next assistant text for a conversation: a tool call or the cited
-    answer in the rumination protocol, or the written report for a writing request."""
+    answer in the rumination protocol, or the written report for a writing request.
+    `unsupported`: how many cited sentences of the answer to make unsupported."""
     history = read_history(messages)
     sources = writing_sources(messages)
     if sources is not None:
         history.pages = sources
-        return write_answer(history)
+        return write_answer(history, unsupported)
     if history.finished:
-        return write_answer(history)
+        return write_answer(history, unsupported)
     return next_action(history)
+
+
+def with_unsupported(count: int) -> Any:
+    """A `simulate` responder whose answers carry `count` unsupported citations."""
+
+    def respond(messages: Sequence[dict[str, Any]]) -> str:
+        return simulate(messages, unsupported=count)
+
+    return respond
 
 
 def scripted(texts: Sequence[str]) -> Any:
