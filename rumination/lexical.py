@@ -131,7 +131,7 @@ class LexicalJudge:
             return Support(verdict="unsure", score=0.0, judge=NAME,
                            reason="nothing to compare" if prepared.sentences else "no evidence")
         total = sum(_weight(t) for t in claim.stems) + 2.0 * len(claim.numbers)
-        best, best_score = (0, 1), -1.0
+        best, best_score, best_width = (0, 1), -1.0, 0
         single = [
             sum(_weight(t) for t in claim.stems & terms.stems)
             + 2.0 * len(claim.numbers & terms.numbers)
@@ -146,8 +146,11 @@ class LexicalJudge:
                 numbers = frozenset().union(*(t.numbers for t in window_terms))
                 score = (sum(_weight(t) for t in claim.stems & stems)
                          + 2.0 * len(claim.numbers & numbers))
-                if score > best_score + 1e-9:  # prefer the shorter window on a tie
-                    best, best_score = (i, width), score
+                # a wider window must cover more, not merely as much
+                if score > best_score + 1e-9 or (
+                    abs(score - best_score) <= 1e-9 and width < best_width
+                ):
+                    best, best_score, best_width = (i, width), score, width
         start, width = best
         coverage = best_score / total if total else 0.0
         window = " ".join(prepared.sentences[start:start + width])
