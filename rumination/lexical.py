@@ -22,7 +22,9 @@ SPAN_CHARS = 300
 
 _SENTENCE = re.compile(r"(?<=[.!?。！？])\s+|\n+")
 _MARKUP = re.compile(r"\*\*|__|(?:^|(?<=\s))#{1,6}\s", re.MULTILINE)
-_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+(?:['’][^\W\d_]+)?")
+_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+(?:['’][^\W\d_]+)?|[,;:()!?]|\.(?!\d)")
+_BREAK = frozenset(",;:()!?.")
+SCOPE_WORDS = 4  # content words after a negation that it is taken to negate
 _STOPWORDS = frozenset(
     """a an and are as at be been being by can could did do does for from had has have how
     if in into is it its itself of on or so such than that the their them then there these
@@ -67,23 +69,39 @@ def _number(token: str) -> str | None:
 class _Terms:
     stems: frozenset[str]
     numbers: frozenset[str]
-    negated: bool
+    negations: tuple[frozenset[str], ...]
+    """per negation: the content words it negates (up to SCOPE_WORDS, within the clause)"""
 
 
 def content_terms(text: str) -> _Terms:
-    stems, numbers, negated = set(), set(), False
+    stems: set[str] = set()
+    numbers: set[str] = set()
+    negations: list[set[str]] = []
+    open_scope: set[str] | None = None
     for token in _TOKEN.findall(text):
+        if token in _BREAK:
+            open_scope = None
+            continue
         number = _number(token)
+        lowered = token.lower()
         if number is not None:
             numbers.add(number)
+            term = number
+        elif lowered in _NEGATIONS or lowered.endswith(("n't", "n’t")):
+            open_scope = set()
+            negations.append(open_scope)
             continue
-        lowered = token.lower()
-        if lowered in _NEGATIONS or lowered.endswith(("n't", "n’t")):
-            negated = not negated
+        elif lowered in _STOPWORDS:
             continue
-        if lowered not in _STOPWORDS:
-            stems.add(stem(lowered))
-    return _Terms(frozenset(stems), frozenset(numbers), negated)
+        else:
+            term = stem(lowered)
+            stems.add(term)
+        if open_scope is not None:
+            open_scope.add(term)
+            if len(open_scope) >= SCOPE_WORDS:
+                open_scope = None
+    return _Terms(frozenset(stems), frozenset(numbers),
+                  tuple(frozenset(n) for n in negations if n))
 
 
 @dataclass(frozen=True)
@@ -165,11 +183,7 @@ class LexicalJudge:
         missing_names = sorted(n for n in _names(statement) if n[:5] not in window_lower)
         if missing_names:
             problems.append(f"name {', '.join(missing_names)} not in the evidence")
-        window_negated = any(t.negated for t in in_window)
-        if (claim.negated and not window_negated) or (
-            not claim.negated and prepared.terms[focus].negated
-        ):
-            problems.append("negation differs from the evidence")
+        problems.extend(_negation_problems(claim, in_window, prepared.terms[focus]))
         span = _span(prepared.sentences[focus] if len(window) > SPAN_CHARS else window)
         if coverage < self.unsupported_below:
             return Support(verdict="unsupported", score=round(coverage, 3), evidence=span,
@@ -180,6 +194,22 @@ class LexicalJudge:
         verdict: Verdict = "supported" if coverage >= self.supported_at else "unsure"
         return Support(verdict=verdict, score=round(coverage, 3), evidence=span, judge=NAME,
                        reason="" if verdict == "supported" else "partial coverage")
+
+
+def _negation_problems(
+    claim: _Terms, window: tuple[_Terms, ...], focus: _Terms
+) -> list[str]:
+    """A negation in the statement that the evidence does not share (about the same words),
+    or a negation in the evidence's best sentence about the statement's words that the
+    statement does not share."""
+    shown = [scope for terms in window for scope in terms.negations]
+    if any(not any(scope & other for other in shown) for scope in claim.negations):
+        return ["the statement negates what the evidence states"]
+    claimed = claim.stems | claim.numbers
+    for scope in focus.negations:
+        if scope & claimed and not any(scope & other for other in claim.negations):
+            return ["the evidence negates what the statement states"]
+    return []
 
 
 def _span(text: str) -> str:

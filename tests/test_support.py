@@ -91,9 +91,9 @@ judge = LexicalJudge()
         ("A datasheet may give a COP of 6.5 when it is 7 C outside.", "unsupported", "number"),
         ("Heat pumps were first demonstrated in 1856 by William Cullen in Austria.",
          "unsupported", "name"),
-        ("Modern units need a backup heater in most British homes.", "unsupported", "negation"),
+        ("Modern units need a backup heater in most British homes.", "unsupported", "negat"),
         ("Heat pumps were not demonstrated by Rittinger in 1856 in Austria.",
-         "unsupported", "negation"),
+         "unsupported", "negat"),
         ("Offshore wind farms supply most of Denmark's electricity.", "unsupported", "cover"),
     ],
 )
