@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
+
+from conftest import load_bench
 
 from rumination.lexical import LexicalJudge
 
@@ -14,12 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_support", ROOT / "bench/support.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("support")
 
 
 def test_the_labeled_set_covers_every_kind_of_error() -> None:

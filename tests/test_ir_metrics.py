@@ -3,28 +3,18 @@ tiny SYNTHETIC BEIR-format collection (tests/fixtures/beir_synthetic)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from conftest import load_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = ROOT / "tests" / "fixtures" / "beir_synthetic"
 
 
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ir_quality", ROOT / "bench" / "ir_quality.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_bench("ir_quality")
 
 
 def test_ndcg_on_a_hand_computed_example() -> None:
