@@ -51,10 +51,10 @@ _HOMES = {
 }  # fmt: skip
 
 __all__ = [
-    "BackendError", "CheckedStatement", "Citation", "ConfigError", "ContextLengthExceeded", "Event", "FetchError",
-    "FetchRefused", "Interrupted", "LLMError", "LLMUnavailable", "Message", "Report",
-    "ReportFigures", "Researcher", "RuminationError", "SearchHit", "Settings", "Source",
-    "Support", "ToolCall", "Turn", "Usage", "UsageError", "research",
+    "BackendError", "CheckedStatement", "Citation", "ConfigError", "ContextLengthExceeded",
+    "Event", "FetchError", "FetchRefused", "Interrupted", "LLMError", "LLMUnavailable",
+    "Message", "Report", "ReportFigures", "Researcher", "RuminationError", "SearchHit",
+    "Settings", "Source", "Support", "ToolCall", "Turn", "Usage", "UsageError", "research",
 ]  # fmt: skip
 
 
