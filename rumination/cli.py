@@ -477,6 +477,45 @@ def schedule(
     _guarded(body)
 
 
+@app.command()
+def verify(
+    target: Annotated[str, typer.Argument(help="REPORT.json, or the RUN_ID of a stored run")],
+    judge: Annotated[str | None, typer.Option(help="lexical (offline) or llm")] = None,
+    judge_url: Annotated[
+        str | None, typer.Option("--judge-url", help="the llm judge's base URL (…/v1)")
+    ] = None,
+    judge_model: Annotated[
+        str | None, typer.Option("--judge-model", help="the llm judge's model")
+    ] = None,
+    unsupported: Annotated[
+        str | None,
+        typer.Option("--unsupported-citations", help="keep, flag or drop unsupported citations"),
+    ] = None,
+    out: OutOpt = None,
+    fmt: FormatOpt = None,
+) -> None:
+    """Re-check every citation of a finished report against the source text the model was
+    shown, and write the updated report (a REPORT.json is rewritten in place unless --out)."""
+
+    def body() -> None:
+        import asyncio
+
+        from .settings import Settings
+        from .verify import load_report, verify_report
+
+        settings = Settings.load(judge=judge, judge_url=judge_url, judge_model=judge_model,
+                                 unsupported_citations=unsupported)
+        is_file = Path(target).is_file()
+        destination = out if out is not None else (Path(target) if is_file else None)
+        fmt_ = _report_format(destination, fmt, settings.format)
+        store = _store(settings)
+        report = load_report(target, store)
+        checked = asyncio.run(verify_report(report, store, settings))
+        _deliver(checked, destination, fmt_, settings)
+
+    _guarded(body)
+
+
 runs_app = typer.Typer(help="Inspect, export and resume stored runs.", no_args_is_help=True,
                        rich_markup_mode=None)
 app.add_typer(runs_app, name="runs")

@@ -215,7 +215,9 @@ async def _write(
                sources=len(report.sources), warnings=len(report.warnings),
                prompt_tokens=report.usage.prompt_tokens,
                completion_tokens=report.usage.completion_tokens)
-    return report, Turn(index=0, assistant_text=raw, thinking=thinking, usage=usage)
+    # the sources the writer was shown, kept with the turn so `rumination verify` can re-check
+    return report, Turn(index=0, assistant_text=raw, thinking=thinking, usage=usage,
+                        observation=shown)
 
 
 async def run_write(
