@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 HTML_EXTRA = "html"
 _REFERENCE = re.compile(r"\[(\d+)\](?!\()")
 _CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff]")
-_LINKABLE_SCHEMES = ("http", "https")
+_LINKABLE_SCHEMES = ("http", "https", "file")  # file: a local corpus document
+_LEADING_H1 = re.compile(r"\A\s*#[ \t]+(.+?)[ \t#]*(?:\n|\Z)")
 
 
 def require_markdown() -> None:
@@ -102,7 +103,21 @@ def answer_html(report: Report) -> Markup:
     titles = {c.number: c.title for c in report.citations}
     checked = {s.occurrence: s for s in report.statements if s.occurrence is not None}
     env = {"citation_titles": titles, "checked": checked}
-    return Markup(_parser().render(report.answer_markdown, env))
+    answer = _without_repeated_question(report.answer_markdown, report.question)
+    return Markup(_parser().render(answer, env))
+
+
+def _without_repeated_question(answer: str, question: str) -> str:
+    """The answer without its leading `# heading` when that only repeats the question (the
+    page's header shows the question already)."""
+    heading = _LEADING_H1.match(answer)
+    if heading and _words(heading.group(1)) == _words(question):
+        return answer[heading.end() :]
+    return answer
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
 
 
 def _linkable(url: str) -> bool:

@@ -324,15 +324,23 @@ def index(
     def body() -> None:
         from rumination.search_backends.corpus import Corpus
 
+        from .documents import SUPPORTED_SUFFIXES
+
         if not path.is_dir():
             raise UsageError(f"not a folder: {path}")
         corpus = Corpus(db, create=True)
         try:
             with _IndexProgress() as show:
                 stats = corpus.index_folder(path, on_file=show)
-            line = stats.summary(len(corpus), corpus.passage_count())
+            documents = len(corpus)
+            line = stats.summary(documents, corpus.passage_count())
         finally:
             corpus.close()
+        if not documents:
+            found = stats.skipped + sum(stats.unsupported.values())
+            raise UsageError(f"{path}: nothing to index: {plural(found, 'file')} found, "
+                             f"{stats.skipped} unreadable, {stats.unsupported_line()}; "
+                             f"index reads {', '.join(sorted(SUPPORTED_SUFFIXES))}")
         typer.echo(f"{db}: {line}")
 
     _guarded(body)

@@ -11,8 +11,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .browser import page_window
+from .documents import SUPPORTED_SUFFIXES, Unreadable, read_document, read_file
 from .errors import FetchError, UsageError
-from .extract import page_from_bytes
+from .extract import decode, page_from_bytes, published_date
 from .fetch import PageFetcher
 from .models import Page
 from .settings import Settings
@@ -43,17 +44,31 @@ async def load(target: str, settings: Settings) -> Page:
 
 
 def _load_file(path: Path) -> Page:
+    """The file as `rumination index` reads it: same title, same refusals (binary data)."""
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder: extract shows one file "
+                         f"(`rumination index {path} --db FILE` reads a folder)")
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
-    content_type = FILE_TYPES.get(path.suffix.lower())
+    suffix = path.suffix.lower()
+    content_type = FILE_TYPES.get(suffix)
     if content_type is None:
         known = ", ".join(sorted(FILE_TYPES))
         raise UsageError(f"{path}: unsupported file type (use one of {known})")
     try:
-        body = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    return page_from_bytes(path.resolve().as_uri(), content_type, body)
+        body = read_file(path)
+        if suffix not in SUPPORTED_SUFFIXES:  # .json, .xhtml: read as a fetched page would be
+            if b"\0" in body[:1024]:
+                raise Unreadable("binary data, not text")
+            return page_from_bytes(path.resolve().as_uri(), content_type, body)
+        doc = read_document(path, body)
+        if not doc.body.strip():
+            raise Unreadable("no readable text (a page may need JavaScript)")
+    except Unreadable as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    published = published_date(decode(body, html=True)) if "html" in content_type else None
+    return Page(url=doc.url, title=doc.title, text=doc.body, content_type=content_type,
+                published=published)
 
 
 def view(page: Page, window_chars: int, *, full: bool = False) -> str:

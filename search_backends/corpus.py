@@ -19,9 +19,7 @@ place when it is opened, by splitting the stored texts into passages: no file is
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -33,17 +31,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from rumination.errors import FetchError, UsageError
-from rumination.extract import decode, html_text, html_title, pdf_page
+from rumination.documents import (
+    SUPPORTED_SUFFIXES,
+    ParsedDocument,
+    Unreadable,
+    read_document,
+    read_file,
+)
+from rumination.errors import UsageError
 from rumination.models import Page, SearchHit
+from rumination.wording import plural
 
 from .chunking import Chunk, passage_titles, passage_url, split_passages
 from .fts_query import fts_query
 
-SUPPORTED_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".html", ".htm", ".pdf"})
 SCHEMA_VERSION = 2
 COMMIT_EVERY = 200
-MAX_FILE_BYTES = 64 * 1024 * 1024
 # marks the matched words in snippets; plain text, so it survives neutralise() and rendering
 HIGHLIGHT = "**"
 # bm25 with a title match worth five body matches (best of 1-10 on SciFact and Cranfield)
@@ -87,13 +90,7 @@ _SCHEMA_1_INDEX = (
     "DROP TRIGGER IF EXISTS documents_ad",
     "DROP TABLE IF EXISTS documents_fts",
 )
-_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
-
 FileAction = Literal["added", "updated", "unchanged", "removed", "skipped"]
-
-
-class Unreadable(Exception):
-    """A file the corpus skips; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -129,52 +126,25 @@ class IndexStats:
     skipped: int = 0
     passages: int = 0
     seconds: float = field(default=0.0, compare=False)
+    unsupported: dict[str, int] = field(default_factory=dict, compare=False)  # by suffix
 
     def summary(self, documents: int, passages: int) -> str:
         """One line for a corpus now holding `documents` documents in `passages` passages."""
         return (
-            f"{documents} documents ({self.added} added, {self.updated} updated, "
+            f"{plural(documents, 'document')} ({self.added} added, {self.updated} updated, "
             f"{self.unchanged} unchanged, {self.removed} removed), {self.skipped} skipped, "
-            f"{passages} passages ({self.passages} written), {self.seconds:.1f}s"
+            f"{plural(passages, 'passage')} ({self.passages} written), "
+            f"{self.unsupported_line()}, {self.seconds:.1f}s"
         )
 
-
-@dataclass(frozen=True)
-class ParsedDocument:
-    title: str
-    url: str
-    body: str
-
-
-def parse_document(path: Path, raw: str) -> ParsedDocument:
-    """Title, URL and readable text of a text or HTML file (front matter `title:`/`url:` win)."""
-    meta: dict[str, str] = {}
-    if path.suffix.lower() in {".html", ".htm"}:
-        title, body = _html_parts(raw)
-    else:
-        match = _FRONT_MATTER.match(raw)
-        if match:
-            for line in match.group(1).splitlines():
-                key, sep, value = line.partition(":")
-                if sep:
-                    meta[key.strip().lower()] = value.strip()
-            raw = raw[match.end() :]
-        body = raw.strip()
-        heading = re.search(r"^#\s+(.+)$", body, re.MULTILINE)
-        title = heading.group(1).strip() if heading else ""
-    title = meta.get("title") or title or _name_title(path)
-    url = meta.get("url") or path.resolve().as_uri()
-    return ParsedDocument(title=title, url=url, body=body)
-
-
-def read_document(path: Path, data: bytes) -> ParsedDocument:
-    """The document in a file's bytes; Unreadable when there is no text to index."""
-    if path.suffix.lower() == ".pdf":
-        return _pdf_document(path, data)
-    text = decode(data, html=path.suffix.lower() in {".html", ".htm"})
-    if "\x00" in text:
-        raise Unreadable("binary data, not text")
-    return parse_document(path, text)
+    def unsupported_line(self) -> str:
+        """`3 files of other types not read (2 .docx, 1 .png)`, or `no files of other types`."""
+        total = sum(self.unsupported.values())
+        if not total:
+            return "no files of other types"
+        kinds = ", ".join(f"{n} {suffix}" for suffix, n in
+                          sorted(self.unsupported.items(), key=lambda kv: (-kv[1], kv[0])))
+        return f"{plural(total, 'file')} of other types not read ({kinds})"
 
 
 class Corpus:
@@ -217,7 +187,8 @@ class Corpus:
             raise UsageError(f"not a folder: {folder}")
         started = time.perf_counter()
         report = on_file or (lambda event: None)
-        files = [(path, str(path.resolve())) for path in _supported_files(folder)]
+        found, unsupported = _supported_files(folder)
+        files = [(path, str(path.resolve())) for path in found]
         known: dict[str, str] = dict(self._db.execute("SELECT path, sha256 FROM documents"))
         counts: Counter[str] = Counter()
         now = datetime.now(UTC).isoformat()
@@ -237,6 +208,7 @@ class Corpus:
         return IndexStats(
             added=counts["added"], updated=counts["updated"], unchanged=counts["unchanged"],
             removed=len(gone), skipped=counts["skipped"], passages=counts["passages"],
+            unsupported=dict(unsupported),
             seconds=time.perf_counter() - started,
         )
 
@@ -285,7 +257,7 @@ class Corpus:
 
     def _index_file(self, path: Path, key: str, old_digest: str | None, now: str) -> FileEvent:
         try:
-            data = _read(path)
+            data = read_file(path)
             digest = hashlib.sha256(data).hexdigest()
             if digest == old_digest:
                 return FileEvent(path, "unchanged")
@@ -403,58 +375,19 @@ class Corpus:
             ) from None
 
 
-def _read(path: Path) -> bytes:
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise Unreadable(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
-        return path.read_bytes()
-    except OSError as exc:
-        raise Unreadable(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
-
-
-def _html_parts(html: str) -> tuple[str, str]:
-    try:
-        return html_title(html), html_text(html)
-    except Exception as exc:  # hostile input: HTML parsers raise many kinds of errors
-        raise Unreadable(f"the HTML could not be parsed ({type(exc).__name__})") from None
-
-
-def _pdf_document(path: Path, data: bytes) -> ParsedDocument:
-    url = path.resolve().as_uri()
-    try:
-        with _quiet("pypdf"):
-            page = pdf_page(url, data)
-    except FetchError as exc:  # pypdf missing, a broken PDF, or scanned pages
-        raise Unreadable(str(exc)) from None
-    title = page.title if page.title != url else _name_title(path)
-    return ParsedDocument(title=title, url=url, body=page.text)
-
-
-@contextmanager
-def _quiet(logger_name: str) -> Iterator[None]:
-    """Mute a library's warnings (pypdf logs each flaw of a broken PDF): the skipped file's
-    reason already says what went wrong, and stray lines would break the progress bar."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def _name_title(path: Path) -> str:
-    return path.stem.replace("-", " ").replace("_", " ")
-
-
-def _supported_files(folder: Path) -> list[Path]:
-    """Supported files under `folder`, sorted, skipping hidden files and folders."""
+def _supported_files(folder: Path) -> tuple[list[Path], Counter[str]]:
+    """Supported files under `folder`, sorted, skipping hidden files and folders; and the
+    other files counted by suffix ("(none)" for no suffix)."""
     found: list[Path] = []
+    unsupported: Counter[str] = Counter()
     for root, dirs, names in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += (
-            Path(root, name)
-            for name in names
-            if not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES
-        )
-    return sorted(path for path in found if path.is_file())
+        for name in names:
+            suffix = Path(name).suffix.lower()
+            if name.startswith("."):
+                continue
+            if suffix in SUPPORTED_SUFFIXES:
+                found.append(Path(root, name))
+            else:
+                unsupported[suffix or "(none)"] += 1
+    return sorted(path for path in found if path.is_file()), unsupported

@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rumination.search_backends.corpus import Corpus, IndexStats, parse_document
+from rumination.search_backends.corpus import Corpus, IndexStats
 from rumination.search_backends.fts_query import fts_query
 from rumination.search_backends.local import LocalCorpusBackend, demo_corpus_path
 
+from rumination.documents import parse_document
 from rumination.errors import UsageError
 
 GLACIER_MD = """---

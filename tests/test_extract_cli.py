@@ -57,7 +57,7 @@ def test_long_text_shows_the_first_window_unless_full(
     assert code == 0
     head, _, body = out.partition("\n\n")
     uri = notes.resolve().as_uri()
-    assert head == f"【1†{uri}†{uri}】\nVisible: 0% - 100%"
+    assert head == f"【1†notes†{uri}】\nVisible: 0% - 100%"  # titled as index titles it
     assert body == "\n\n".join(PARAGRAPHS) + "\n"
 
 
@@ -94,7 +94,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     (tmp_path / "empty.html").write_text("<html><body><script>app()</script></body></html>")
     cases = [
         (str(tmp_path / "missing.html"), "no such file"),
-        (str(tmp_path), "no such file"),
+        (str(tmp_path), "is a folder: extract shows one file"),
         (str(tmp_path / "report.docx"), "unsupported file type"),
         (str(tmp_path / "empty.html"), "no readable text"),
         ("ftp://example.org/file.txt", "only files and http(s) URLs"),
@@ -107,3 +107,24 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         assert out == ""
         assert err.count("\n") == 1 and err.startswith("error: ") and needle in err, err
         assert "Traceback" not in err
+
+
+def test_extract_and_index_agree_on_titles_and_on_binary_files(tmp_path: Path) -> None:
+    from rumination.search_backends.corpus import Corpus
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "kelp.md").write_text("Intro line.\n\n# Kelp forests\n\nOtters eat urchins.\n")
+    (folder / "blob.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 20)
+    corpus = Corpus(tmp_path / "c.db", create=True)
+    events: list[str] = []
+    corpus.index_folder(folder, on_file=lambda e: events.append(e.describe()))
+    (hit,) = corpus.search("urchins", 5)
+    corpus.close()
+    code, out, _ = extract(str(folder / "kelp.md"))
+    assert code == 0 and out.startswith(f"【1†{hit.title}†")
+    assert hit.title == "Kelp forests"
+    code, out, err = extract(str(folder / "blob.txt"))
+    assert (code, out) == (2, "")
+    assert err == f"error: {folder / 'blob.txt'}: binary data, not text\n"
+    assert f"skipped: {folder / 'blob.txt'}: binary data, not text" in events

@@ -423,3 +423,34 @@ def test_the_progress_bar_on_a_terminal(capsys: pytest.CaptureFixture[str]) -> N
     err = capsys.readouterr().err
     assert "skipped: c.pdf: no readable text" in err
     assert "added: a.md" not in err  # the bar counts it; the summary line tells
+
+
+@pytest.mark.parametrize("files", [{}, {"report.docx": b"PK\3\4", "a.png": b"\x89PNG",
+                                       "b.png": b"\x89PNG", "README": b"hello"}])
+def test_indexing_a_folder_with_nothing_to_index_says_what_it_found(
+    tmp_path: Path, files: dict[str, bytes]
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    result = CliRunner().invoke(app, ["index", str(folder), "--db", str(tmp_path / "c.db")])
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {folder}: nothing to index: {len(files)} file")
+    if files:
+        assert "4 files of other types not read (2 .png, 1 (none), 1 .docx)" in line
+    else:
+        assert "0 files found" in line and "no files of other types" in line
+    assert ".md" in line and ".pdf" in line
+
+
+def test_the_summary_counts_other_types_and_says_1_document(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "kelp.md").write_text("# Kelp\n\nOtters eat urchins.\n")
+    (folder / "notes.docx").write_bytes(b"PK\3\4")
+    result = CliRunner().invoke(app, ["index", str(folder), "--db", str(tmp_path / "c.db")])
+    assert result.exit_code == 0, result.stderr
+    assert "1 document (1 added" in result.stdout and "1 passage (1 written)" in result.stdout
+    assert "1 file of other types not read (1 .docx)" in result.stdout

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import jsonschema
 import pytest
@@ -251,3 +253,21 @@ def test_cli_demo_writes_html(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     page = out.read_text(encoding="utf-8")
     assert 'id="simulated"' in page and 'class="citation"' in page
+
+
+def test_html_shows_the_question_once() -> None:
+    report = make_report("# How do heat pumps cope with cold?\n\nWell[1].")
+    page = render_report(report, "html")
+    assert page.count("How do heat pumps cope with cold?</h1>") == 1
+    assert "<p>Well" in page
+    other = render_report(make_report("# A title of its own\n\nWell[1]."), "html")
+    assert "<h1>A title of its own</h1>" in other
+
+
+def test_local_corpus_sources_link_to_their_file(tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    assert runner.invoke(app, ["demo", "--out", str(out)]).exit_code == 0
+    page = out.read_text(encoding="utf-8")
+    assert "corpus://" not in page
+    links = re.findall(r'<li id="source-\d+" value="\d+"><a href="(file://[^"#]+)', page)
+    assert links and all(Path(unquote(urlsplit(u).path)).is_file() for u in links)
