@@ -36,7 +36,8 @@ def shown_document(name: str) -> str:
     raw = (files("rumination.search_backends") / "demo_corpus" / f"{name}.md").read_text("utf-8")
     _, front, body = raw.split("---", 2)
     meta = dict(line.split(": ", 1) for line in front.strip().splitlines())
-    observation, _ = page_window(0, meta["title"], meta["url"], body.strip(), 0, 100_000)
+    url = meta.get("url") or f"corpus://demo/{name}"  # demo files name no url of their own
+    observation, _ = page_window(0, meta["title"], url, body.strip(), 0, 100_000)
     return evidence_by_source([observation])[0]
 
 
