@@ -29,7 +29,7 @@ from .protocol import kept_text, parse_turn
 from .provenance import mark_simulated
 from .settings import Settings
 from .sources import SourceRegistry
-from .store import FAILED, FINISHED, INTERRUPTED, RunStore, default_store_path
+from .store import FAILED, FINISHED, INTERRUPTED, RunStore, open_store
 from .templates import render
 from .tokens import TokenCounter
 from .untrusted import question_text
@@ -99,7 +99,7 @@ class Researcher:
 
     def _open_store(self) -> RunStore | None:
         if self._store is None and self.settings.keep_runs:
-            self._store = RunStore(self.settings.run_store or default_store_path())
+            self._store = open_store(self.settings)
         return self._store
 
     async def _execute(

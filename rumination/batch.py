@@ -24,7 +24,7 @@ from .models import Report
 from .outdir import LocalDir, OutDir
 from .output import check_writable_folder, write_failure
 from .settings import Settings
-from .store import RunStore, default_store_path
+from .store import RunStore, open_store
 from .writer import run_write
 
 STATE_FILE = "batch-state.json"
@@ -93,7 +93,7 @@ class Batch:
         if isinstance(self.out_dir, LocalDir):  # checked before any model call
             check_writable_folder(self.out_dir.path, "--out-dir")
         state = _State(self.out_dir)
-        store = RunStore(self.settings.run_store or default_store_path())
+        store = open_store(self.settings)
         pool = EndpointPool.from_settings(self.settings)  # shared: spreads runs over endpoints
         limit = asyncio.Semaphore(self.concurrency)
 

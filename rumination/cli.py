@@ -87,6 +87,10 @@ TurnsOpt = Annotated[
     typer.Option("--max-turns", help=f"tool-call turn budget [default: {defaults.MAX_TURNS}]"),
 ]
 TraceOpt = Annotated[Path | None, typer.Option("--trace", help="write JSONL events here")]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", help="run store: sqlite:///PATH or postgresql://USER@HOST/DB"),
+]
 ModeOpt = Annotated[
     str | None,
     typer.Option("--mode", help="rumination (the model researches) or write "
@@ -139,6 +143,7 @@ def figures_line(figures: ReportFigures) -> str:
 def _run_settings(
     llm_url: list[str] | None, model: str | None, backend: str | None, corpus: str | None,
     fmt: str | None, max_turns: int | None, mode: str | None, backend_opt: list[str] | None,
+    store: str | None = None,
 ) -> Settings:
     """Settings from every layer, with the model and backend options shared by research,
     batch and schedule on top."""
@@ -146,7 +151,7 @@ def _run_settings(
 
     settings = Settings.load(
         llm_url=_urls(llm_url), model=model, backend=backend, corpus=corpus, format=fmt,
-        max_turns=max_turns, mode=mode,
+        max_turns=max_turns, mode=mode, store_url=store,
     )
     if not backend_opt:
         return settings
@@ -246,6 +251,7 @@ def research(
     fmt: FormatOpt = None,
     max_turns: TurnsOpt = None,
     mode: ModeOpt = None,
+    store: StoreOpt = None,
     trace: TraceOpt = None,
 ) -> None:
     """Research QUESTION with the model and write a cited report."""
@@ -254,7 +260,7 @@ def research(
         from .api import research as run_research
 
         settings = _run_settings(
-            llm_url, model, backend, corpus, None, max_turns, mode, backend_opt
+            llm_url, model, backend, corpus, None, max_turns, mode, backend_opt, store
         )
         if settings.corpus and not Path(settings.corpus).is_file():
             raise UsageError(f"corpus not found: {settings.corpus}")
@@ -401,6 +407,7 @@ def batch(
     fmt: FormatOpt = None,
     max_turns: TurnsOpt = None,
     mode: ModeOpt = None,
+    store: StoreOpt = None,
     trace: TraceOpt = None,
 ) -> None:
     """Run every job in JOBS_FILE; re-running skips finished jobs and resumes interrupted ones.
@@ -418,7 +425,7 @@ def batch(
 
         jobs = load_jobs(jobs_file)
         settings = _run_settings(
-            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt
+            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store
         )
         destination = OutDir.open(out_dir)
         runner = Batch(jobs, destination, settings, render_report, concurrency=concurrency,
@@ -450,6 +457,7 @@ def schedule(
     fmt: FormatOpt = None,
     max_turns: TurnsOpt = None,
     mode: ModeOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Run batch jobs on cron schedules until stopped (Ctrl-C). The options are defaults
     for every job."""
@@ -468,7 +476,7 @@ def schedule(
         for item in schedules:
             load_jobs(item.jobs)  # a bad jobs file is reported now, not at 6 a.m. on Monday
         settings = _run_settings(
-            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt
+            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store
         )
         progress = _progress()
 
@@ -529,20 +537,22 @@ runs_app = typer.Typer(help="Inspect, export and resume stored runs.", no_args_i
 app.add_typer(runs_app, name="runs")
 
 
-def _store(settings: Settings | None = None) -> RunStore:
+def _store(settings: Settings | None = None, url: str | None = None) -> RunStore:
+    """The run store of `settings`, else of the configuration with `--store` on top."""
     from .settings import Settings
-    from .store import RunStore, default_store_path
+    from .store import open_store
 
-    settings = settings or Settings.load()
-    return RunStore(settings.run_store or default_store_path())
+    return open_store(settings or Settings.load(store_url=url))
 
 
 @runs_app.command("list")
-def runs_list(limit: Annotated[int, typer.Option(help="most recent N runs")] = 20) -> None:
+def runs_list(
+    limit: Annotated[int, typer.Option(help="most recent N runs")] = 20, store: StoreOpt = None
+) -> None:
     """List stored runs, newest first."""
 
     def body() -> None:
-        for r in _store().list_runs(limit):
+        for r in _store(url=store).list_runs(limit):
             typer.echo(f"{r.run_id}\t{r.status}\t{plural(r.turns, 'turn')}\t{r.created_at}"
                        f"\t{r.question}")
 
@@ -550,20 +560,20 @@ def runs_list(limit: Annotated[int, typer.Option(help="most recent N runs")] = 2
 
 
 @runs_app.command("show")
-def runs_show(run_id: str) -> None:
+def runs_show(run_id: str, store: StoreOpt = None) -> None:
     """Show a run's turns: each tool call and the size of what it returned."""
 
     def body() -> None:
-        store = _store()
-        r = store.get_run(run_id)
+        runs = _store(url=store)
+        r = runs.get_run(run_id)
         typer.echo(f"run {r.run_id} ({r.status}), model {r.model}, backend {r.backend}")
         typer.echo(f"question: {r.question}")
-        for t in store.turns(run_id):
+        for t in runs.turns(run_id):
             call = t.tool_call.model_dump_json() if t.tool_call else t.protocol_error or "answer"
             size = len(t.observation or "")
             typer.echo(f"  turn {t.index + 1}: {call} -> {plural(size, 'char')}")
-        typer.echo(f"sources: {len(store.sources(run_id))}")
-        report = store.report(run_id)
+        typer.echo(f"sources: {len(runs.sources(run_id))}")
+        report = runs.report(run_id)
         if report is not None and report.figures is not None:
             typer.echo(figures_line(report.figures))
 
@@ -581,6 +591,7 @@ def runs_export(
         typer.Option("--report", help="md, html or json: export only the run's report, "
                      "in this format (a finished run)"),
     ] = None,
+    store: StoreOpt = None,
 ) -> None:
     """Write everything stored for a run as one JSON document: settings (no API key), every
     turn with its raw text and observation, sources and the report if it finished. With
@@ -590,13 +601,13 @@ def runs_export(
         from .output import write_atomic
         from .runs import export_report, export_run
 
-        store = _store()
+        runs = _store(url=store)
         if report_fmt is not None:
-            text = export_report(store, run_id, _report_format(out, report_fmt, report_fmt))
+            text = export_report(runs, run_id, _report_format(out, report_fmt, report_fmt))
         else:
             if out is not None:
                 _report_format(out, None, "json")  # checks the place only
-            text = export_run(store, run_id)
+            text = export_run(runs, run_id)
         if out is None:
             sys.stdout.write(text)
         else:
@@ -617,6 +628,7 @@ def runs_resume(
     model: Annotated[
         str | None, typer.Option("--model", help="served model name [default: the stored one]")
     ] = None,
+    store: StoreOpt = None,
 ) -> None:
     """Continue an interrupted run from its last committed turn (on another server with
     --llm-url / --model)."""
@@ -627,13 +639,13 @@ def runs_resume(
         from .agent import Researcher
         from .settings import Settings
 
-        store = _store()
-        record = store.get_run(run_id)
+        runs = _store(url=store)
+        record = runs.get_run(run_id)
         saved = Settings.load_saved(record.settings_json)
         given = {"llm_url": _urls(llm_url), "model": model}
         settings = Settings.load_over(saved, {k: v for k, v in given.items() if v is not None})
         fmt_ = _report_format(out, fmt, settings.format)
-        researcher = Researcher(settings, store=store)
+        researcher = Researcher(settings, store=runs)
         try:
             report = asyncio.run(researcher.resume(run_id, on_event=_progress()))
         except (RuminationError, KeyboardInterrupt):

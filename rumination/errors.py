@@ -67,6 +67,10 @@ class FetchRefused(FetchError):
     """A URL was refused by the fetch rules (scheme, private address, size)."""
 
 
+class StoreUnavailable(RuminationError):
+    """The run store (a PostgreSQL server) stopped answering; the run stays resumable."""
+
+
 class Interrupted(RuminationError):
     """The run was stopped by the user; what it produced so far is kept."""
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from . import defaults
+from .database import redacted
 from .errors import ConfigError
 from .models import Mode
 
@@ -113,6 +114,12 @@ class Settings(BaseModel):
     # Run store (every turn committed; runs resumable)
     keep_runs: bool = True
     run_store: str | None = Field(None, description="default: $XDG_DATA_HOME/rumination/runs.db")
+    store_url: str | None = Field(
+        None, description="sqlite:///PATH or postgresql://USER@HOST/DB; wins over run_store"
+    )
+    job_lease_s: float = Field(
+        60.0, gt=0, description="a batch job whose driver is silent this long is taken over"
+    )
 
     # Support check: does each cited source say what the citing statement claims?
     judge: Literal["lexical", "llm"] = Field(
@@ -162,6 +169,8 @@ class Settings(BaseModel):
         what the run store records and `runs show` prints."""
         data = self.model_dump(mode="json")
         data["api_key"] = _masked(data["api_key"])
+        if data["store_url"]:
+            data["store_url"] = redacted(data["store_url"])
         data["backends"] = {
             name: {k: _masked(v) if is_secret_name(k) else v for k, v in options.items()}
             for name, options in data["backends"].items()
@@ -191,6 +200,8 @@ class Settings(BaseModel):
         saved = json.loads(saved_json)
         if saved.get("api_key") == MASK:
             del saved["api_key"]
+        if MASK in (saved.get("store_url") or ""):
+            del saved["store_url"]
         saved["backends"] = {
             name: {k: v for k, v in options.items() if v != MASK}
             for name, options in saved.get("backends", {}).items()

@@ -1,23 +1,24 @@
-"""The run store: every run, turn and source in SQLite, committed after every turn.
+"""The run store: every run, turn and source, committed after every turn, in SQLite or
+PostgreSQL (`store_url`: a path, sqlite:///PATH or postgresql://…; see rumination.database).
 
-WAL mode, so readers (`rumination runs list`) never block a running job; a version table
-and ordered migrations, so an old store file is upgraded in place. A killed run loses at
-most the turn in flight and resumes from its last committed turn with the same citation ids.
+SQLite in WAL mode, so readers (`rumination runs list`) never block a running job. A version
+table and ordered migrations per database, so an old store is upgraded in place. A killed run
+loses at most the turn in flight and resumes from its last committed turn with the same
+citation ids. The store also holds batch job claims (rumination.claims).
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .database import Database, connect
 from .errors import UsageError
 from .models import Report, Source, ToolCall, Turn, Usage
+from .settings import Settings
 
 MIGRATIONS: list[str] = [
     """
@@ -59,6 +60,30 @@ MIGRATIONS: list[str] = [
     CREATE INDEX runs_by_status ON runs(status, updated_at);
     """,
     "ALTER TABLE turns ADD COLUMN cached_prompt_tokens INTEGER NOT NULL DEFAULT 0",
+    """
+    CREATE TABLE job_claims (
+        batch TEXT NOT NULL,
+        job TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        owner TEXT,
+        lease_until REAL,
+        run_id TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        result_json TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (batch, job)
+    );
+    CREATE INDEX job_claims_by_status ON job_claims(batch, status, position)
+    """,
+]
+# The same schema, version for version, in PostgreSQL's types; `seq` keeps insertion order.
+POSTGRES_MIGRATIONS: list[str] = [
+    MIGRATIONS[0].replace("REAL", "DOUBLE PRECISION").replace(
+        "run_id TEXT PRIMARY KEY,", "run_id TEXT PRIMARY KEY, seq BIGSERIAL,"
+    ),
+    MIGRATIONS[1],
+    MIGRATIONS[2].replace("REAL", "DOUBLE PRECISION"),
 ]
 
 _RUN_RECORD_SELECT = (  # the columns of RunRecord, in order
@@ -87,106 +112,100 @@ def _now() -> str:
 
 
 class RunStore:
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
+    def __init__(self, target: str | Path) -> None:
+        """`target`: a path or sqlite:/// URL (SQLite), or a postgresql:// URL."""
+        self.db: Database = connect(target)
+        self.where = self.db.where
+        self.migrations = POSTGRES_MIGRATIONS if self.db.dialect == "postgresql" else MIGRATIONS
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=5000")
             self._migrate()
-        except (sqlite3.DatabaseError, OSError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            raise UsageError(f"cannot open run store {self.path}: {reason} (set run_store "
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise UsageError(f"cannot open run store {self.where}: {exc} (set run_store "
                              "to a writable file, or keep_runs = false)") from None
+        except Exception:
+            self.db.close()
+            raise
 
     def close(self) -> None:
-        self._db.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        self.db.close()
 
     def _migrate(self) -> None:
-        self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = self._db.execute("SELECT max(version) FROM schema_version").fetchone()
-        current = row[0] or 0
-        if current > len(MIGRATIONS):
-            raise UsageError(f"run store {self.path} is from a newer rumination (v{current})")
-        for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-            with self._transaction() as db:
+        with self.db.transaction() as tx:
+            self.db.migration_lock(tx)
+            tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            current = tx.execute("SELECT max(version) FROM schema_version")[0][0] or 0
+            if current > len(self.migrations):
+                raise UsageError(f"run store {self.where} is from a newer rumination (v{current})")
+            for version, script in enumerate(self.migrations[current:], start=current + 1):
                 for statement in filter(str.strip, script.split(";")):
-                    db.execute(statement)
-                db.execute("INSERT INTO schema_version(version) VALUES (?)", (version,))
+                    tx.execute(statement)
+                tx.execute("INSERT INTO schema_version(version) VALUES (?)", (version,))
 
     def schema_version(self) -> int:
-        return int(self._db.execute("SELECT max(version) FROM schema_version").fetchone()[0])
+        return int(self.db.query("SELECT max(version) FROM schema_version")[0][0])
 
     def create_run(
         self, run_id: str, question: str, model: str, backend: str, mode: str, settings_json: str
     ) -> None:
         now = _now()
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO runs (run_id, question, model, backend, mode, settings_json, status,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, question, model, backend, mode, settings_json, RUNNING, now, now),
             )
 
     def save_turn(self, run_id: str, turn: Turn, sources: list[Source]) -> None:
         """Commit one finished turn and the run's sources together."""
         call = turn.tool_call.model_dump_json() if turn.tool_call else None
-        with self._transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO turns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM turns WHERE run_id = ? AND idx = ?", (run_id, turn.index))
+            tx.execute(
+                "INSERT INTO turns (run_id, idx, assistant_text, thinking, tool_call_json,"
+                " observation, protocol_error, prompt_tokens, completion_tokens, model_seconds,"
+                " tool_seconds, cached_prompt_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, turn.index, turn.assistant_text, turn.thinking, call, turn.observation,
                  turn.protocol_error, turn.usage.prompt_tokens, turn.usage.completion_tokens,
                  turn.model_seconds, turn.tool_seconds, turn.usage.cached_prompt_tokens),
             )
-            db.executemany(
-                "INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?, ?)",
+            tx.executemany(
+                "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, source_id)"
+                " DO UPDATE SET url = excluded.url, title = excluded.title,"
+                " snippet = excluded.snippet, fetched_at = excluded.fetched_at",
                 [(run_id, s.source_id, s.url, s.title, s.snippet,
                   s.fetched_at.isoformat() if s.fetched_at else None) for s in sources],
             )
-            db.execute("UPDATE runs SET updated_at = ? WHERE run_id = ?", (_now(), run_id))
+            tx.execute("UPDATE runs SET updated_at = ? WHERE run_id = ?", (_now(), run_id))
 
     def set_status(self, run_id: str, status: str, report: Report | None = None) -> None:
         report_json = report.model_dump_json() if report is not None else None
-        with self._transaction() as db:
-            db.execute(
+        with self.db.transaction() as tx:
+            tx.execute(
                 "UPDATE runs SET status = ?, updated_at = ?,"
                 " report_json = coalesce(?, report_json) WHERE run_id = ?",
                 (status, _now(), report_json, run_id),
             )
 
     def get_run(self, run_id: str) -> RunRecord:
-        row = self._db.execute(
-            f"{_RUN_RECORD_SELECT} WHERE r.run_id = ?", (run_id,),
-        ).fetchone()
-        if row is None:
-            raise UsageError(f"no run {run_id!r} in {self.path}")
-        return RunRecord(*row)
+        rows = self.db.query(f"{_RUN_RECORD_SELECT} WHERE r.run_id = ?", (run_id,))
+        if not rows:
+            raise UsageError(f"no run {run_id!r} in {self.where}")
+        return RunRecord(*rows[0])
 
     def list_runs(self, limit: int = 50) -> list[RunRecord]:
-        rows = self._db.execute(
-            f"{_RUN_RECORD_SELECT} ORDER BY created_at DESC, r.rowid DESC LIMIT ?", (limit,),
-        ).fetchall()
+        rows = self.db.query(
+            f"{_RUN_RECORD_SELECT} ORDER BY created_at DESC, {self.db.insertion_order} DESC"
+            " LIMIT ?", (limit,),
+        )  # fmt: skip
         return [RunRecord(*row) for row in rows]
 
     def turns(self, run_id: str) -> list[Turn]:
-        rows = self._db.execute(
+        rows = self.db.query(
             "SELECT idx, assistant_text, thinking, tool_call_json, observation, protocol_error,"
             " prompt_tokens, completion_tokens, model_seconds, tool_seconds, cached_prompt_tokens"
             " FROM turns WHERE run_id = ? ORDER BY idx", (run_id,),
-        ).fetchall()
+        )
         return [
             Turn(index=r[0], assistant_text=r[1], thinking=r[2],
                  tool_call=ToolCall.model_validate_json(r[3]) if r[3] else None,
@@ -198,10 +217,10 @@ class RunStore:
         ]
 
     def sources(self, run_id: str) -> list[Source]:
-        rows = self._db.execute(
+        rows = self.db.query(
             "SELECT source_id, url, title, snippet, fetched_at FROM sources"
             " WHERE run_id = ? ORDER BY source_id", (run_id,),
-        ).fetchall()
+        )
         return [
             Source(source_id=r[0], url=r[1], title=r[2], snippet=r[3],
                    fetched_at=datetime.fromisoformat(r[4]) if r[4] else None)
@@ -210,16 +229,23 @@ class RunStore:
 
     def is_resumable(self, run_id: str) -> bool:
         """True for a run that stopped part-way (interrupted) and can go on where it stopped."""
-        row = self._db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return row is not None and row[0] == INTERRUPTED
+        rows = self.db.query("SELECT status FROM runs WHERE run_id = ?", (run_id,))
+        return bool(rows) and rows[0][0] == INTERRUPTED
 
     def report(self, run_id: str) -> Report | None:
-        row = self._db.execute(
-            "SELECT report_json FROM runs WHERE run_id = ?", (run_id,)
-        ).fetchone()
-        return Report.model_validate_json(row[0]) if row and row[0] else None
+        rows = self.db.query("SELECT report_json FROM runs WHERE run_id = ?", (run_id,))
+        return Report.model_validate_json(rows[0][0]) if rows and rows[0][0] else None
 
 
 def default_store_path() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "rumination" / "runs.db"
+
+
+def store_target(settings: Settings) -> str:
+    """Where `settings` keep runs: store_url, else run_store, else the default file."""
+    return settings.store_url or settings.run_store or str(default_store_path())
+
+
+def open_store(settings: Settings) -> RunStore:
+    return RunStore(store_target(settings))

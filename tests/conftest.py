@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from rumination.testing import SimulatorConfig, SimulatorServer, no_network
+from rumination.testing.postgres import LocalPostgres, PostgresMissing
 
 
 @pytest.fixture(autouse=True)
@@ -69,16 +70,49 @@ def corpus_db(tmp_path: Path, corpus_dir: Path) -> Path:
     return db
 
 
-def committed_turns(store_path: Path) -> int:
+def committed_turns(store: Path | str) -> int:
     """Turns another process has committed to a run store (0 while it is being created)."""
+    if isinstance(store, Path) or "://" not in store:
+        try:
+            with sqlite3.connect(store) as db:
+                return int(db.execute("SELECT count(*) FROM turns").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+    import psycopg
+
     try:
-        with sqlite3.connect(store_path) as db:
-            return int(db.execute("SELECT count(*) FROM turns").fetchone()[0])
-    except sqlite3.OperationalError:
+        with psycopg.connect(store) as db:
+            row = db.execute("SELECT count(*) FROM turns").fetchone()
+            return int(row[0]) if row else 0
+    except psycopg.Error:
         return 0
 
 
-SigkillAfterTurns = Callable[[list[str], dict[str, str], Path, int], None]
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """One PostgreSQL server for the session (Debian's, installed by .ci/run)."""
+    try:
+        import psycopg  # noqa: F401
+
+        server = LocalPostgres()
+    except (ImportError, PostgresMissing) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL tests cannot run in CI: {exc} (.ci/run installs both)")
+        pytest.skip(f"no PostgreSQL here: {exc}")
+    with server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty run store of each kind: a SQLite file, a PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "runs.db")
+    server: LocalPostgres = request.getfixturevalue("postgres")
+    return server.create_database()
+
+
+SigkillAfterTurns = Callable[[list[str], dict[str, str], Path | str, int], None]
 
 
 @pytest.fixture
@@ -86,7 +120,7 @@ def sigkill_after_turns() -> SigkillAfterTurns:
     """Runs `rumination ARGS` in a subprocess and SIGKILLs it once `turns` turns are
     committed to the run store at `store_path` (failing if it ends first)."""
 
-    def run(args: list[str], env: dict[str, str], store_path: Path, turns: int) -> None:
+    def run(args: list[str], env: dict[str, str], store_path: Path | str, turns: int) -> None:
         proc = subprocess.Popen(
             [sys.executable, "-m", "rumination", *args],
             env=env,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from rumination.cli import app
 from rumination.fetch import PageFetcher
 from rumination.llm import Completion
 from rumination.models import Message
-from rumination.store import FINISHED, INTERRUPTED, MIGRATIONS, RunStore
+from rumination.store import FINISHED, INTERRUPTED, MIGRATIONS, POSTGRES_MIGRATIONS, RunStore
 from rumination.testing import SimulatorConfig, SimulatorModel, SimulatorServer, simulate
 
 
@@ -55,17 +56,38 @@ def researcher(store: RunStore, corpus_db: Path, model: Any, **settings: Any) ->
     )
 
 
-def test_migrations_create_a_versioned_schema_and_refuse_newer(tmp_path: Path) -> None:
-    store = RunStore(tmp_path / "runs.db")
-    assert store.schema_version() == 2
+def test_migrations_create_a_versioned_schema_and_refuse_newer(store_url: str) -> None:
+    store = RunStore(store_url)
+    assert store.schema_version() == len(MIGRATIONS) == len(POSTGRES_MIGRATIONS)
     store.close()
-    assert RunStore(tmp_path / "runs.db").schema_version() == 2  # reopening changes nothing
-    db = sqlite3.connect(tmp_path / "runs.db")
-    db.execute("INSERT INTO schema_version VALUES (99)")
-    db.commit()
+    store = RunStore(store_url)
+    assert store.schema_version() == len(MIGRATIONS)  # reopening changes nothing
+    with store.db.transaction() as tx:
+        tx.execute("INSERT INTO schema_version VALUES (99)")
     with pytest.raises(UsageError, match="newer"):
-        RunStore(tmp_path / "runs.db")
-    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        RunStore(store_url)
+    if store.db.dialect == "sqlite":
+        assert store.db.query("PRAGMA journal_mode")[0][0] == "wal"
+
+
+@pytest.mark.parametrize(
+    ("target", "needle"),
+    [
+        ("mysql://h/db", "use sqlite:///PATH or postgresql://"),
+        ("postgresql://u:hunter2@127.0.0.1:1/db", "cannot open run store postgresql://u:***@"),
+    ],
+)
+def test_unusable_store_urls_are_usage_errors_without_passwords(target: str, needle: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(needle)) as caught:
+        RunStore(target)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_sqlite_urls_follow_sqlalchemy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    RunStore("sqlite:///relative.db").close()
+    RunStore(f"sqlite:///{tmp_path}/absolute.db").close()
+    assert (tmp_path / "relative.db").is_file() and (tmp_path / "absolute.db").is_file()
 
 
 def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
@@ -80,13 +102,13 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     db.execute("INSERT INTO turns VALUES ('old', 0, 'text', '', NULL, 'obs', NULL, 5, 6, 1.0, 0.1)")
     db.commit()
     store = RunStore(tmp_path / "runs.db")
-    assert store.schema_version() == 2
+    assert store.schema_version() == len(MIGRATIONS)
     [turn] = store.turns("old")
     assert turn.usage.prompt_tokens == 5 and turn.usage.cached_prompt_tokens == 0
 
 
-def test_every_turn_is_stored_and_the_api_key_is_not(tmp_path: Path, corpus_db: Path) -> None:
-    store = RunStore(tmp_path / "runs.db")
+def test_every_turn_is_stored_and_the_api_key_is_not(store_url: str, corpus_db: Path) -> None:
+    store = RunStore(store_url)
     report = asyncio.run(researcher(store, corpus_db, SimulatorModel()).run("otters and kelp?"))
     record = store.get_run(report.run_id)
     assert record.status == FINISHED and record.turns == report.turns
@@ -99,8 +121,8 @@ def test_every_turn_is_stored_and_the_api_key_is_not(tmp_path: Path, corpus_db: 
     ]
 
 
-def test_an_interrupted_run_resumes_with_the_same_ids(tmp_path: Path, corpus_db: Path) -> None:
-    store = RunStore(tmp_path / "runs.db")
+def test_an_interrupted_run_resumes_with_the_same_ids(store_url: str, corpus_db: Path) -> None:
+    store = RunStore(store_url)
     question = "How do sea otters help kelp forests?"
     full = asyncio.run(researcher(store, corpus_db, SimulatorModel()).run(question))
     with pytest.raises(LLMUnavailable):
@@ -117,20 +139,20 @@ def test_an_interrupted_run_resumes_with_the_same_ids(tmp_path: Path, corpus_db:
     assert store.get_run(broken.run_id).status == FINISHED
 
 
-def test_resuming_an_unknown_run_is_a_usage_error(tmp_path: Path, corpus_db: Path) -> None:
-    store = RunStore(tmp_path / "runs.db")
+def test_resuming_an_unknown_run_is_a_usage_error(store_url: str, corpus_db: Path) -> None:
+    store = RunStore(store_url)
     with pytest.raises(UsageError, match="no run"):
         asyncio.run(researcher(store, corpus_db, SimulatorModel()).resume("nope"))
 
 
 def test_sigkill_mid_run_then_resume_from_the_cli(
     tmp_path: Path,
+    store_url: str,
     corpus_db: Path,
     sigkill_after_turns: SigkillAfterTurns,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store_path = tmp_path / "runs.db"
-    env = {**os.environ, "RUMINATION_RUN_STORE": str(store_path), "RUMINATION_RETRIES": "0"}
+    store_path = store_url
+    env = {**os.environ, "RUMINATION_STORE_URL": store_path, "RUMINATION_RETRIES": "0"}
     config = SimulatorConfig(model="sim", latency_per_token_s=0.004)
     with SimulatorServer(simulate, config) as server:
         sigkill_after_turns(
@@ -153,10 +175,8 @@ def test_sigkill_mid_run_then_resume_from_the_cli(
         assert run.status == "running" and run.turns >= 3  # killed: no chance to say so
         kept = [(s.source_id, s.url) for s in store.sources(run.run_id)]
         out = tmp_path / "report.json"
-        monkeypatch.setenv("RUMINATION_RUN_STORE", str(store_path))
-        result = CliRunner().invoke(
-            app, ["runs", "resume", run.run_id, "--out", str(out), "--format", "json"]
-        )
+        result = CliRunner().invoke(app, ["runs", "resume", run.run_id, "--out", str(out),
+                                          "--format", "json", "--store", store_path])
     assert result.exit_code == 0, result.stderr
     report = json.loads(out.read_text(encoding="utf-8"))
     turns = store.turns(run.run_id)
@@ -166,11 +186,11 @@ def test_sigkill_mid_run_then_resume_from_the_cli(
     assert report["citations"]
 
 
-def test_runs_list_and_show(tmp_path: Path, corpus_db: Path, monkeypatch: pytest.MonkeyPatch
+def test_runs_list_and_show(store_url: str, corpus_db: Path, monkeypatch: pytest.MonkeyPatch
                             ) -> None:  # fmt: skip
-    store = RunStore(tmp_path / "runs.db")
+    store = RunStore(store_url)
     report = asyncio.run(researcher(store, corpus_db, SimulatorModel()).run("otters?"))
-    monkeypatch.setenv("RUMINATION_RUN_STORE", str(tmp_path / "runs.db"))
+    monkeypatch.setenv("RUMINATION_STORE_URL", store_url)
     listed = CliRunner().invoke(app, ["runs", "list"])
     assert listed.exit_code == 0 and listed.stdout.startswith(f"{report.run_id}\tfinished\t")
     shown = CliRunner().invoke(app, ["runs", "show", report.run_id])
@@ -180,16 +200,24 @@ def test_runs_list_and_show(tmp_path: Path, corpus_db: Path, monkeypatch: pytest
 
 
 def test_runs_export_writes_the_whole_record(
-    tmp_path: Path, corpus_db: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store_url: str, corpus_db: Path
 ) -> None:
-    store = RunStore(tmp_path / "runs.db")
+    store = RunStore(store_url)
     report = asyncio.run(researcher(store, corpus_db, SimulatorModel()).run("otters?"))
-    monkeypatch.setenv("RUMINATION_RUN_STORE", str(tmp_path / "runs.db"))
     out = tmp_path / "export.json"
-    result = CliRunner().invoke(app, ["runs", "export", report.run_id, "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["runs", "export", report.run_id, "--out", str(out), "--store", store_url]
+    )
     assert result.exit_code == 0, result.stderr
     document = json.loads(out.read_text(encoding="utf-8"))
     assert document["status"] == "finished" and document["settings"]["api_key"] in (None, "***")
     assert len(document["turns"]) == report.turns
     assert document["turns"][0]["tool_call"]["name"] == "search"
     assert document["report"]["run_id"] == report.run_id
+
+
+def test_a_store_password_is_never_recorded() -> None:
+    settings = Settings(store_url="postgresql://team:hunter2@db.internal:5432/runs")
+    saved = settings.public_json()
+    assert "hunter2" not in saved and "postgresql://team:***@db.internal:5432/runs" in saved
+    assert Settings.load_saved(saved).store_url is None  # the current configuration decides
