@@ -84,6 +84,20 @@ class Database(ABC):
     def _run_many(self, sql: str, rows: Sequence[Params]) -> None: ...
 
 
+@contextmanager
+def immediate_transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE … COMMIT on a connection opened with isolation_level=None; rolled
+    back on any error. IMMEDIATE takes the write lock at once, so two writers queue instead
+    of failing when both try to upgrade a read."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 class SqliteDatabase(Database):
     dialect = "sqlite"
     now_epoch = "((julianday('now') - 2440587.5) * 86400.0)"
@@ -110,15 +124,8 @@ class SqliteDatabase(Database):
     def migration_lock(self, tx: Transaction) -> None:
         """BEGIN IMMEDIATE already keeps every other writer out."""
 
-    @contextmanager
-    def _begin(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _begin(self) -> AbstractContextManager[None]:
+        return immediate_transaction(self._db)
 
     def _run(self, sql: str, params: Params) -> list[Row]:
         return self._db.execute(sql, params).fetchall()

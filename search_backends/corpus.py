@@ -25,7 +25,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +38,7 @@ from rumination.documents import (
     read_document,
     read_file,
 )
+from rumination.database import immediate_transaction
 from rumination.errors import UsageError
 from rumination.models import Page, SearchHit
 from rumination.wording import plural
@@ -309,15 +310,8 @@ class Corpus:
         )
         self._db.execute("DELETE FROM documents WHERE path = ?", (key,))
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[None]:
+        return immediate_transaction(self._db)
 
     def _prepare(self) -> None:
         """Create the schema in a new file, check it in an old one, upgrade schema 1."""

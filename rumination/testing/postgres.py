@@ -92,7 +92,7 @@ class LocalPostgres:
 
         name = f"t_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(self.url, autocommit=True) as admin:
-            admin.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+            admin.execute(f"CREATE DATABASE {name}")
         return self.url.rsplit("/", 1)[0] + f"/{name}"
 
     def __enter__(self) -> LocalPostgres:
