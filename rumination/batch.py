@@ -1,62 +1,49 @@
-"""Run many research jobs concurrently, each to its own report file.
+"""Run many research jobs, each to its own report file, on an executor (local or Ray).
 
-Idempotent: `batch-state.json` in the output folder records each job's run id as soon as
-the run starts; a re-run skips finished jobs and resumes interrupted ones from the run
-store. One failing job never stops the others. Reports are written whole (rumination.outdir):
-the output folder may be a local path or an fsspec URL.
+The driver registers the jobs in the run store (rumination.claims) under the output folder's
+name, then keeps `executor.slots` jobs going, claiming one at a time; so two drivers on the
+same jobs file and folder split the jobs, and a job whose driver died is taken over once its
+lease expires. Idempotent: a re-run skips finished jobs (their report exists) and resumes
+interrupted ones from the run store. One failing job never stops the others.
+`batch-state.json` in the output folder records each job's run id and status for people;
+reports are written whole (rumination.outdir): the folder may be local or an fsspec URL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import time
-from dataclasses import asdict, dataclass
+import uuid
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from .agent import Researcher
-from .endpoints import EndpointPool
-from .errors import RuminationError, UsageError
-from .events import Event, EventHandler
+from .claims import FINISHED, PENDING, RUNNING, JobClaims
+from .errors import UsageError
+from .events import EventHandler, emit
+from .executors import Executor, JobSetup, LocalExecutor, WorkerLost
+from .jobrun import JobResult, Renderer, output_name
 from .jobs import Job
-from .models import Report
 from .outdir import LocalDir, OutDir
-from .output import check_writable_folder, write_failure
+from .output import check_writable_folder
 from .settings import Settings
-from .store import RunStore, open_store
-from .writer import run_write
+from .store import open_store
+
+__all__ = ["STATE_FILE", "SUMMARY_FILE", "Batch", "JobResult", "Renderer"]
 
 STATE_FILE = "batch-state.json"
 SUMMARY_FILE = "summary.json"
+WORKER_ATTEMPTS = 3  # a job whose worker died this often is reported failed
 # a finished job's figures, kept in the state file so a re-run's summary still has them
 _FIGURES = ("citations", "prompt_tokens", "completion_tokens", "seconds")
-
-
-class Renderer(Protocol):
-    def __call__(self, report: Report, fmt: str, *, citation_style: str) -> str: ...
-
-
-@dataclass
-class JobResult:
-    job: str
-    status: str  # finished | failed | skipped
-    run_id: str | None = None
-    output: str | None = None
-    citations: int = 0
-    citation_accuracy: float | None = None
-    effective_citations: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    seconds: float = 0.0
-    error: str | None = None
 
 
 class _State:
     """The batch's memory of which job ran as which run, saved after every change."""
 
     def __init__(self, out_dir: OutDir) -> None:
-        self.out_dir = out_dir if isinstance(out_dir, OutDir) else OutDir.open(out_dir)
+        self.out_dir = out_dir
         try:
             self.data: dict[str, dict[str, Any]] = json.loads(out_dir.read_text(STATE_FILE) or "{}")
         except ValueError:
@@ -78,88 +65,112 @@ class Batch:
         render: Renderer,
         *,
         concurrency: int = 4,
+        executor: Executor | None = None,
         on_event: EventHandler | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise UsageError("concurrency must be at least 1")
         self.jobs = jobs
         self.out_dir = out_dir if isinstance(out_dir, OutDir) else OutDir.open(out_dir)
         self.settings = settings
         self.render = render
-        self.concurrency = concurrency
+        self.executor = executor or LocalExecutor(concurrency)
         self.on_event = on_event
+        self.owner = uuid.uuid4().hex[:12]
 
     async def run(self) -> list[JobResult]:
         if isinstance(self.out_dir, LocalDir):  # checked before any model call
             check_writable_folder(self.out_dir.path, "--out-dir")
         state = _State(self.out_dir)
+        keys = [job.key() for job in self.jobs]
+        by_key = dict(zip(keys, self.jobs, strict=True))
         store = open_store(self.settings)
-        pool = EndpointPool.from_settings(self.settings)  # shared: spreads runs over endpoints
-        limit = asyncio.Semaphore(self.concurrency)
+        claims = JobClaims(store, self.out_dir.identity, self.owner, keys)
+        finished = {k for k in keys if self.out_dir.exists(output_name(by_key[k], self.settings))}
+        claims.register(finished, {k: v["run_id"] for k, v in state.data.items()
+                                   if k in by_key and v.get("run_id")})  # fmt: skip
+        before = claims.results()
+        setup = JobSetup(self.settings, self.render, self.out_dir.target,
+                         self.out_dir.identity, self.owner)  # fmt: skip
+        lease = self.settings.job_lease_s
+        mine: dict[str, asyncio.Task[JobResult]] = {}
+        lost: set[str] = set()
+        changed = asyncio.Event()
 
-        async def guarded(job: Job) -> JobResult:
-            async with limit:
-                return await self._run_job(job, state, store, pool)
+        async def attempt(key: str, run_id: str | None) -> JobResult:
+            for tries in range(1, WORKER_ATTEMPTS + 1):
+                try:
+                    return await self.executor.run(by_key[key], run_id)
+                except WorkerLost as exc:
+                    await emit(self.on_event, "warning", job=key,
+                               message=f"worker lost ({exc}); attempt {tries + 1}")  # fmt: skip
+                    run_id = claims.run_id(key) or run_id  # resume what the worker committed
+                    error = f"the worker running this job died {tries} times ({exc})"
+            return JobResult(job=key, status="failed", run_id=run_id, error=error)
 
+        async def slot() -> None:
+            while True:
+                claim = claims.claim_next(lease)
+                if claim is None:
+                    counts = claims.counts()
+                    if not counts.get(PENDING) and not counts.get(RUNNING):
+                        return
+                    changed.clear()  # others still hold jobs: wait for them, or their lease
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), min(1.0, lease / 4))
+                    continue
+                state.update(claim.job, status="running", run_id=claim.run_id)
+                mine[claim.job] = asyncio.ensure_future(attempt(claim.job, claim.run_id))
+                try:
+                    result = await mine[claim.job]
+                except asyncio.CancelledError:
+                    if claim.job in lost:
+                        continue  # another driver has it now
+                    raise
+                finally:
+                    del mine[claim.job]
+                if claims.finish(claim.job, result.status, asdict(result)):
+                    figures = {f: getattr(result, f) for f in _FIGURES}
+                    state.update(claim.job, status=result.status, run_id=result.run_id,
+                                 output=result.output, error=result.error, figures=figures)
+                changed.set()
+
+        async def heartbeat() -> None:
+            while True:
+                await asyncio.sleep(lease / 3)
+                held = claims.renew(lease)
+                for key, task in list(mine.items()):
+                    if key not in held:  # this driver stalled past its lease: let go
+                        lost.add(key)
+                        task.cancel()
+
+        await self.executor.start(setup, self.on_event)
+        beat = asyncio.ensure_future(heartbeat())
         try:
-            results = await asyncio.gather(*(guarded(job) for job in self.jobs))
+            await asyncio.gather(*(slot() for _ in range(min(self.executor.slots, len(keys)))))
         finally:
+            beat.cancel()
+            claims.release()  # on an error or Ctrl-C: jobs held here are free again at once
+            await self.executor.aclose()
+            results = claims.results()
             store.close()
-            await pool.aclose()
-        summary = [asdict(r) for r in results]
-        self.out_dir.write_text(SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
-        return list(results)
+        summary = [self._summary_entry(by_key[k], before.get(k), results.get(k), state)
+                   for k in keys]  # fmt: skip
+        text = json.dumps([asdict(r) for r in summary], indent=2) + "\n"
+        self.out_dir.write_text(SUMMARY_FILE, text)
+        return summary
 
-    async def _run_job(
-        self, job: Job, state: _State, store: RunStore, pool: EndpointPool
+    def _summary_entry(
+        self, job: Job, before: tuple[str, str | None, Any] | None,
+        after: tuple[str, str | None, Any] | None, state: _State,
     ) -> JobResult:
-        key = job.key()
-        settings = Settings.load_over(self.settings, job.overrides())
-        name = f"{key}.{settings.format}"
-        output = self.out_dir.location(name)
-        known = state.data.get(key, {})
-        if known.get("status") == "finished" and self.out_dir.exists(name):
-            figures = {k: v for k, v in known.get("figures", {}).items() if k in _FIGURES}
-            return JobResult(job=key, status="skipped", run_id=known.get("run_id"),
-                             output=output, **figures)
-        started = time.monotonic()
-
-        async def on_event(event: Event) -> None:
-            if event.kind == "run_started":
-                state.update(key, run_id=event.data["run_id"], status="running")
-            if self.on_event is not None:
-                result = self.on_event(Event(event.kind, {"job": key, **event.data}))
-                if result is not None:
-                    await result
-
-        own_server = {"llm_url", "model"} & set(job.overrides())
-        researcher = Researcher(settings, store=store, pool=None if own_server else pool)
-        try:
-            if settings.mode == "write":  # one writing call: nothing to resume
-                report = await run_write(job.question, settings, on_event=on_event,
-                                         store=store)
-            elif known.get("run_id") and known.get("status") != "finished":
-                report = await researcher.resume(known["run_id"], on_event=on_event)
-            else:
-                report = await researcher.run(job.question, on_event=on_event)
-            text = self.render(report, settings.format, citation_style=settings.citation_style)
-            try:
-                self.out_dir.write_text(name, text)
-            except OSError as exc:
-                raise write_failure(output, exc, report.run_id, stored=True) from None
-        except RuminationError as exc:
-            state.update(key, status="failed", error=str(exc))
-            return JobResult(job=key, status="failed", run_id=state.data[key].get("run_id"),
-                             seconds=round(time.monotonic() - started, 3), error=str(exc))
-        result = JobResult(
-            job=key, status="finished", run_id=report.run_id, output=output,
-            citations=len(report.citations), prompt_tokens=report.usage.prompt_tokens,
-            citation_accuracy=report.figures.citation_accuracy if report.figures else None,
-            effective_citations=report.figures.effective_citations if report.figures else 0,
-            completion_tokens=report.usage.completion_tokens,
-            seconds=round(time.monotonic() - started, 3),
-        )
-        figures = {figure: getattr(result, figure) for figure in _FIGURES}
-        state.update(key, status="finished", run_id=report.run_id, output=output,
-                     figures=figures)
-        return result
+        """A job's line in the summary: its recorded result, `skipped` (with the figures of
+        the run that made it) if it was finished before this batch started."""
+        status, run_id, result = after or (PENDING, None, None)
+        if result is None:  # known only from an older batch-state.json
+            figures = state.data.get(job.key(), {}).get("figures", {})
+            result = {"job": job.key(), "status": status, "run_id": run_id,
+                      **{k: v for k, v in figures.items() if k in _FIGURES}}  # fmt: skip
+        entry = JobResult(**result)
+        if before is not None and before[0] == FINISHED:
+            entry.status = "skipped"
+            entry.output = entry.output or self.out_dir.location(output_name(job, self.settings))
+        return entry

@@ -66,6 +66,11 @@ class OutDir(ABC):
     @abstractmethod
     def write_text(self, name: str, text: str) -> None: ...
 
+    @property
+    def identity(self) -> str:
+        """The same string for the same folder, from any machine or working directory."""
+        return self.target
+
     def __str__(self) -> str:
         return self.target
 
@@ -74,6 +79,10 @@ class LocalDir(OutDir):
     def __init__(self, path: Path) -> None:
         super().__init__(str(path))
         self.path = path
+
+    @property
+    def identity(self) -> str:
+        return str(self.path.resolve())
 
     def child(self, name: str) -> OutDir:
         return LocalDir(self.path / name)

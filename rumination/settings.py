@@ -118,7 +118,7 @@ class Settings(BaseModel):
         None, description="sqlite:///PATH or postgresql://USER@HOST/DB; wins over run_store"
     )
     job_lease_s: float = Field(
-        60.0, gt=0, description="a batch job whose driver is silent this long is taken over"
+        30.0, gt=0, description="a batch job whose driver is silent this long is taken over"
     )
 
     # Support check: does each cited source say what the citing statement claims?

@@ -115,13 +115,14 @@ def test_one_failing_job_does_not_stop_the_others(tmp_path: Path, corpus_db: Pat
 
 def test_sigkill_mid_batch_then_rerun_finishes_every_job(
     tmp_path: Path,
+    store_url: str,
     corpus_db: Path,
     sigkill_after_turns: SigkillAfterTurns,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     jobs = write_jobs(tmp_path / "jobs.jsonl", corpus_db)
-    out, store_path = tmp_path / "out", tmp_path / "runs.db"
-    env = {**os.environ, "RUMINATION_RUN_STORE": str(store_path)}
+    out, store_path = tmp_path / "out", store_url
+    env = {**os.environ, "RUMINATION_STORE_URL": store_path, "RUMINATION_JOB_LEASE_S": "1"}
     config = SimulatorConfig(model="sim", latency_per_token_s=0.003)
     args = [
         "batch",
@@ -142,7 +143,9 @@ def test_sigkill_mid_batch_then_rerun_finishes_every_job(
             r.run_id: [(s.source_id, s.url) for s in store.sources(r.run_id)]
             for r in store.list_runs()
         }
-        monkeypatch.setenv("RUMINATION_RUN_STORE", str(store_path))
+        monkeypatch.setenv("RUMINATION_STORE_URL", store_path)
+        monkeypatch.setenv("RUMINATION_JOB_LEASE_S", "1")  # the killed driver's claims expire
+        # (a one-second lease for both drivers: the re-run takes the jobs over within a second)
         rerun = runner.invoke(app, [*args, "--llm-url", server.url])
     assert rerun.exit_code == 0, rerun.stderr
     state = json.loads((out / "batch-state.json").read_text(encoding="utf-8"))
@@ -153,6 +156,7 @@ def test_sigkill_mid_batch_then_rerun_finishes_every_job(
             assert [t.index for t in turns] == list(range(len(turns)))
             assert [(s.source_id, s.url) for s in store.sources(run_id)][: len(kept)] == kept
     assert {v["run_id"] for v in state.values()} >= set(before)  # no run was abandoned
+    assert len(store.list_runs(100)) == 3  # and none started twice
 
 
 def test_a_write_mode_job_runs_in_write_mode(tmp_path: Path, corpus_db: Path) -> None:

@@ -1,0 +1,174 @@
+"""Where a batch's jobs run: in the driver's own event loop (local), or on a Ray cluster.
+
+Ray runs a few long-lived worker actors, each an asyncio actor running up to `concurrency`
+jobs at once. Actors rather than one Ray task per job because a research job is a long
+chain of awaits on a model server, not CPU work: one process holds dozens of runs, and it
+keeps its HTTP connections, endpoint pool and store connection from job to job. A worker
+that dies takes its jobs with it; the driver sees `WorkerLost` and sends each job again to
+a (restarted) worker, which resumes the job's run from its last committed turn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from .endpoints import EndpointPool
+from .errors import UsageError
+from .events import EventHandler
+from .jobrun import JobContext, JobResult, Renderer, run_job
+from .jobs import Job
+from .outdir import OutDir
+from .settings import Settings
+from .store import open_store
+
+
+class WorkerLost(Exception):
+    """The process running a job died; the job may be sent again."""
+
+
+@dataclass(frozen=True)
+class JobSetup:
+    """What a process needs to run a batch's jobs; small and picklable (sent to workers)."""
+
+    settings: Settings
+    render: Renderer
+    out_dir: str
+    batch: str
+    owner: str
+
+
+class JobProcess:
+    """One process's share of a batch: its store connection and endpoint pool."""
+
+    def __init__(self, setup: JobSetup, on_event: EventHandler | None = None) -> None:
+        from .claims import JobClaims  # claims import the store; keep this module light
+
+        store = open_store(setup.settings)
+        claims = JobClaims(store, setup.batch, setup.owner)
+        self.context = JobContext(
+            settings=setup.settings, render=setup.render, out_dir=OutDir.open(setup.out_dir),
+            store=store, pool=EndpointPool.from_settings(setup.settings),
+            on_run_started=claims.set_run, on_event=on_event,
+        )  # fmt: skip
+
+    async def run(self, job: Job, run_id: str | None) -> JobResult:
+        return await run_job(job, run_id, self.context)
+
+    async def aclose(self) -> None:
+        await self.context.pool.aclose()
+        self.context.store.close()
+
+
+class Executor(ABC):
+    slots: int  # jobs that may run at once
+
+    @abstractmethod
+    async def start(self, setup: JobSetup, on_event: EventHandler | None) -> None: ...
+
+    @abstractmethod
+    async def run(self, job: Job, run_id: str | None) -> JobResult:
+        """Run one job; WorkerLost if the process running it died."""
+
+    @abstractmethod
+    async def aclose(self) -> None: ...
+
+
+class LocalExecutor(Executor):
+    def __init__(self, concurrency: int = 4) -> None:
+        if concurrency < 1:
+            raise UsageError("concurrency must be at least 1")
+        self.slots = concurrency
+        self._process: JobProcess | None = None
+
+    async def start(self, setup: JobSetup, on_event: EventHandler | None) -> None:
+        self._process = JobProcess(setup, on_event)
+
+    async def run(self, job: Job, run_id: str | None) -> JobResult:
+        assert self._process is not None, "start() first"
+        return await self._process.run(job, run_id)
+
+    async def aclose(self) -> None:
+        if self._process is not None:
+            await self._process.aclose()
+
+
+class RayWorker:
+    """A Ray actor (made one by RayExecutor): runs jobs in its own event loop."""
+
+    def __init__(self, setup: JobSetup) -> None:
+        self.setup = setup
+        self.process: JobProcess | None = None
+
+    async def run(self, job_json: str, run_id: str | None) -> JobResult:
+        if self.process is None:  # built here, inside the actor's event loop
+            self.process = JobProcess(self.setup)
+        return await self.process.run(Job.model_validate_json(job_json), run_id)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    async def close(self) -> None:
+        if self.process is not None:
+            await self.process.aclose()
+
+
+class RayExecutor(Executor):
+    def __init__(self, workers: int = 2, concurrency: int = 4, address: str | None = None,
+                 init_options: dict[str, Any] | None = None) -> None:  # fmt: skip
+        if workers < 1 or concurrency < 1:
+            raise UsageError("workers and concurrency must be at least 1")
+        try:
+            import ray
+        except ImportError:
+            raise UsageError(
+                "--executor ray needs Ray: pip install 'rumination[ray]'"
+            ) from None
+        self.ray = ray
+        self.workers_wanted, self.concurrency = workers, concurrency
+        self.slots = workers * concurrency
+        self.address = address
+        self.init_options = init_options or {}
+        self.workers: list[Any] = []
+        self._in_flight: dict[int, int] = {}
+        self._order = itertools.count()
+
+    async def start(self, setup: JobSetup, on_event: EventHandler | None) -> None:
+        ray = self.ray
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                         **self.init_options)  # fmt: skip
+            except ConnectionError as exc:
+                raise UsageError(f"cannot reach the Ray cluster at {self.address}: {exc}") from None
+        actor = ray.remote(RayWorker).options(
+            max_concurrency=self.concurrency, max_restarts=-1, num_cpus=0
+        )
+        self.workers = [actor.remote(setup) for _ in range(self.workers_wanted)]
+        self._in_flight = dict.fromkeys(range(len(self.workers)), 0)
+
+    async def run(self, job: Job, run_id: str | None) -> JobResult:
+        index = min(self._in_flight, key=lambda i: (self._in_flight[i], next(self._order)))
+        self._in_flight[index] += 1
+        try:
+            result: JobResult = await self.workers[index].run.remote(job.model_dump_json(),
+                                                                     run_id)  # fmt: skip
+            return result
+        except self.ray.exceptions.RayActorError as exc:
+            raise WorkerLost(str(exc).splitlines()[0]) from None
+        finally:
+            self._in_flight[index] -= 1
+
+    async def worker_pids(self) -> list[int]:
+        return [await worker.pid.remote() for worker in self.workers]
+
+    async def aclose(self) -> None:
+        for worker in self.workers:
+            with contextlib.suppress(self.ray.exceptions.RayError):
+                await worker.close.remote()
+            self.ray.kill(worker)
+        self.workers = []
