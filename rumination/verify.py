@@ -43,7 +43,7 @@ def stored_evidence(run_id: str, store: RunStore) -> dict[int, str]:
         store.get_run(run_id)
     except UsageError:
         raise UsageError(
-            f"run {run_id} is not in the run store {store.path}: the source text it was shown "
+            f"run {run_id} is not in the run store {store.where}: the source text it was shown "
             "is needed (set run_store to the store the run was recorded in)"
         ) from None
     return evidence_by_source(t.observation for t in store.turns(run_id) if t.observation)

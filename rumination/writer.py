@@ -31,7 +31,7 @@ from .protocol import clean_final_answer
 from .provenance import mark_simulated
 from .settings import Settings
 from .sources import SourceRegistry, normalize_url
-from .store import FAILED, FINISHED, RunStore, default_store_path
+from .store import FAILED, FINISHED, RunStore, open_store
 from .templates import render
 from .untrusted import neutralise, one_line, question_text
 
@@ -230,7 +230,7 @@ async def run_write(
     s = settings
     own_store = None
     if store is None and s.keep_runs:
-        own_store = store = RunStore(s.run_store or default_store_path())
+        own_store = store = open_store(s)
     own_llm = llm or LLMClient(
         s.llm_url, s.model, api_key=s.api_key, temperature=s.temperature, top_p=s.top_p,
         timeout_s=s.request_timeout_s, connect_timeout_s=s.connect_timeout_s,

@@ -24,13 +24,14 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from rumination.database import immediate_transaction
 from rumination.documents import (
     SUPPORTED_SUFFIXES,
     ParsedDocument,
@@ -38,7 +39,6 @@ from rumination.documents import (
     read_document,
     read_file,
 )
-from rumination.database import immediate_transaction
 from rumination.errors import UsageError
 from rumination.models import Page, SearchHit
 from rumination.wording import plural
