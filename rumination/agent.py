@@ -37,6 +37,10 @@ from .untrusted import question_text
 DEFAULT_CONTEXT_WINDOW = 32768  # the model's native window, when the server does not say
 
 
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
 class Researcher:
     """Runs research jobs. Parts not given are built from settings and closed after each run."""
 
@@ -57,14 +61,17 @@ class Researcher:
         self._fetcher = fetcher
         self._store = store
 
-    async def run(self, question: str, on_event: EventHandler | None = None) -> Report:
-        """Research `question` from scratch; the run is recorded in the run store."""
+    async def run(
+        self, question: str, on_event: EventHandler | None = None, *, run_id: str | None = None
+    ) -> Report:
+        """Research `question` from scratch; the run is recorded in the run store under
+        `run_id` (a new id unless one is given, e.g. by a service that announced it)."""
         question = question.strip()
         if not question:
             raise UsageError("the question is empty")
         state = RunState(
             question=question,
-            run_id=uuid.uuid4().hex[:12],
+            run_id=run_id or new_run_id(),
             messages=[Message(role="user", content=self._question_prompt(question, date.today()))],
         )
         if warning := question_text(question)[1]:

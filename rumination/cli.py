@@ -767,6 +767,25 @@ def extract(
 
 
 @app.command()
+def api(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8765,
+) -> None:
+    """Serve research over HTTP: the API (OpenAPI at /docs) and the web page at /. Beyond
+    loopback it needs the api_token setting. Needs the optional "api" dependencies."""
+
+    def body() -> None:
+        from .service import require
+
+        require("api", "api")
+        from .service.server import serve_api
+
+        serve_api(Settings.load(), host, port)
+
+    _guarded(body)
+
+
+@app.command()
 def backends() -> None:
     """List the installed search backends and what each needs."""
     from .backends import available_backends

@@ -16,7 +16,14 @@ from .wording import plural
 
 EventHandlerLike = Callable[[Event], None]
 
-_QUIET_IN_JSONL = {"answer_delta"}
+QUIET_IN_TRACE = {"answer_delta"}
+
+
+def trace_record(event: Event, elapsed_s: float) -> dict[str, object]:
+    """An event as one `--trace` line holds it: its kind, seconds since the start, its data."""
+    record: dict[str, object] = {"event": event.kind, "t": round(elapsed_s, 3)}
+    record.update(event.data)
+    return record
 
 
 class JsonlProgress:
@@ -29,10 +36,9 @@ class JsonlProgress:
         self.deltas = deltas
 
     def __call__(self, event: Event) -> None:
-        if event.kind in _QUIET_IN_JSONL and not self.deltas:
+        if event.kind in QUIET_IN_TRACE and not self.deltas:
             return
-        record = {"event": event.kind, "t": round(time.monotonic() - self.started, 3)}
-        record.update(event.data)
+        record = trace_record(event, time.monotonic() - self.started)
         self.stream.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         self.stream.flush()
 

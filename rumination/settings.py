@@ -136,6 +136,19 @@ class Settings(BaseModel):
         "flag", description="unsupported citations: keep silently, flag in the report, or drop"
     )
 
+    # HTTP API and web page (`rumination api`)
+    api_token: str | None = Field(
+        None, description="bearer token every API request must carry; required to listen "
+        "beyond loopback"
+    )
+    api_concurrency: int = Field(2, ge=1, le=256, description="runs researched at once")
+    api_max_queued: int = Field(1000, ge=0, description="runs waiting beyond those (then 429)")
+    api_max_request_bytes: int = Field(65536, ge=1024, description="largest request body")
+    api_events_dir: str | None = Field(
+        None, description="each API run's events as JSONL; default: $XDG_DATA_HOME/rumination/"
+        "events"
+    )
+
     # Output
     format: str = Field(defaults.FORMAT, pattern="^(md|json|html)$")
     citation_style: Literal["numbered", "footnotes"] = "numbered"
@@ -168,7 +181,8 @@ class Settings(BaseModel):
         """These settings as JSON with every secret (API keys, tokens, passwords) masked:
         what the run store records and `runs show` prints."""
         data = self.model_dump(mode="json")
-        data["api_key"] = _masked(data["api_key"])
+        for name in SECRET_FIELDS:
+            data[name] = _masked(data[name])
         if data["store_url"]:
             data["store_url"] = redacted(data["store_url"])
         data["backends"] = {
@@ -198,8 +212,9 @@ class Settings(BaseModel):
         """The settings a run was started with (`public_json`), its masked secrets taken
         from the current config file and environment."""
         saved = json.loads(saved_json)
-        if saved.get("api_key") == MASK:
-            del saved["api_key"]
+        for name in SECRET_FIELDS:
+            if saved.get(name) == MASK:
+                del saved[name]
         if MASK in (saved.get("store_url") or ""):
             del saved["store_url"]
         saved["backends"] = {
@@ -223,6 +238,7 @@ class Settings(BaseModel):
             raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
 
 
+SECRET_FIELDS = ("api_key", "api_token")
 _SECRET_WORDS = ("key", "token", "secret", "password")
 
 

@@ -1,0 +1,205 @@
+"""The HTTP API (FastAPI): start, watch, read, cancel and resume research runs.
+
+Every route but the OpenAPI schema needs `Authorization: Bearer <api_token>` when the
+setting is set. Errors are JSON: `{"error": "one line", "status": N}`.
+"""
+
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException
+
+from rumination.errors import UsageError
+from rumination.reports.render import render_report
+from rumination.settings import Settings
+from rumination.store import RunStore, default_store_path
+
+from .limits import BodySizeLimit
+from .runner import Conflict, NotFound, QueueFull, RunQueue
+from .views import ErrorBody, RunList, RunRequest, RunView, listing, view
+
+RUN_ID = Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the run id")
+REPORT_TYPES = {"md": "text/markdown; charset=utf-8", "html": "text/html; charset=utf-8",
+                "json": "application/json"}
+CANCEL_WAIT_S = 10.0
+
+
+def queue_of(request: Request) -> RunQueue:
+    queue: RunQueue = request.app.state.queue
+    return queue
+
+
+Queue = Annotated[RunQueue, Depends(queue_of)]
+RunId = Annotated[str, RUN_ID]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody} for code in (401, 422, *codes)}
+
+
+def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
+    """The API over `settings` (the server's defaults for every run) and the run store."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_store = store is None
+        run_store = store or RunStore(settings.run_store or default_store_path())
+        app.state.queue = RunQueue(settings, run_store)
+        await app.state.queue.start()
+        try:
+            yield
+        finally:
+            await app.state.queue.close()
+            if own_store:
+                run_store.close()
+
+    bearer = HTTPBearer(auto_error=False, description="the server's api_token setting")
+
+    def authorized(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        if settings.api_token is None:
+            return
+        given = credentials.credentials if credentials else ""
+        if not secrets.compare_digest(given.encode(), settings.api_token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    app = FastAPI(
+        title="rumination", version="1", lifespan=lifespan,
+        description="Deep research runs over HTTP: start, follow (Server-Sent Events), read "
+        "the cited report, cancel, resume. Runs are the same records as CLI runs.",
+        dependencies=[Depends(authorized)],
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_request_bytes)
+    _add_error_handlers(app)
+
+    @app.post("/runs", status_code=202, response_model=RunView, responses=_errors(400, 413, 429))
+    async def start_run(body: RunRequest, queue: Queue) -> RunView:
+        """Queue a research run; its id comes back at once and it runs in the background."""
+        ticket = queue.submit(body.question, body.overrides())
+        return view(queue, ticket.run_id)
+
+    @app.get("/runs", response_model=RunList, responses=_errors())
+    async def list_runs(
+        queue: Queue,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        status: Annotated[str | None, Query(description="only runs in this status")] = None,
+        q: Annotated[str | None, Query(description="only questions containing this text")]
+        = None,
+    ) -> RunList:
+        """Runs waiting in this service, then stored runs (CLI runs too), newest first."""
+        return listing(queue, limit, status, q)
+
+    @app.get("/runs/{run_id}", response_model=RunView, responses=_errors(404))
+    async def get_run(run_id: RunId, queue: Queue) -> RunView:
+        """A run's status, turns, sources seen and, once finished, its report's figures."""
+        return view(queue, run_id)
+
+    @app.get(
+        "/runs/{run_id}/events", responses={**_errors(404), 200: {
+            "content": {"text/event-stream": {}},
+            "description": "Server-Sent Events: every `--trace` event of the run from the "
+            "start (or after Last-Event-ID), live while the run goes on, then an `end` event "
+            "with the run's status.",
+        }},
+        response_class=StreamingResponse,
+    )
+    async def run_events(
+        run_id: RunId, queue: Queue,
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    ) -> StreamingResponse:
+        """The run's events as Server-Sent Events."""
+        view(queue, run_id)  # 404 before the stream starts
+        start = int(last_event_id) + 1 if last_event_id and last_event_id.isdigit() else 0
+        return StreamingResponse(
+            _event_stream(queue, run_id, start), media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    @app.get(
+        "/runs/{run_id}/report", responses={**_errors(404, 409), 200: {"content": {
+            "text/markdown": {}, "text/html": {}, "application/json": {}}}},
+        response_class=Response,
+    )
+    async def run_report(
+        run_id: RunId, queue: Queue,
+        format: Annotated[str, Query(pattern="^(md|html|json)$")] = "md",
+    ) -> Response:
+        """The finished run's report, with its citations and sources."""
+        found = view(queue, run_id, detail=False)
+        report = queue.store.report(run_id)
+        if report is None:
+            raise Conflict(f"run {run_id} has no report (status {found.status})")
+        record = queue.store.get_run(run_id)
+        style = json.loads(record.settings_json).get("citation_style", "numbered")
+        text = render_report(report, format, citation_style=style)
+        return Response(text, media_type=REPORT_TYPES[format])
+
+    @app.post("/runs/{run_id}/resume", status_code=202, response_model=RunView,
+              responses=_errors(404, 409, 429))
+    async def resume_run(run_id: RunId, queue: Queue) -> RunView:
+        """Continue an interrupted run from its last committed turn (queued like a new run)."""
+        queue.resume(run_id)
+        return view(queue, run_id)
+
+    @app.delete("/runs/{run_id}", response_model=RunView, responses=_errors(404, 409))
+    async def cancel_run(run_id: RunId, queue: Queue) -> RunView:
+        """Cancel a queued or running run. A running run stops and stays resumable
+        (status interrupted)."""
+        ticket = queue.cancel(run_id)
+        if ticket.task is not None:
+            await asyncio.wait([ticket.task], timeout=CANCEL_WAIT_S)
+        return view(queue, run_id)
+
+    return app
+
+
+async def _event_stream(queue: RunQueue, run_id: str, start: int) -> AsyncIterator[str]:
+    async for index, record in queue.log(run_id).follow(start):
+        if record is None:
+            yield ": keep-alive\n\n"
+            continue
+        data = json.dumps(record, ensure_ascii=False)
+        yield f"id: {index}\nevent: {record['event']}\ndata: {data}\n\n"
+    final = view(queue, run_id, detail=False)
+    yield f"event: end\ndata: {json.dumps({'run_id': run_id, 'status': final.status})}\n\n"
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    body = ErrorBody(error=message, status=status, **extra)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    statuses = ((NotFound, 404), (Conflict, 409), (QueueFull, 429), (UsageError, 400))
+
+    async def on_rumination_error(request: Request, exc: Exception) -> JSONResponse:
+        status = next(code for kind, code in statuses if isinstance(exc, kind))
+        return _error(status, str(exc))
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        response = _error(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
+
+    async def on_invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        fields = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
+        first = fields[0] if fields else {"loc": [], "msg": "invalid request"}
+        return _error(422, f"{'.'.join(first['loc'])}: {first['msg']}", fields=fields)
+
+    for kind, _ in statuses:
+        app.add_exception_handler(kind, on_rumination_error)
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_invalid)

@@ -1,0 +1,197 @@
+"""Background research for the service: runs wait in a bounded queue and a fixed number of
+workers research them, each run recorded in the same run store as a CLI run.
+
+A cancelled run stops where it is: what it produced stays in the store as an interrupted
+run, and `resume` continues it. Closing the queue cancels every run the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rumination.agent import Researcher, new_run_id
+from rumination.endpoints import EndpointPool
+from rumination.errors import RuminationError, UsageError
+from rumination.events import Event
+from rumination.fetch import PageFetcher
+from rumination.settings import Settings
+from rumination.store import FINISHED, INTERRUPTED, RUNNING, RunStore
+
+from .eventlog import EventLog
+
+QUEUED, CANCELLED = "queued", "cancelled"  # states a run has only inside the service
+
+
+class QueueFull(RuminationError):
+    """More runs are waiting than the service accepts (setting api_max_queued)."""
+
+
+class NotFound(UsageError):
+    """No such run, neither queued here nor in the store."""
+
+
+class Conflict(UsageError):
+    """The run is not in a state that allows what was asked."""
+
+
+@dataclass
+class Ticket:
+    """A run this service was asked to research (or resume)."""
+
+    run_id: str
+    question: str
+    settings: Settings
+    resume: bool
+    log: EventLog
+    status: str = QUEUED
+    error: str | None = None
+    task: asyncio.Task[Any] | None = field(default=None, repr=False)
+
+
+def default_events_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "rumination" / "events"
+
+
+class RunQueue:
+    def __init__(self, settings: Settings, store: RunStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.events_dir = Path(settings.api_events_dir or default_events_dir())
+        self._tickets: dict[str, Ticket] = {}
+        self._waiting: asyncio.Queue[Ticket] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+        self._pool: EndpointPool | None = None
+        self._fetcher: PageFetcher | None = None
+
+    async def start(self) -> None:
+        # shared by every run: one connection pool per LLM endpoint and for page fetches
+        self._pool = EndpointPool.from_settings(self.settings)
+        self._fetcher = PageFetcher.from_settings(self.settings)
+        self._workers = [asyncio.create_task(self._work()) for _ in
+                         range(self.settings.api_concurrency)]
+
+    async def close(self) -> None:
+        """Stop accepting work; running runs are cancelled (they stay resumable)."""
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        running = [t.task for t in self._tickets.values() if t.task and not t.task.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        if self._pool is not None:
+            await self._pool.aclose()
+        if self._fetcher is not None:
+            await self._fetcher.aclose()
+
+    def submit(self, question: str, overrides: dict[str, Any]) -> Ticket:
+        """Queue a new run; its id is known at once."""
+        question = question.strip()
+        if not question:
+            raise UsageError("the question is empty")
+        settings = Settings.load_over(self.settings, overrides)
+        if settings.mode != "rumination":
+            raise UsageError("the service researches in mode 'rumination' only")
+        run_id = new_run_id()
+        return self._enqueue(Ticket(run_id, question, settings, False, self.log(run_id)))
+
+    def resume(self, run_id: str) -> Ticket:
+        """Queue the continuation of a stored, interrupted (or failed) run."""
+        current = self._tickets.get(run_id)
+        if current is not None and current.status in (QUEUED, RUNNING):
+            raise Conflict(f"run {run_id} is already {current.status}")
+        try:
+            record = self.store.get_run(run_id)
+        except UsageError:
+            raise NotFound(f"no run {run_id!r}") from None
+        if record.status == FINISHED:
+            raise Conflict(f"run {run_id} has finished: nothing to resume")
+        if record.status == RUNNING:
+            raise Conflict(f"run {run_id} is running in another process")
+        settings = Settings.load_saved(record.settings_json)
+        return self._enqueue(Ticket(run_id, record.question, settings, True, self.log(run_id)))
+
+    def cancel(self, run_id: str) -> Ticket:
+        """Stop a queued or running run. A running one becomes interrupted (resumable)."""
+        ticket = self._tickets.get(run_id)
+        if ticket is None or ticket.status not in (QUEUED, RUNNING):
+            if ticket is None:
+                try:
+                    state = self.store.get_run(run_id).status
+                except UsageError:
+                    raise NotFound(f"no run {run_id!r}") from None
+            else:
+                state = ticket.status
+            raise Conflict(f"run {run_id} is {state}: only queued or running runs can be "
+                           "cancelled")
+        if ticket.task is not None:
+            ticket.task.cancel()
+        else:
+            ticket.status = CANCELLED
+            ticket.log.close()
+        return ticket
+
+    def ticket(self, run_id: str) -> Ticket | None:
+        return self._tickets.get(run_id)
+
+    def tickets(self) -> list[Ticket]:
+        return list(self._tickets.values())
+
+    def queue_position(self, run_id: str) -> int | None:
+        waiting = [t.run_id for t in self._tickets.values() if t.status == QUEUED]
+        return waiting.index(run_id) if run_id in waiting else None
+
+    def log(self, run_id: str) -> EventLog:
+        """The run's event log (read from its file for a run this process did not start)."""
+        ticket = self._tickets.get(run_id)
+        return ticket.log if ticket else EventLog(self.events_dir / f"{run_id}.jsonl")
+
+    def _enqueue(self, ticket: Ticket) -> Ticket:
+        waiting = sum(t.status == QUEUED for t in self._tickets.values())
+        if waiting >= self.settings.api_max_queued:
+            raise QueueFull(f"{waiting} runs are waiting already (setting api_max_queued)")
+        self._tickets[ticket.run_id] = ticket
+        ticket.log.open()
+        self._waiting.put_nowait(ticket)
+        return ticket
+
+    async def _work(self) -> None:
+        while True:
+            ticket = await self._waiting.get()
+            if ticket.status != QUEUED:  # cancelled while it waited
+                continue
+            ticket.status = RUNNING
+            ticket.task = asyncio.create_task(self._research(ticket))
+            await asyncio.wait([ticket.task])  # a cancelled run does not cancel its worker
+
+    async def _research(self, ticket: Ticket) -> None:
+        settings = ticket.settings
+        shared = (settings.llm_url, settings.model) == (self.settings.llm_url, self.settings.model)
+        researcher = Researcher(settings, store=self.store, pool=self._pool if shared else None,
+                                fetcher=self._fetcher)
+
+        ticket.log.open()
+        try:
+            if ticket.resume:
+                await researcher.resume(ticket.run_id, on_event=ticket.log.append)
+            else:
+                await researcher.run(ticket.question, on_event=ticket.log.append,
+                                     run_id=ticket.run_id)
+            ticket.status = FINISHED
+        except asyncio.CancelledError:
+            ticket.status = INTERRUPTED
+            ticket.log.append(Event("interrupted", {"run_id": ticket.run_id}))
+        except RuminationError as exc:
+            ticket.status, ticket.error = INTERRUPTED, str(exc)
+            ticket.log.append(Event("error", {"run_id": ticket.run_id, "message": str(exc)}))
+        except Exception as exc:  # a framework bug: the run is failed, the service goes on
+            ticket.status, ticket.error = "failed", f"{type(exc).__name__}: {exc}"
+            ticket.log.append(Event("error", {"run_id": ticket.run_id,
+                                                    "message": ticket.error}))
+        finally:
+            ticket.log.close()
