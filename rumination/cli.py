@@ -772,10 +772,11 @@ def api(
     port: Annotated[int, typer.Option(help="port to listen on")] = 8765,
 ) -> None:
     """Serve research over HTTP: the API (OpenAPI at /docs) and the web page at /. Beyond
-    loopback it needs the api_token setting. Needs the optional "api" dependencies."""
+    loopback it needs the api_token setting. Needs rumination[api]."""
 
     def body() -> None:
         from .service import require
+        from .settings import Settings
 
         require("api", "api")
         from .service.server import serve_api

@@ -255,3 +255,27 @@ def test_the_committed_openapi_schema_matches_the_app() -> None:
     committed = json.loads(OPENAPI.read_text(encoding="utf-8"))
     assert committed == app.openapi(), (
         "docs/openapi.json is stale: python -m rumination.service.schema > docs/openapi.json")
+
+
+def test_the_api_command_refuses_to_listen_beyond_loopback_without_a_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from rumination.cli import app
+
+    refused = CliRunner().invoke(app, ["api", "--host", "0.0.0.0", "--port", "1"])
+    assert refused.exit_code == 2
+    assert refused.output.strip() == (
+        "error: refusing to listen on 0.0.0.0 without a token: set api_token "
+        "(RUMINATION_API_TOKEN) or listen on 127.0.0.1")
+
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "fastapi" else real(name, *a))
+    missing = CliRunner().invoke(app, ["api"])
+    assert missing.exit_code == 2
+    assert missing.output.strip() == (
+        "error: `rumination api` needs fastapi: pip install 'rumination[api]'")
