@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from rumination.errors import UsageError
 from rumination.reports.render import render_report
 from rumination.settings import Settings
-from rumination.store import RunStore, default_store_path
+from rumination.store import RunStore, open_store
 
 from .limits import BodySizeLimit
 from .runner import Conflict, NotFound, QueueFull, RunQueue
@@ -52,7 +52,7 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_store = store is None
-        run_store = store or RunStore(settings.run_store or default_store_path())
+        run_store = store or open_store(settings)
         app.state.queue = RunQueue(settings, run_store)
         await app.state.queue.start()
         try:
