@@ -493,6 +493,60 @@ def schedule(
     _guarded(body)
 
 
+@app.command("eval")
+def eval_suite(
+    suite: Annotated[Path, typer.Argument(help="JSONL or YAML of {id, question, answer?}")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="folder for reports and results")],
+    compare: Annotated[
+        Path | None, typer.Option("--compare", help="a previous eval folder or its summary.json")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="questions running at once")] = 4,
+    llm_url: LlmUrl = None,
+    model: ModelOpt = None,
+    backend: BackendOpt = None,
+    backend_opt: BackendOptsOpt = None,
+    corpus: CorpusOpt = None,
+    max_turns: TurnsOpt = None,
+    mode: ModeOpt = None,
+    judge: Annotated[
+        str | None, typer.Option(help="lexical, or llm (also grades answers SimpleQA-style)")
+    ] = None,
+    judge_url: Annotated[str | None, typer.Option("--judge-url", help="llm judge URL")] = None,
+    judge_model: Annotated[
+        str | None, typer.Option("--judge-model", help="llm judge model")
+    ] = None,
+    trace: TraceOpt = None,
+) -> None:
+    """Run every question of SUITE (resumable, like batch) and score the reports: exact match
+    and token F1 against `answer`, citation accuracy, sources, turns, tokens, time."""
+
+    def body() -> None:
+        import asyncio
+
+        from rumination.reports.render import render_report
+
+        from .evaluation import load_previous, load_suite, run_eval, summary_table
+        from .settings import Settings
+
+        items = load_suite(suite)
+        previous = load_previous(compare) if compare is not None else None
+        settings = _run_settings(llm_url, model, backend, corpus, None, max_turns, mode,
+                                 backend_opt)
+        judging = {"judge": judge, "judge_url": judge_url, "judge_model": judge_model}
+        settings = Settings.load_over(settings, {k: v for k, v in judging.items() if v})
+        results, summary = asyncio.run(run_eval(
+            items, out_dir, settings, render_report, concurrency=concurrency,
+            previous=previous, on_event=_progress(trace),
+        ))
+        typer.echo(summary_table(summary, previous))
+        typer.echo(f"results in {out_dir / 'results.jsonl'}, summary in "
+                   f"{out_dir / 'summary.md'} and summary.json", err=True)
+        if summary["failed"]:
+            raise typer.Exit(1)
+
+    _guarded(body)
+
+
 @app.command()
 def verify(
     target: Annotated[str, typer.Argument(help="REPORT.json, or the RUN_ID of a stored run")],
