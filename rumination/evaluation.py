@@ -20,8 +20,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, field_validator
 
 from .batch import Batch, JobResult, Renderer
 from .errors import UsageError
@@ -30,6 +29,7 @@ from .jobs import Job
 from .llm import LLMClient
 from .models import Report
 from .output import write_atomic
+from .records import load_records
 from .scoring import GRADES, answer_in_report, exact_match, grade, short_answer, token_f1
 from .settings import Settings
 from .store import RunStore, default_store_path
@@ -47,6 +47,11 @@ class EvalItem(BaseModel):
     id: str = Field(min_length=1)
     question: str = Field(min_length=1)
     answer: str | None = None
+
+    @field_validator("id", "answer", mode="before")
+    @classmethod
+    def _numbers_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) else value
 
 
 @dataclass
@@ -74,46 +79,9 @@ class ItemResult:
     error: str | None = None
 
 
-def _item(where: str, raw: Any) -> EvalItem:
-    if not isinstance(raw, dict):
-        raise UsageError(f"{where}: an item must be a mapping with `id` and `question`")
-    if isinstance(raw.get("id"), int):
-        raw = {**raw, "id": str(raw["id"])}
-    try:
-        return EvalItem.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "item"
-        raise UsageError(f"{where}: field `{field}`: {first['msg']}") from None
-
-
 def load_suite(path: Path) -> list[EvalItem]:
     """The items of a JSONL or YAML suite; every error names its line or item, in one line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read suite {path}: {exc}") from None
-    items: list[EvalItem] = []
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    raw = json.loads(line)
-                except ValueError as exc:
-                    raise UsageError(f"{path}:{number}: invalid JSON ({exc})") from None
-                items.append(_item(f"{path}:{number}", raw))
-    else:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise UsageError(f"{path}: invalid YAML") from None
-        if isinstance(data, dict) and "items" in data:
-            data = data["items"]
-        if not isinstance(data, list):
-            raise UsageError(f"{path}: expected a list of items (or an `items:` list)")
-        items = [_item(f"{path}: item {i}", raw) for i, raw in enumerate(data, start=1)]
-    if not items:
-        raise UsageError(f"{path}: no items")
+    items = load_records(path, EvalItem, noun="item", needs="`id` and `question`")
     ids = [_SAFE.sub("-", item.id) for item in items]
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:
