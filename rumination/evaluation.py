@@ -32,7 +32,7 @@ from .output import write_atomic
 from .records import load_records
 from .scoring import GRADES, answer_in_report, exact_match, grade, short_answer, token_f1
 from .settings import Settings
-from .store import RunStore, default_store_path
+from .store import open_store
 
 RESULTS_FILE = "results.jsonl"
 SUMMARY_JSON = "summary.json"
@@ -236,7 +236,7 @@ async def run_eval(
     batch = Batch(jobs, out_dir / REPORTS_DIR, settings, render, concurrency=concurrency,
                   on_event=on_event)
     outcomes = await batch.run()
-    store = RunStore(settings.run_store or default_store_path())
+    store = open_store(settings)
     grader = _grader(settings)
     try:
         results = []
