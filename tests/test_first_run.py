@@ -37,6 +37,7 @@ def error_line(stderr: str) -> str:
 
 def test_readme_model_names_are_names_that_are_served() -> None:
     text = README.read_text(encoding="utf-8")
+    text = re.sub(r"```text\n.*?```", "", text, flags=re.S)  # transcripts show wrong names too
     names = set(re.findall(r"--model[ =]([\w.-]+)|model=\"([\w.-]+)\"", text))
     used = {name for pair in names for name in pair if name and not name.isupper()}
     assert used and used <= {Settings().model, SIMULATOR_MODEL}, used
@@ -153,3 +154,21 @@ def test_readme_python_example_runs_as_written(
         assert len(server.requests) > 4
     printed = capsys.readouterr().out
     assert "sources cited" in printed and "Event(kind='finished'" in printed
+
+
+def test_readme_names_only_files_that_are_in_the_repository() -> None:
+    text = README.read_text(encoding="utf-8")
+    root = README.parent
+    assert "DESIGN.md" not in text
+    paths = set(re.findall(r"`((?:prompts|reports|tests|bench|examples|search_backends|"
+                           r"rumination)/[\w./-]+)`", text))
+    assert paths
+    missing = sorted(p for p in paths if not (root / p.rstrip("/")).exists())
+    assert missing == []
+
+
+def test_readme_documents_python_version_settings_and_the_jobs_form() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert "Python 3.11" in text and "python3 -m venv .venv" in text
+    for setting in ("keep_runs", "max_wall_time_s", "jobs:"):
+        assert setting in text, setting

@@ -218,3 +218,31 @@ def test_a_batch_re_run_keeps_each_jobs_figures(
     assert before[0]["citations"] > 0 and before[0]["prompt_tokens"] > 0
     for figure in ("citations", "prompt_tokens", "completion_tokens", "seconds", "run_id"):
         assert job[figure] == before[0][figure], figure
+
+
+def test_a_batch_re_run_resumes_on_the_server_given_now(
+    tmp_path: Path, corpus_db: Path, store_path: Path
+) -> None:
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("- question: How do otters help kelp?\n  name: otters\n")
+    out = tmp_path / "out"
+    common = ["batch", str(jobs), "--out-dir", str(out), "--corpus", str(corpus_db)]
+    with SimulatorServer(simulate, SimulatorConfig(model="old-name")) as old:
+        env = {**os.environ, "RUMINATION_RUN_STORE": str(store_path)}
+        proc = subprocess.Popen([sys.executable, "-m", "rumination", *common, "--llm-url",
+                                 old.url, "--model", "old-name"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_turns(store_path, 2, proc)
+            proc.send_signal(signal.SIGINT)
+        finally:
+            proc.wait(timeout=30)
+    (run,) = RunStore(store_path).list_runs()
+    assert run.status == "interrupted"
+    with SimulatorServer(simulate, SimulatorConfig(model="new-name")) as new:
+        result = runner.invoke(app, [*common, "--llm-url", new.url, "--model", "new-name"])
+        assert result.exit_code == 0, result.stderr
+        assert new.requests
+    (job,) = json.loads((out / "summary.json").read_text())
+    assert (job["status"], job["run_id"]) == ("finished", run.run_id)
+    assert len(RunStore(store_path).turns(run.run_id)) > run.turns  # continued, not restarted
