@@ -279,3 +279,31 @@ def test_the_api_command_refuses_to_listen_beyond_loopback_without_a_token(
     assert missing.exit_code == 2
     assert missing.output.strip() == (
         "error: `rumination api` needs fastapi: pip install 'rumination[api]'")
+
+
+def test_the_web_page_signs_in_with_the_token_and_then_uses_the_api_by_cookie(
+    tmp_path: Path,
+) -> None:
+    with simulator() as sim, running_api(service_settings(tmp_path, sim.url,
+                                                          api_token="s3cret")) as url, \
+            httpx.Client(base_url=url) as browser:
+        asked = browser.get("/")
+        assert asked.status_code == 401 and 'name="token"' in asked.text
+        assert "script-src 'self'" in asked.headers["content-security-policy"]
+        assert browser.get("/ui/runs/abc").status_code == 401
+        wrong = browser.post("/ui/login", data={"token": "nope"})
+        assert wrong.status_code == 401 and "not the token" in wrong.text
+        signed = browser.post("/ui/login", data={"token": "s3cret"})
+        assert signed.status_code == 303 and signed.headers["location"] == "/"
+        assert "httponly" in signed.headers["set-cookie"].lower()
+        assert "samesite=strict" in signed.headers["set-cookie"].lower()
+        run_id = browser.post("/runs", json={"question": QUESTION}).json()["run_id"]
+        assert read_events(browser, run_id)[-1][1]["status"] == "finished"
+        listing = browser.get("/")
+        assert listing.status_code == 200 and f'href="/ui/runs/{run_id}"' in listing.text
+        page = browser.get(f"/ui/runs/{run_id}")
+        assert page.status_code == 200
+        assert f'src="/runs/{run_id}/report?format=html"' in page.text
+        assert browser.get("/ui/run.js").headers["content-type"].startswith("text/javascript")
+        assert browser.get("/ui/other.js").status_code == 404
+        assert browser.get("/ui/runs/nosuchrun").status_code == 404

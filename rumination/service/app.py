@@ -7,12 +7,11 @@ setting is set. Errors are JSON: `{"error": "one line", "status": N}`.
 
 import asyncio
 import json
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -23,7 +22,9 @@ from rumination.reports.render import render_report
 from rumination.settings import Settings
 from rumination.store import RunStore, open_store
 
+from .auth import is_allowed
 from .limits import BodySizeLimit
+from .pages import page_router
 from .runner import Conflict, NotFound, QueueFull, RunQueue
 from .views import ErrorBody, RunList, RunRequest, RunView, listing, view
 
@@ -65,12 +66,10 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
     bearer = HTTPBearer(auto_error=False, description="the server's api_token setting")
 
     def authorized(
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
-        if settings.api_token is None:
-            return
-        given = credentials.credentials if credentials else ""
-        if not secrets.compare_digest(given.encode(), settings.api_token.encode()):
+        if not is_allowed(request, settings.api_token):
             raise HTTPException(401, "missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
 
@@ -78,18 +77,19 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
         title="rumination", version="1", lifespan=lifespan,
         description="Deep research runs over HTTP: start, follow (Server-Sent Events), read "
         "the cited report, cancel, resume. Runs are the same records as CLI runs.",
-        dependencies=[Depends(authorized)],
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_request_bytes)
     _add_error_handlers(app)
+    app.include_router(page_router(settings))
+    api = APIRouter(dependencies=[Depends(authorized)])
 
-    @app.post("/runs", status_code=202, response_model=RunView, responses=_errors(400, 413, 429))
+    @api.post("/runs", status_code=202, response_model=RunView, responses=_errors(400, 413, 429))
     async def start_run(body: RunRequest, queue: Queue) -> RunView:
         """Queue a research run; its id comes back at once and it runs in the background."""
         ticket = queue.submit(body.question, body.overrides())
         return view(queue, ticket.run_id)
 
-    @app.get("/runs", response_model=RunList, responses=_errors())
+    @api.get("/runs", response_model=RunList, responses=_errors())
     async def list_runs(
         queue: Queue,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -100,12 +100,12 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
         """Runs waiting in this service, then stored runs (CLI runs too), newest first."""
         return listing(queue, limit, status, q)
 
-    @app.get("/runs/{run_id}", response_model=RunView, responses=_errors(404))
+    @api.get("/runs/{run_id}", response_model=RunView, responses=_errors(404))
     async def get_run(run_id: RunId, queue: Queue) -> RunView:
         """A run's status, turns, sources seen and, once finished, its report's figures."""
         return view(queue, run_id)
 
-    @app.get(
+    @api.get(
         "/runs/{run_id}/events", responses={**_errors(404), 200: {
             "content": {"text/event-stream": {}},
             "description": "Server-Sent Events: every `--trace` event of the run from the "
@@ -126,7 +126,7 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    @app.get(
+    @api.get(
         "/runs/{run_id}/report", responses={**_errors(404, 409), 200: {"content": {
             "text/markdown": {}, "text/html": {}, "application/json": {}}}},
         response_class=Response,
@@ -145,14 +145,14 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
         text = render_report(report, format, citation_style=style)
         return Response(text, media_type=REPORT_TYPES[format])
 
-    @app.post("/runs/{run_id}/resume", status_code=202, response_model=RunView,
+    @api.post("/runs/{run_id}/resume", status_code=202, response_model=RunView,
               responses=_errors(404, 409, 429))
     async def resume_run(run_id: RunId, queue: Queue) -> RunView:
         """Continue an interrupted run from its last committed turn (queued like a new run)."""
         queue.resume(run_id)
         return view(queue, run_id)
 
-    @app.delete("/runs/{run_id}", response_model=RunView, responses=_errors(404, 409))
+    @api.delete("/runs/{run_id}", response_model=RunView, responses=_errors(404, 409))
     async def cancel_run(run_id: RunId, queue: Queue) -> RunView:
         """Cancel a queued or running run. A running run stops and stays resumable
         (status interrupted)."""
@@ -161,6 +161,7 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
             await asyncio.wait([ticket.task], timeout=CANCEL_WAIT_S)
         return view(queue, run_id)
 
+    app.include_router(api)
     return app
 
 

@@ -188,10 +188,10 @@ class RunQueue:
             ticket.log.append(Event("interrupted", {"run_id": ticket.run_id}))
         except RuminationError as exc:
             ticket.status, ticket.error = INTERRUPTED, str(exc)
-            ticket.log.append(Event("error", {"run_id": ticket.run_id, "message": str(exc)}))
+            ticket.log.append(Event("run_error", {"run_id": ticket.run_id, "message": str(exc)}))
         except Exception as exc:  # a framework bug: the run is failed, the service goes on
             ticket.status, ticket.error = "failed", f"{type(exc).__name__}: {exc}"
-            ticket.log.append(Event("error", {"run_id": ticket.run_id,
+            ticket.log.append(Event("run_error", {"run_id": ticket.run_id,
                                                     "message": ticket.error}))
         finally:
             ticket.log.close()
