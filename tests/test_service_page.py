@@ -6,7 +6,6 @@ the runs list shows the run. No console errors, no request leaving 127.0.0.1."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +15,18 @@ import pytest
 pytest.importorskip("fastapi")
 
 from servicekit import Gate, running_api, service_settings, simulator  # noqa: E402
-from test_html_chromium import CHROMIUM, Cdp, console_errors, evaluate  # noqa: E402
+from test_html_chromium import (  # noqa: E402
+    CHROMIUM,
+    Cdp,
+    browser,  # noqa: F401  (the fixture)
+    console_errors,
+    evaluate,
+)
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None and not __import__("os").environ.get("CI"),
     reason="Debian's chromium is not installed (apt-get install chromium); CI installs it",
 )
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Cdp]:
-    assert CHROMIUM is not None, "chromium is required in CI (.ci/run installs it)"
-    cdp = Cdp(CHROMIUM, tmp_path / "profile")
-    try:
-        yield cdp
-    finally:
-        cdp.close()
 
 
 def until(cdp: Cdp, session: str, expression: str, timeout: float = 20) -> Any:
@@ -47,7 +42,7 @@ def number(cdp: Cdp, session: str, element: str) -> int:
 
 
 def test_a_run_page_follows_the_run_live_then_shows_the_report(
-    browser: Cdp, tmp_path: Path
+    browser: Cdp, tmp_path: Path  # noqa: F811  (the imported fixture)
 ) -> None:
     gate = Gate(free=3)
     with simulator(gate) as sim, running_api(service_settings(tmp_path, sim.url)) as url:
