@@ -19,8 +19,9 @@ from rumination.writer import run_write
 QUESTION = "How well do air-source heat pumps perform in cold climates?"
 
 
-def run(policy: str, mode: str = "rumination", unsupported: int = 3) -> Report:
-    with SimulatorServer(with_unsupported(unsupported), SimulatorConfig(model="sim")) as server:
+def run(policy: str, mode: str = "rumination", unsupported: int = 3, unsure: int = 0) -> Report:
+    responder = with_unsupported(unsupported, unsure)
+    with SimulatorServer(responder, SimulatorConfig(model="sim")) as server:
         settings = Settings(llm_url=server.url, model="sim", keep_runs=False, mode=mode,
                             unsupported_citations=policy)  # type: ignore[arg-type]
         if mode == "write":
@@ -28,10 +29,11 @@ def run(policy: str, mode: str = "rumination", unsupported: int = 3) -> Report:
         return asyncio.run(Researcher(settings).run(QUESTION))
 
 
-def test_flagged_unsupported_citations_reach_every_format() -> None:
-    report = run("flag")
+def test_every_verdict_reaches_every_format() -> None:
+    report = run("flag", unsure=2)
     verdicts = [s.verdict for s in report.statements]
-    assert verdicts.count("unsupported") == 3 and verdicts.count("supported") >= 10
+    assert verdicts.count("unsupported") == 3 and verdicts.count("unsure") == 2
+    assert verdicts.count("supported") >= 10
     assert [s.action for s in report.statements if s.verdict == "unsupported"] == ["flagged"] * 3
     f = report.figures
     assert f is not None and f.citation_accuracy is not None
@@ -39,10 +41,13 @@ def test_flagged_unsupported_citations_reach_every_format() -> None:
     assert f.effective_citations == f.statements_supported
     data = json.loads(render_report(report, "json"))
     jsonschema.Draft202012Validator(report_schema()).validate(data)
+    assert {s["verdict"] for s in data["statements"]} == {"supported", "unsupported", "unsure"}
     assert {c["support"]["verdict"] for c in data["citations"]} >= {"supported", "unsupported"}
     markdown = render_report(report, "md")
     assert markdown.count("\n- [") >= 3 and "### Citations not supported" in markdown
-    assert render_report(report, "html").count("flagged") >= 3
+    html = render_report(report, "html")
+    assert html.count('class="cite verdict-unsupported flagged"') == 3
+    assert html.count('class="cite verdict-unsure"') == 2
 
 
 def test_drop_removes_the_unsupported_references() -> None:

@@ -51,12 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--unsupported", type=int, default=0, metavar="N",
                        help="alter N cited sentences of each answer so their source does not "
                        "support them (tests of the support check)")
+    serve.add_argument("--unsure", type=int, default=0, metavar="N",
+                       help="then stretch N more cited sentences past what their source says")
     args = parser.parse_args(argv)
-    if args.unsupported < 0:
-        parser.error("--unsupported must be 0 or more")
+    if args.unsupported < 0 or args.unsure < 0:
+        parser.error("--unsupported and --unsure must be 0 or more")
     responder = (
         scripted(_load_script(args.script)) if args.script
-        else with_unsupported(args.unsupported) if args.unsupported else simulate
+        else with_unsupported(args.unsupported, args.unsure)
+        if args.unsupported or args.unsure else simulate
     )
     config = SimulatorConfig(
         model=args.model,

@@ -164,10 +164,19 @@ def _unsupported(sentence: str, index: int) -> str:
     return "It is not true that " + sentence[0].lower() + sentence[1:]
 
 
-def write_answer(history: _History, unsupported: int = 0) -> str:
-    """A cited report built only from sentences of the pages the simulator read; the first
-    `unsupported` cited sentences are altered so that their source no longer supports them
-    (a changed number or a negation), for tests of the support check."""
+def _overreaching(sentence: str) -> str:
+    """`sentence` stretched past its source: as many unrelated words again appended, so only
+    about half of it is in the source (a judge should be unsure)."""
+    words = len(re.findall(r"[A-Za-z]{4,}", sentence))
+    tail = " ".join((GLACIER_WORDS * (1 + words // len(GLACIER_WORDS)))[:words])
+    return f"{sentence.rstrip('.')}, much as with {tail}."
+
+
+def write_answer(history: _History, unsupported: int = 0, unsure: int = 0) -> str:
+    """A cited report built only from sentences of the pages the simulator read; for tests
+    of the support check, the first `unsupported` cited sentences are altered so that their
+    source no longer supports them (a changed number or a negation), and the next `unsure`
+    are stretched past what their source says."""
     words = keywords(history.question)
     lines = [f"# {history.question}", ""]
     lines.append(
@@ -185,7 +194,9 @@ def write_answer(history: _History, unsupported: int = 0) -> str:
         for i, sentence in enumerate(sentences):
             if altered < unsupported:
                 sentences[i] = _unsupported(sentence, altered)
-                altered += 1
+            elif altered < unsupported + unsure:
+                sentences[i] = _overreaching(sentence)
+            altered += 1
         lines += ["", f"## {page.title}", ""]
         lines.append(" ".join(f"{s}【{page.source_id}†source】" for s in sentences))
     lines += ["", "## Summary", ""]
@@ -209,25 +220,27 @@ def writing_sources(messages: Sequence[dict[str, Any]]) -> dict[int, _Page] | No
     }
 
 
-def simulate(messages: Sequence[dict[str, Any]], unsupported: int = 0) -> str:
+def simulate(messages: Sequence[dict[str, Any]], unsupported: int = 0, unsure: int = 0) -> str:
     """The simulator's next assistant text for a conversation: a tool call or the cited
     answer in the rumination protocol, or the written report for a writing request.
-    `unsupported`: how many cited sentences of the answer to make unsupported."""
+    `unsupported`, `unsure`: how many cited sentences of the answer to make unsupported, and
+    how many to stretch past their source."""
     history = read_history(messages)
     sources = writing_sources(messages)
     if sources is not None:
         history.pages = sources
-        return write_answer(history, unsupported)
+        return write_answer(history, unsupported, unsure)
     if history.finished:
-        return write_answer(history, unsupported)
+        return write_answer(history, unsupported, unsure)
     return next_action(history)
 
 
-def with_unsupported(count: int) -> Any:
-    """A `simulate` responder whose answers carry `count` unsupported citations."""
+def with_unsupported(count: int, unsure: int = 0) -> Any:
+    """A `simulate` responder whose answers carry `count` unsupported citations, then
+    `unsure` citations of sentences stretched past their source."""
 
     def respond(messages: Sequence[dict[str, Any]]) -> str:
-        return simulate(messages, unsupported=count)
+        return simulate(messages, unsupported=count, unsure=unsure)
 
     return respond
 
