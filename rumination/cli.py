@@ -841,6 +841,30 @@ def api(
 
 
 @app.command()
+def mcp(
+    transport: Annotated[str, typer.Option(help="stdio, or http (streamable HTTP at /mcp)")]
+    = "stdio",
+    host: Annotated[str, typer.Option(help="address to listen on (http)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on (http)")] = 8766,
+) -> None:
+    """Serve research as Model Context Protocol tools: research, search_runs, get_report.
+    Over http beyond loopback it needs the api_token setting. Needs rumination[mcp]."""
+
+    def body() -> None:
+        from .service import require
+        from .settings import Settings
+
+        require("mcp", "mcp")
+        if transport not in ("stdio", "http"):
+            raise UsageError(f"--transport is stdio or http, not {transport!r}")
+        from .service.mcp_server import serve_mcp
+
+        serve_mcp(Settings.load(), transport, host, port)
+
+    _guarded(body)
+
+
+@app.command()
 def backends() -> None:
     """List the installed search backends and what each needs."""
     from .backends import available_backends

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +51,18 @@ def simulator(responder: Any = simulate) -> Iterator[SimulatorServer]:
         yield server
 
 
-@contextmanager
-def running_api(settings: Settings) -> Iterator[str]:
+def running_api(settings: Settings) -> AbstractContextManager[str]:
     """The API's base URL while uvicorn serves it from a thread."""
+    return running_app(create_app(settings))
+
+
+@contextmanager
+def running_app(app: Any) -> Iterator[str]:
+    """An ASGI app's base URL while uvicorn serves it from a thread."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning",
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
                                            timeout_graceful_shutdown=5))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

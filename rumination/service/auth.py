@@ -7,6 +7,8 @@ from __future__ import annotations
 import secrets
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 COOKIE = "rumination_token"
 
@@ -24,3 +26,19 @@ def matches(given: str, token: str) -> bool:
 
 def is_allowed(request: Request, token: str | None) -> bool:
     return token is None or matches(presented_token(request), token)
+
+
+class TokenGate:
+    """ASGI middleware: HTTP requests without the token get 401 (the MCP server's HTTP app)."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not is_allowed(Request(scope), self.token):
+            reply = JSONResponse({"error": "missing or wrong bearer token", "status": 401},
+                                 status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            await reply(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
