@@ -307,3 +307,22 @@ def test_the_web_page_signs_in_with_the_token_and_then_uses_the_api_by_cookie(
         assert browser.get("/ui/run.js").headers["content-type"].startswith("text/javascript")
         assert browser.get("/ui/other.js").status_code == 404
         assert browser.get("/ui/runs/nosuchrun").status_code == 404
+
+
+def test_stopping_the_server_leaves_a_running_run_interrupted_and_resumable(
+    tmp_path: Path,
+) -> None:
+    gate = Gate(free=2)
+    with simulator(gate) as sim:
+        settings = service_settings(tmp_path, sim.url)
+        with running_api(settings) as url, httpx.Client(base_url=url, timeout=30) as api:
+            run_id = api.post("/runs", json={"question": QUESTION}).json()["run_id"]
+            wait_for_turns(api, run_id, 2)
+        assert RunStore(tmp_path / "runs.db").get_run(run_id).status == "interrupted"
+        gate.open()
+        with running_api(settings) as url, httpx.Client(base_url=url, timeout=30) as api:
+            assert api.get(f"/runs/{run_id}").json()["status"] == "interrupted"
+            assert api.post(f"/runs/{run_id}/resume").status_code == 202
+            events = read_events(api, run_id)  # the first server's events, from the file
+            assert [d["resumed_at_turn"] for k, d in events if k == "run_started"] == [0, 2]
+            assert events[-1][1]["status"] == "finished"

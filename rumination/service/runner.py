@@ -168,6 +168,15 @@ class RunQueue:
             ticket.status = RUNNING
             ticket.task = asyncio.create_task(self._research(ticket))
             await asyncio.wait([ticket.task])  # a cancelled run does not cancel its worker
+            if ticket.error is None and self._stored(ticket.run_id):
+                del self._tickets[ticket.run_id]  # the store and the event file tell the rest
+
+    def _stored(self, run_id: str) -> bool:
+        try:
+            self.store.get_run(run_id)
+        except UsageError:
+            return False
+        return True
 
     async def _research(self, ticket: Ticket) -> None:
         settings = ticket.settings
