@@ -114,7 +114,7 @@ class Researcher:
     ) -> Report:
         store = self._open_store()  # first: an unusable run store is reported before any work
         async with contextlib.AsyncExitStack() as parts:
-            llm, backend, fetcher = await self._parts(parts)
+            llm, backend, fetcher = await self._parts(parts, state.run_id)
             status = INTERRUPTED
             report: Report | None = None
             try:
@@ -142,9 +142,10 @@ class Researcher:
         raise AssertionError("unreachable")
 
     async def _parts(
-        self, parts: contextlib.AsyncExitStack
+        self, parts: contextlib.AsyncExitStack, run_id: str
     ) -> tuple[ChatModel, SearchBackend, PageFetcher]:
-        """The model, backend and fetcher for one run; the ones built here are closed after."""
+        """The model, backend and fetcher for one run; the ones built here are closed after.
+        The run's endpoint follows from its id, so whichever worker resumes it picks the same."""
         s = self.settings
         backend = self._backend
         if backend is None:  # first: a misconfigured backend is reported before any LLM wait
@@ -158,7 +159,7 @@ class Researcher:
             if pool is None:
                 pool = EndpointPool.from_settings(s)
                 parts.push_async_callback(pool.aclose)
-            llm = await parts.enter_async_context(pool.lease())
+            llm = await parts.enter_async_context(pool.lease(run_id))
         fetcher = self._fetcher
         if fetcher is None:
             fetcher = PageFetcher.from_settings(s)

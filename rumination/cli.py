@@ -87,6 +87,17 @@ TurnsOpt = Annotated[
     typer.Option("--max-turns", help=f"tool-call turn budget [default: {defaults.MAX_TURNS}]"),
 ]
 TraceOpt = Annotated[Path | None, typer.Option("--trace", help="write JSONL events here")]
+ExecutorOpt = Annotated[
+    str, typer.Option("--executor", help="where jobs run: local (this process) or ray")
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="Ray cluster to join (ray://HOST:10001 or HOST:6379) "
+                 "[default: RAY_ADDRESS, else a Ray started here]"),
+]
+WorkersOpt = Annotated[
+    int, typer.Option("--workers", help="Ray worker processes, each running --concurrency jobs")
+]
 StoreOpt = Annotated[
     str | None,
     typer.Option("--store", help="run store: sqlite:///PATH or postgresql://USER@HOST/DB"),
@@ -398,7 +409,12 @@ def batch(
         str, typer.Option("--out-dir", help="folder or fsspec URL (s3://bucket/reports) for "
                           "reports and summary")
     ],
-    concurrency: Annotated[int, typer.Option(help="jobs running at once")] = 4,
+    concurrency: Annotated[
+        int, typer.Option(help="jobs running at once (per Ray worker with --executor ray)")
+    ] = 4,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
+    workers: WorkersOpt = 2,
     llm_url: LlmUrl = None,
     model: ModelOpt = None,
     backend: BackendOpt = None,
@@ -420,6 +436,7 @@ def batch(
         from rumination.reports.render import render_report
 
         from .batch import SUMMARY_FILE, Batch
+        from .executors import make_executor
         from .jobs import load_jobs
         from .outdir import OutDir
 
@@ -428,8 +445,9 @@ def batch(
             llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store
         )
         destination = OutDir.open(out_dir)
-        runner = Batch(jobs, destination, settings, render_report, concurrency=concurrency,
-                       on_event=_progress(trace))
+        runner = Batch(jobs, destination, settings, render_report,
+                       executor=make_executor(executor, concurrency, workers, ray_address),
+                       on_event=_progress(trace))  # fmt: skip
         results = asyncio.run(runner.run())
         for r in results:
             accuracy = "" if r.citation_accuracy is None else (
@@ -458,6 +476,9 @@ def schedule(
     max_turns: TurnsOpt = None,
     mode: ModeOpt = None,
     store: StoreOpt = None,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
+    workers: WorkersOpt = 2,
 ) -> None:
     """Run batch jobs on cron schedules until stopped (Ctrl-C). The options are defaults
     for every job."""
@@ -468,10 +489,12 @@ def schedule(
         from rumination.reports.render import render_report
 
         from .batch import Batch
+        from .executors import make_executor
         from .jobs import load_jobs
         from .outdir import OutDir
         from .schedule import Schedule, Scheduler, load_schedules
 
+        make_executor(executor, 1, workers, ray_address)  # a bad choice is reported now
         schedules = load_schedules(schedules_file)
         for item in schedules:
             load_jobs(item.jobs)  # a bad jobs file is reported now, not at 6 a.m. on Monday
@@ -482,7 +505,9 @@ def schedule(
 
         async def run_batch(item: Schedule, out_dir: OutDir) -> None:
             batch = Batch(load_jobs(item.jobs), out_dir, settings, render_report,
-                          concurrency=item.concurrency, on_event=progress)
+                          executor=make_executor(executor, item.concurrency, workers,
+                                                 ray_address),
+                          on_event=progress)  # fmt: skip
             await batch.run()
 
         scheduler = Scheduler(schedules, run_batch, on_event=progress)

@@ -2,20 +2,24 @@
 to its server, a dead server is rested and tried again later.
 
     pool = EndpointPool.from_settings(settings)          # one LLMClient per URL
-    async with pool.lease() as llm:                       # llm: a ChatModel for one run
+    async with pool.lease(run_id) as llm:                 # llm: a ChatModel for one run
         completion = await llm.chat(messages, max_tokens=4096)
     await pool.aclose()
 
-A lease goes to the healthy endpoint with the fewest runs in flight (ties: the order given) and
-keeps it for the whole run, so vLLM's prefix cache sees every turn of that run. When a call
-fails with LLMUnavailable (the client already retried), that endpoint is marked down for
-`cooldown_s`, the lease moves to another healthy endpoint and the call is sent again there.
-With none left, LLMUnavailable names every URL. A down endpoint is offered again once its
-cooldown has passed and its /health answers.
+A lease for a run id goes to the healthy endpoint that id ranks first (rendezvous hashing:
+the same on every machine, so a run resumed by another worker goes back to the server holding
+its prefix cache, and a dead server moves only its own runs); a lease without one goes to the
+healthy endpoint with the fewest runs in flight (ties: the order given). Either way the run
+keeps its endpoint for its whole life, so vLLM's prefix cache sees every turn of that run.
+When a call fails with LLMUnavailable (the client already retried), that endpoint is marked
+down for `cooldown_s`, the lease moves to another healthy endpoint (the run id's next choice)
+and the call is sent again there. With none left, LLMUnavailable names every URL. A down
+endpoint is offered again once its cooldown has passed and its /health answers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -80,9 +84,10 @@ class EndpointPool:
         return endpoint.down_until > self.clock()
 
     @asynccontextmanager
-    async def lease(self) -> AsyncIterator[PooledModel]:
-        """One run's model: bound to one endpoint until that endpoint fails."""
-        model = PooledModel(self, await self._acquire(exclude=()))
+    async def lease(self, key: str | None = None) -> AsyncIterator[PooledModel]:
+        """One run's model: bound to one endpoint until that endpoint fails. `key` (the run
+        id) picks the endpoint by rendezvous hashing instead of by load."""
+        model = PooledModel(self, await self._acquire(exclude=(), key=key), key)
         try:
             yield model
         finally:
@@ -103,12 +108,14 @@ class EndpointPool:
         endpoint.failures += 1
         endpoint.last_error = reason
 
-    async def _acquire(self, exclude: Sequence[str]) -> Endpoint:
-        """The least-loaded healthy endpoint, with its in-flight count already taken."""
+    async def _acquire(self, exclude: Sequence[str], key: str | None = None) -> Endpoint:
+        """The healthy endpoint `key` ranks first (else the least loaded), with its in-flight
+        count already taken."""
         order = {e.url: i for i, e in enumerate(self.endpoints)}
         candidates = sorted(
             (e for e in self.endpoints if e.url not in exclude and not self.is_down(e)),
-            key=lambda e: (e.in_flight, order[e.url]),
+            key=(lambda e: -rendezvous_score(key, e.url)) if key is not None
+            else (lambda e: (e.in_flight, order[e.url])),
         )
         for endpoint in candidates:
             endpoint.in_flight += 1  # reserve before awaiting, so concurrent leases spread
@@ -132,9 +139,10 @@ class PooledModel:
     A streamed call that fails mid-way is sent again from the start on the next endpoint, so
     `on_delta` may see the beginning of an answer twice (as with the client's own retries)."""
 
-    def __init__(self, pool: EndpointPool, endpoint: Endpoint) -> None:
+    def __init__(self, pool: EndpointPool, endpoint: Endpoint, key: str | None = None) -> None:
         self.pool = pool
         self.endpoint = endpoint
+        self.key = key
         self.model = endpoint.client.model
         self.failovers = 0
 
@@ -175,11 +183,17 @@ class PooledModel:
             except LLMUnavailable as exc:
                 self.pool.mark_down(endpoint, exc.reason)
                 tried.append(endpoint.url)
-                replacement = await self.pool._acquire(exclude=tried)
+                replacement = await self.pool._acquire(exclude=tried, key=self.key)
                 endpoint.in_flight -= 1
                 self.endpoint = replacement
                 self.model = replacement.client.model
                 self.failovers += 1
+
+
+def rendezvous_score(key: str, url: str) -> int:
+    """How strongly `key` prefers `url`: the same number in every process and machine."""
+    digest = hashlib.blake2b(f"{key}\n{url}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
 
 
 def _method(client: Any, name: str) -> Callable[..., Awaitable[Any]]:

@@ -172,3 +172,13 @@ class RayExecutor(Executor):
                 await worker.close.remote()
             self.ray.kill(worker)
         self.workers = []
+
+
+def make_executor(kind: str, concurrency: int, workers: int = 2, address: str | None = None
+                  ) -> Executor:  # fmt: skip
+    """The executor the CLI's --executor names."""
+    if kind == "local":
+        return LocalExecutor(concurrency)
+    if kind == "ray":
+        return RayExecutor(workers, concurrency, address)
+    raise UsageError(f"--executor must be local or ray, not {kind!r}")

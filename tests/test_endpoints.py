@@ -185,3 +185,50 @@ def test_cli_llm_url_may_be_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
     runner.invoke(app_args, ["research", "q", "--llm-url", "http://a/v1", "--llm-url", "http://b/v1"])
     assert seen[0].llm_url == "http://a/v1"
     assert seen[1].llm_urls == ["http://a/v1", "http://b/v1"]
+
+
+def test_a_run_id_picks_the_same_endpoint_in_every_process() -> None:
+    urls = [f"http://gpu{i}:8000/v1" for i in range(4)]
+
+    def pool() -> EndpointPool:  # each worker builds its own pool, in its own order
+        return make_pool(list(reversed(urls)) if len(made) % 2 else urls, check_health=False)
+
+    made: list[EndpointPool] = []
+
+    async def endpoint_for(run_id: str) -> str:
+        made.append(pool())
+        async with made[-1].lease(run_id) as llm:
+            return llm.url
+
+    async def main() -> tuple[list[str], list[str]]:
+        ids = [f"run{i:04d}" for i in range(200)]
+        return [await endpoint_for(r) for r in ids], [await endpoint_for(r) for r in ids]
+
+    first, again = asyncio.run(main())
+    assert first == again  # another process, another URL order: the same choice
+    shares = [first.count(url) / len(first) for url in urls]
+    assert all(0.15 < share < 0.35 for share in shares), shares  # spread about evenly
+
+
+def test_a_dead_endpoint_moves_only_its_own_runs() -> None:
+    urls = [f"http://gpu{i}:8000/v1" for i in range(3)]
+    clock = Clock()
+
+    async def main() -> tuple[dict[str, str], dict[str, str]]:
+        pool = make_pool(urls, check_health=False, clock=clock)
+        ids = [f"run{i}" for i in range(60)]
+        before = {}
+        for run_id in ids:
+            async with pool.lease(run_id) as llm:
+                before[run_id] = llm.url
+        pool.mark_down(pool.endpoints[0], "gone")
+        after = {}
+        for run_id in ids:
+            async with pool.lease(run_id) as llm:
+                after[run_id] = llm.url
+        return before, after
+
+    before, after = asyncio.run(main())
+    moved = {r for r in before if before[r] != after[r]}
+    assert moved == {r for r in before if before[r] == urls[0]} and moved
+    assert all(after[r] != urls[0] for r in before)
