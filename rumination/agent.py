@@ -142,7 +142,7 @@ class Researcher:
         raise AssertionError("unreachable")
 
     async def _parts(
-        self, parts: contextlib.AsyncExitStack, run_id: str
+        self, parts: contextlib.AsyncExitStack, run_id: str | None = None
     ) -> tuple[ChatModel, SearchBackend, PageFetcher]:
         """The model, backend and fetcher for one run; the ones built here are closed after.
         The run's endpoint follows from its id, so whichever worker resumes it picks the same."""

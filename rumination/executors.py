@@ -134,7 +134,7 @@ class RayExecutor(Executor):
         self.address = address
         self.init_options = init_options or {}
         self.workers: list[Any] = []
-        self._in_flight: dict[int, int] = {}
+        self.in_flight: dict[int, int] = {}  # jobs sent to each worker and not yet back
         self._order = itertools.count()
 
     async def start(self, setup: JobSetup, on_event: EventHandler | None) -> None:
@@ -145,15 +145,15 @@ class RayExecutor(Executor):
                          **self.init_options)  # fmt: skip
             except ConnectionError as exc:
                 raise UsageError(f"cannot reach the Ray cluster at {self.address}: {exc}") from None
-        actor = ray.remote(RayWorker).options(
-            max_concurrency=self.concurrency, max_restarts=-1, num_cpus=0
+        actor = ray.remote(RayWorker).options(  # +1: pid() and close() never wait for a job
+            max_concurrency=self.concurrency + 1, max_restarts=-1, num_cpus=0
         )
         self.workers = [actor.remote(setup) for _ in range(self.workers_wanted)]
-        self._in_flight = dict.fromkeys(range(len(self.workers)), 0)
+        self.in_flight = dict.fromkeys(range(len(self.workers)), 0)
 
     async def run(self, job: Job, run_id: str | None) -> JobResult:
-        index = min(self._in_flight, key=lambda i: (self._in_flight[i], next(self._order)))
-        self._in_flight[index] += 1
+        index = min(self.in_flight, key=lambda i: (self.in_flight[i], next(self._order)))
+        self.in_flight[index] += 1
         try:
             result: JobResult = await self.workers[index].run.remote(job.model_dump_json(),
                                                                      run_id)  # fmt: skip
@@ -161,7 +161,7 @@ class RayExecutor(Executor):
         except self.ray.exceptions.RayActorError as exc:
             raise WorkerLost(str(exc).splitlines()[0]) from None
         finally:
-            self._in_flight[index] -= 1
+            self.in_flight[index] -= 1
 
     async def worker_pids(self) -> list[int]:
         return [await worker.pid.remote() for worker in self.workers]

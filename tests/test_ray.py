@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import StartSimulator
+from rumination.reports.render import render_report
 from typer.testing import CliRunner
 
 from rumination import Settings
@@ -20,7 +21,6 @@ from rumination.batch import Batch
 from rumination.cli import app
 from rumination.executors import LocalExecutor, RayExecutor
 from rumination.jobs import Job
-from rumination.reports.render import render_report
 from rumination.store import RunStore
 from rumination.testing import simulate
 
@@ -102,7 +102,9 @@ def test_a_worker_killed_mid_job_costs_no_job_and_repeats_no_turn(
         assert not running.done(), "the batch ended before a worker could be killed"
         snapshot.update({r.run_id: [t.assistant_text for t in store.turns(r.run_id)]
                          for r in store.list_runs()})  # fmt: skip
-        os.kill((await executor.worker_pids())[0], signal.SIGKILL)
+        busiest = max(executor.in_flight, key=executor.in_flight.__getitem__)
+        assert executor.in_flight[busiest] > 0
+        os.kill((await executor.worker_pids())[busiest], signal.SIGKILL)
         return await running
 
     results = asyncio.run(scenario())
