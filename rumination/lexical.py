@@ -20,7 +20,12 @@ from .models import Support, Verdict
 NAME = "lexical"
 SPAN_CHARS = 300
 
-_SENTENCE = re.compile(r"(?<=[.!?。！？])\s+|\n+")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*|\n+")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+CROSS_LANGUAGE = (
+    "statement and source are in different scripts; the lexical judge compares words "
+    "(use judge = llm)"
+)
 _MARKUP = re.compile(r"\*\*|__|(?:^|(?<=\s))#{1,6}\s", re.MULTILINE)
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+(?:['’][^\W\d_]+)?|[,;:()!?]|\.(?!\d)")
 _BREAK = frozenset(",;:()!?.")
@@ -93,6 +98,10 @@ def content_terms(text: str) -> _Terms:
             continue
         elif lowered in _STOPWORDS:
             continue
+        elif _CJK.search(token):  # no spaces between words: character pairs stand in for them
+            pairs = {token[i:i + 2] for i in range(max(1, len(token) - 1))}
+            stems.update(pairs)
+            continue
         else:
             term = stem(lowered)
             stems.add(term)
@@ -126,6 +135,12 @@ def _names(statement: str) -> set[str]:
     return names
 
 
+def _mostly_cjk(text: str) -> bool:
+    sample = text[:4000]
+    letters = sum(ch.isalpha() for ch in sample)
+    return bool(letters) and len(_CJK.findall(sample)) / letters > 0.3
+
+
 def _weight(term: str) -> float:
     return 2.0 if len(term) >= 7 else 1.0
 
@@ -143,6 +158,8 @@ class LexicalJudge:
         return [self.judge(statement, evidence) for statement, evidence in pairs]
 
     def judge(self, statement: str, evidence: str) -> Support:
+        if _mostly_cjk(statement) != _mostly_cjk(evidence):
+            return Support(verdict="unsure", score=0.0, judge=NAME, reason=CROSS_LANGUAGE)
         claim = content_terms(statement)
         prepared = prepare_evidence(evidence)
         if not prepared.sentences or not (claim.stems or claim.numbers):

@@ -315,3 +315,11 @@ def test_focus_evidence_keeps_the_relevant_sentences_within_the_limit() -> None:
     focused = focus_evidence(long, ["Rittinger demonstrated heat pumps"], 500)
     assert len(focused) <= 520 and "Rittinger demonstrated heat pumps in 1856." in focused
     assert focus_evidence(PAGE, ["x"], 5000) == PAGE
+
+
+def test_lexical_judges_chinese_by_character_pairs_and_is_unsure_across_scripts() -> None:
+    page = "热泵在寒冷气候中的性能。现代热泵在零下二十五度仍能运行。瑞典和芬兰广泛使用热泵。"
+    assert judge.judge("现代热泵在零下二十五度仍能运行", page).verdict == "supported"
+    assert judge.judge("瑞典和挪威的电价很低", page).verdict == "unsupported"
+    across = judge.judge("Modern heat pumps still run at minus 25 C.", page)
+    assert across.verdict == "unsure" and "different scripts" in across.reason
