@@ -21,6 +21,7 @@ NAME = "lexical"
 SPAN_CHARS = 300
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*|\n+")
+_LETTER = re.compile(r"[^\W\d_]")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 CROSS_LANGUAGE = (
     "statement and source are in different scripts; the lexical judge compares words "
@@ -98,7 +99,8 @@ def content_terms(text: str) -> _Terms:
             continue
         elif lowered in _STOPWORDS:
             continue
-        elif _CJK.search(token):  # no spaces between words: character pairs stand in for them
+        elif not token.isascii() and _CJK.search(token):
+            # no spaces between words: character pairs stand in for them
             pairs = {token[i:i + 2] for i in range(max(1, len(token) - 1))}
             stems.update(pairs)
             continue
@@ -117,12 +119,13 @@ def content_terms(text: str) -> _Terms:
 class _Evidence:
     sentences: tuple[str, ...]
     terms: tuple[_Terms, ...]
+    cjk: bool
 
 
 @lru_cache(maxsize=512)
 def prepare_evidence(evidence: str) -> _Evidence:
     sentences = tuple(s.strip() for s in _SENTENCE.split(evidence) if s.strip())
-    return _Evidence(sentences, tuple(content_terms(s) for s in sentences))
+    return _Evidence(sentences, tuple(content_terms(s) for s in sentences), _mostly_cjk(evidence))
 
 
 def _names(statement: str) -> set[str]:
@@ -136,9 +139,8 @@ def _names(statement: str) -> set[str]:
 
 
 def _mostly_cjk(text: str) -> bool:
-    sample = text[:4000]
-    letters = sum(ch.isalpha() for ch in sample)
-    return bool(letters) and len(_CJK.findall(sample)) / letters > 0.3
+    letters = len(_LETTER.findall(text[:4000]))
+    return bool(letters) and len(_CJK.findall(text[:4000])) / letters > 0.3
 
 
 def _weight(term: str) -> float:
@@ -158,10 +160,10 @@ class LexicalJudge:
         return [self.judge(statement, evidence) for statement, evidence in pairs]
 
     def judge(self, statement: str, evidence: str) -> Support:
-        if _mostly_cjk(statement) != _mostly_cjk(evidence):
+        prepared = prepare_evidence(evidence)
+        if prepared.sentences and _mostly_cjk(statement) != prepared.cjk:
             return Support(verdict="unsure", score=0.0, judge=NAME, reason=CROSS_LANGUAGE)
         claim = content_terms(statement)
-        prepared = prepare_evidence(evidence)
         if not prepared.sentences or not (claim.stems or claim.numbers):
             return Support(verdict="unsure", score=0.0, judge=NAME,
                            reason="nothing to compare" if prepared.sentences else "no evidence")
