@@ -161,3 +161,14 @@ def test_readme_documents_python_version_settings_and_the_jobs_form() -> None:
     assert "Python 3.11" in text and "python3 -m venv .venv" in text
     for setting in ("keep_runs", "max_wall_time_s", "jobs:"):
         assert setting in text, setting
+
+
+def test_reports_from_the_in_process_simulator_are_labeled_too(corpus_db: Path) -> None:
+    import asyncio
+
+    from rumination import Researcher
+    from rumination.testing import SimulatorModel
+
+    settings = Settings(corpus=str(corpus_db), keep_runs=False)
+    report = asyncio.run(Researcher(settings, llm=SimulatorModel()).run("How do otters help?"))
+    assert report.simulated and report.warnings[0].startswith("SIMULATED")

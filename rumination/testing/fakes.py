@@ -58,7 +58,10 @@ class FunctionModel:
 
 
 class SimulatorModel(FunctionModel):
-    """The protocol simulator in process (labeled: it is not the model)."""
+    """The protocol simulator in process (labeled: it is not the model, and reports written
+    from it are marked SIMULATED)."""
+
+    simulated = True
 
     def __init__(self, model: str = SIMULATOR_MODEL) -> None:
         super().__init__(simulate, model)
