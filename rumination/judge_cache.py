@@ -1,5 +1,6 @@
-"""Judge verdicts cached by (judge, statement, source text) in the run store's SQLite file,
-so re-checking a report with the same judge costs no request.
+"""Judge verdicts cached by (judge, statement, source text) in the run store's database
+(SQLite or PostgreSQL, through rumination.database), so re-checking a report with the same
+judge costs no request.
 
 The table lives beside the run store's own tables and is created on first use (it is a
 cache: dropping it loses nothing but time)."""
@@ -7,10 +8,9 @@ cache: dropping it loses nothing but time)."""
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-import threading
 from pathlib import Path
 
+from .database import connect
 from .models import Support
 
 _TABLE = """CREATE TABLE IF NOT EXISTS support_cache (
@@ -28,24 +28,21 @@ def cache_key(judge: str, statement: str, evidence: str) -> str:
 
 
 class JudgementCache:
-    def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute(_TABLE)
+    def __init__(self, target: str | Path) -> None:
+        """`target`: the run store's path or URL (see rumination.store.store_target)."""
+        self._db = connect(target)
+        with self._db.transaction() as tx:
+            tx.execute(_TABLE)
 
     def get(self, key: str) -> Support | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT support_json FROM support_cache WHERE key = ?", (key,)
-            ).fetchone()
-        return Support.model_validate_json(row[0]) if row else None
+        rows = self._db.query("SELECT support_json FROM support_cache WHERE key = ?", (key,))
+        return Support.model_validate_json(rows[0][0]) if rows else None
 
     def put(self, key: str, support: Support) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO support_cache VALUES (?, ?)",
+        with self._db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO support_cache VALUES (?, ?) ON CONFLICT (key)"
+                " DO UPDATE SET support_json = excluded.support_json",
                 (key, support.model_dump_json()),
             )
 

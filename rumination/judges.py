@@ -11,7 +11,7 @@ from .llm import LLMClient
 from .llm_judge import LLMJudge
 from .models import Report
 from .settings import Settings
-from .store import default_store_path
+from .store import store_target
 from .support import Judge, check_support
 
 JUDGES = ("lexical", "llm")
@@ -29,7 +29,7 @@ async def open_judge(settings: Settings) -> AsyncIterator[Judge]:
         temperature=0.0, timeout_s=s.request_timeout_s, connect_timeout_s=s.connect_timeout_s,
         retries=s.retries, stream=False,
     )
-    cache = JudgementCache(s.run_store or default_store_path()) if s.keep_runs else None
+    cache = JudgementCache(store_target(s)) if s.keep_runs else None
     try:
         yield LLMJudge(client, cache=cache, batch=s.judge_batch,
                        concurrency=s.judge_concurrency, evidence_chars=s.judge_evidence_chars)
