@@ -1,24 +1,33 @@
-"""Local corpus benchmark: index generated documents, re-index after one change, query.
+"""Local corpus benchmark: index generated documents, re-index after one change, query, at
+several corpus sizes in one run.
 
-Writes `--docs` deterministic documents (Markdown, text and HTML; a few long enough to be
-split into many passages) into a temporary folder, then prints for `Corpus.index_folder`
-(what `rumination index` runs): files/s and passages of the first index; the time to
-re-index after one file changed (exactly 1 file must be updated); and p50/p95 latency of
-`--queries` searches (plain words, phrases, prefixes, and some FTS5 syntax).
+For each size, writes deterministic documents (Markdown, text and HTML; a few long enough to
+be split into many passages) into a temporary folder, then prints for `Corpus.index_folder`
+(what `rumination index` runs): the first index's time, passages/s and database size; the
+time to re-index after one file changed (exactly 1 file must be updated); and p50/p95
+latency of `--queries` searches (plain words, phrases, prefixes, and some FTS5 syntax). The
+per-passage columns show whether a step grows faster than the corpus.
 
-    python bench/index.py [--docs 2000] [--queries 200] [--seed 7]
+Sizes are given in passages (`--passages 100000 --passages 1000000`: the number of documents
+is estimated from a sample, the passages actually indexed are printed) or in documents
+(`--docs`). With neither, 2,000 documents.
+
+    python bench/index.py [--passages N ...] [--docs N ...] [--queries 200] [--seed 7]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from rumination.search_backends.corpus import Corpus, IndexStats
+from rumination.search_backends.chunking import split_passages
+from rumination.search_backends.corpus import Corpus, read_document
 
 SYLLABLES = "ka lo mi ne ru sa ti vo ze pa gre tor lin dus mar fen qua bri sol wen".split()
 LONG_SHARE = 0.08  # documents of 8,000 to 40,000 characters
@@ -35,10 +44,11 @@ class Writer:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
         self.words = vocabulary(self.rng)
-        self.weights = [1 / rank for rank in range(1, len(self.words) + 1)]
+        self.cum_weights = list(itertools.accumulate(1 / r for r in range(1, len(self.words) + 1)))
 
     def sentence(self) -> str:
-        words = self.rng.choices(self.words, self.weights, k=self.rng.randint(6, 20))
+        words = self.rng.choices(self.words, cum_weights=self.cum_weights,
+                                 k=self.rng.randint(6, 20))
         return " ".join(words).capitalize() + "."
 
     def paragraph(self) -> str:
@@ -78,20 +88,72 @@ class Writer:
         return " ".join(self.rng.choices(self.words, k=self.rng.randint(2, 5)))
 
 
+QUERY_TEXTS = 500  # documents kept in memory to draw phrase queries from
+
+
+@dataclass(frozen=True)
+class Measurement:
+    docs: int
+    passages: int
+    index_s: float
+    db_bytes: int
+    reindex_s: float
+    updated: int
+    latencies_ms: list[float]
+    hits: int
+
+
 def write_folder(folder: Path, docs: int, writer: Writer) -> list[str]:
-    texts = []
+    """Writes `docs` documents; returns a sample of their texts for phrase queries."""
+    sample: list[str] = []
+    every = max(1, docs // QUERY_TEXTS)
     for number in range(docs):
         name, text = writer.document(number)
-        (folder / f"part{number % 20:02d}").mkdir(exist_ok=True)
-        (folder / f"part{number % 20:02d}" / name).write_text(text, encoding="utf-8")
-        texts.append(text)
-    return texts
+        part = folder / f"part{number % 20:02d}"
+        part.mkdir(exist_ok=True)
+        (part / name).write_text(text, encoding="utf-8")
+        if number % every == 0:
+            sample.append(text)
+    return sample
 
 
-def row(step: str, stats: IndexStats, files: int) -> str:
-    changed = stats.added + stats.updated
-    return (f"{step:>18} {files:>6} {changed:>8} {stats.passages:>9} {stats.seconds:>8.2f} "
-            f"{files / stats.seconds:>9.0f}")
+def passages_per_document(seed: int, sample: int = 400) -> float:
+    """Mean passages per generated document, from `sample` documents (their own Writer)."""
+    writer = Writer(seed + 1)
+    total = 0
+    for number in range(sample):
+        name, text = writer.document(number)
+        total += len(split_passages(read_document(Path(name), text.encode()).body))
+    return total / sample
+
+
+def measure(docs: int, queries: int, seed: int) -> Measurement:
+    writer = Writer(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp, "docs")
+        folder.mkdir()
+        texts = write_folder(folder, docs, writer)
+        db_path = Path(tmp, "corpus.db")
+        corpus = Corpus(db_path, create=True)
+        try:
+            first = corpus.index_folder(folder)
+            db_bytes = db_path.stat().st_size
+            changed = next(folder.glob("part07/*.md"))
+            changed.write_text(changed.read_text(encoding="utf-8") + "\n\nOne more line.\n",
+                               encoding="utf-8")
+            second = corpus.index_folder(folder)
+            if second.updated != 1 or second.added or second.removed:
+                raise SystemExit("re-indexing after one change did not update exactly one file")
+            latencies, hits = [], 0
+            for _ in range(queries):
+                query = writer.query(writer.rng.choice(texts))
+                started = time.perf_counter()
+                hits += len(corpus.search(query))
+                latencies.append((time.perf_counter() - started) * 1000)
+        finally:
+            corpus.close()
+    return Measurement(docs, first.passages, first.seconds, db_bytes, second.seconds,
+                       second.updated, latencies, hits)
 
 
 def percentile(samples: list[float], share: float) -> float:
@@ -99,47 +161,40 @@ def percentile(samples: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
+def print_row(m: Measurement) -> None:
+    p50, p95 = percentile(m.latencies_ms, 0.5), percentile(m.latencies_ms, 0.95)
+    print(f"{m.passages:>9} {m.docs:>8} {m.index_s:>8.1f} {m.passages / m.index_s:>10.0f} "
+          f"{1e6 * m.index_s / m.passages:>7.1f} {m.db_bytes / 2**20:>8.1f} "
+          f"{m.db_bytes / m.passages:>7.0f} {m.reindex_s:>8.2f} "
+          f"{1e6 * m.reindex_s / m.docs:>7.1f} {p50:>7.2f} {p95:>8.2f} "
+          f"{statistics.fmean(m.latencies_ms):>7.2f} {m.hits / len(m.latencies_ms):>5.1f}",
+          flush=True)
+
+
+HEADER = (f"{'passages':>9} {'docs':>8} {'index s':>8} {'passages/s':>10} {'us/pass':>7} "
+          f"{'DB MiB':>8} {'B/pass':>7} {'reidx s':>8} {'us/doc':>7} {'p50 ms':>7} "
+          f"{'p95 ms':>8} {'mean ms':>7} {'hits':>5}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--docs", type=int, default=2000)
+    parser.add_argument("--passages", type=int, action="append", default=[],
+                        help="a corpus size in passages (repeatable)")
+    parser.add_argument("--docs", type=int, action="append", default=[],
+                        help="a corpus size in documents (repeatable)")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    writer = Writer(args.seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp, "docs")
-        folder.mkdir()
-        texts = write_folder(folder, args.docs, writer)
-        corpus = Corpus(Path(tmp, "corpus.db"), create=True)
-        try:
-            first = corpus.index_folder(folder)
-            changed = next(folder.glob("part07/*.md"))
-            changed.write_text(changed.read_text(encoding="utf-8") + "\n\nOne more line.\n",
-                               encoding="utf-8")
-            second = corpus.index_folder(folder)
-            latencies, hits = [], 0
-            for _ in range(args.queries):
-                query = writer.query(writer.rng.choice(texts))
-                started = time.perf_counter()
-                hits += len(corpus.search(query))
-                latencies.append((time.perf_counter() - started) * 1000)
-            long_docs = corpus._db.execute(
-                "SELECT count(*) FROM (SELECT document_id FROM passages GROUP BY document_id"
-                " HAVING count(*) > 3)"
-            ).fetchone()[0]
-        finally:
-            corpus.close()
-    print(f"{'step':>18} {'files':>6} {'indexed':>8} {'passages':>9} {'seconds':>8} "
-          f"{'files/s':>9}")
-    print(row("first index", first, args.docs))
-    print(row("one file changed", second, args.docs))
-    print(f"{first.passages} passages of {args.docs} documents ({long_docs} with more than 3); "
-          f"updated after the change: {second.updated} file (expected 1)")
-    print(f"{args.queries} queries: p50 {percentile(latencies, 0.5):.2f} ms, "
-          f"p95 {percentile(latencies, 0.95):.2f} ms, mean "
-          f"{statistics.fmean(latencies):.2f} ms, {hits / args.queries:.1f} hits per query")
-    if second.updated != 1 or second.added or second.removed:
-        raise SystemExit("re-indexing after one change did not update exactly one file")
+    sizes = list(args.docs)
+    if args.passages:
+        ratio = passages_per_document(args.seed)
+        print(f"{ratio:.2f} passages per generated document (from a sample of 400)")
+        sizes += [max(1, round(target / ratio)) for target in args.passages]
+    print("reidx: re-index after one file changed (1 file updated each time); us/doc: its time "
+          "per document; hits: per query")
+    print(HEADER, flush=True)
+    for docs in sorted(sizes or [2000]):
+        print_row(measure(docs, args.queries, args.seed))
 
 
 if __name__ == "__main__":

@@ -51,7 +51,9 @@ COMMIT_EVERY = 200
 # marks the matched words in snippets; plain text, so it survives neutralise() and rendering
 HIGHLIGHT = "**"
 # bm25 with a title match worth five body matches (best of 1-10 on SciFact and Cranfield)
-_SCORE = "bm25(passages_fts, 5.0, 1.0)"
+_RANK = "bm25(5.0, 1.0)"
+# passages fetched per hit asked for: a document's best passage is the one shown
+PASSAGES_PER_HIT = 3
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -219,24 +221,32 @@ class Corpus:
         match = fts_query(query)
         if not match or limit <= 0:
             return []
-        with self._lock:
-            best = [row[0] for row in self._db.execute(
-                # LIMIT -1 keeps SQLite from flattening the subquery: bm25() needs its own
-                f"SELECT p.id, min(m.score) AS best FROM (SELECT rowid, {_SCORE} AS score"
-                " FROM passages_fts WHERE passages_fts MATCH ? LIMIT -1) AS m"
-                " JOIN passages p ON p.id = m.rowid GROUP BY p.document_id ORDER BY best LIMIT ?",
-                (match, limit),
-            )]
-            if not best:
-                return []
-            rows = self._db.execute(
-                "SELECT p.id, p.title, p.url, snippet(passages_fts, 1, ?, ?, ' … ', 40)"
-                " FROM passages_fts JOIN passages p ON p.id = passages_fts.rowid"
-                f" WHERE passages_fts MATCH ? AND p.id IN ({', '.join('?' * len(best))})",
-                (HIGHLIGHT, HIGHLIGHT, match, *best),
-            ).fetchall()
-        hits = {i: SearchHit(title=t, url=u, snippet=" ".join(s.split())) for i, t, u, s in rows}
-        return [hits[i] for i in best]
+        hits: dict[str, SearchHit] = {}  # document id -> its best passage, best first
+        fetch = limit * PASSAGES_PER_HIT
+        while True:
+            with self._lock:
+                rows = self._best_passages(match, fetch)
+            for document_id, title, url, snippet in rows:
+                if document_id not in hits:
+                    hits[document_id] = SearchHit(
+                        title=title, url=url, snippet=" ".join(snippet.split())
+                    )
+            if len(hits) >= limit or len(rows) < fetch:
+                return list(hits.values())[:limit]
+            hits.clear()
+            fetch *= 4  # many passages of the same few documents: look deeper
+
+    def _best_passages(self, match: str, limit: int) -> list[tuple[str, str, str, str]]:
+        """The `limit` best-ranked passages: document id, title, URL, snippet. FTS5 sorts by
+        rank itself and computes snippets only for the rows it returns."""
+        return self._db.execute(
+            "SELECT p.document_id, p.title, p.url, m.snippet FROM"
+            " (SELECT rowid, snippet(passages_fts, 1, ?, ?, ' … ', 40) AS snippet, rank"
+            "  FROM passages_fts WHERE passages_fts MATCH ? AND rank MATCH ?"
+            "  ORDER BY rank LIMIT ?) AS m"
+            " JOIN passages p ON p.id = m.rowid ORDER BY m.rank",
+            (HIGHLIGHT, HIGHLIGHT, match, _RANK, limit),
+        ).fetchall()
 
     def get(self, url: str) -> Page | None:
         """The whole document at a document URL; at a passage URL, the document from the
