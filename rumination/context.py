@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .models import Message
 from .templates import render
@@ -28,6 +28,11 @@ _PAGE_HEADER = re.compile(r"\A【(\d+)†([^†\n]*)†([^\n】]*)】\nVisible: 
 
 class PromptCounter(Protocol):
     async def count(self, messages: Sequence[Message]) -> int: ...
+
+
+@runtime_checkable
+class ServedCounter(PromptCounter, Protocol):
+    def served(self, messages: Sequence[Message], prompt_tokens: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,11 @@ class ContextBudget:
         self.low_water = low_water
         self.min_generation = min_generation
         self.compactions = 0
+
+    def served(self, messages: Sequence[Message], prompt_tokens: int) -> None:
+        """Tell a counter that learns from the server's usage the size of a served prompt."""
+        if isinstance(self.counter, ServedCounter):
+            self.counter.served(messages, prompt_tokens)
 
     def generation_cap(self, requested: int, answering: bool) -> int:
         """Tokens to reserve for a generation. A 16K reservation per turn would leave a 32K

@@ -59,11 +59,18 @@ class TurnLoop:
         self.browser = browser
         self.state = state
         self.on_event = on_event
+        self._saved: dict[int, tuple[object, ...]] = {}  # each source as last committed
 
     def _checkpoint(self, turn: Turn) -> None:
-        """Commit the turn before the next request: a crash loses at most the turn in flight."""
-        if self.store is not None:
-            self.store.save_turn(self.state.run_id, turn, self.state.registry.all())
+        """Commit the turn before the next request: a crash loses at most the turn in flight.
+        Only the sources new or changed since the last commit are written."""
+        if self.store is None:
+            return
+        sources = self.state.registry.all()
+        rows = {s.source_id: (s.url, s.title, s.snippet, s.fetched_at) for s in sources}
+        changed = [s for s in sources if self._saved.get(s.source_id) != rows[s.source_id]]
+        self.store.save_turn(self.state.run_id, turn, changed)
+        self._saved = rows
 
     async def run(self) -> None:
         last = self.state.turns[-1] if self.state.turns else None
@@ -92,9 +99,12 @@ class TurnLoop:
         async def ask() -> Completion:
             nonlocal started
             plan = await self._fit(max_tokens, keep_last)
+            sent = tuple(self.state.messages)
             started = time.monotonic()  # model time only, not the counting before it
-            return await self.llm.chat(self.state.messages, max_tokens=plan.max_tokens,
-                                       on_delta=delta if answering else None)
+            completion = await self.llm.chat(sent, max_tokens=plan.max_tokens,
+                                             on_delta=delta if answering else None)
+            self.budget.served(sent, completion.usage.prompt_tokens)
+            return completion
 
         try:
             completion = await ask()

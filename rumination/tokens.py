@@ -3,7 +3,9 @@
 `TokenCounter.count(messages)` asks the server's `/tokenize` (vLLM renders the chat template
 and counts, so the number is exact) and caches the answer per message list. When the endpoint
 is missing (404) or fails, it falls back to `estimate_messages`, and `counter.exact` says which
-one answered.
+one answered. Once a chat request has been served, its `usage.prompt_tokens` is the exact size
+of that prompt (`served`): a later list that only appends to it is counted as that number plus
+the estimate of what was appended, with no /tokenize round trip of the whole conversation.
 
 The estimator follows GLM-4's tokenizer design: byte-level BPE (~151k vocabulary) after the
 same pre-tokenizer split as OpenAI's cl100k (letters runs with one leading char, digits in
@@ -164,8 +166,17 @@ class TokenCounter:
         self.last_error: str | None = None
         self._cache: OrderedDict[str, int] = OrderedDict()
         self._cache_size = cache_size
+        self._served: tuple[tuple[Message, ...], int] | None = None
+
+    def served(self, messages: Sequence[Message], prompt_tokens: int) -> None:
+        """The server counted `prompt_tokens` for the prompt of `messages` (its usage)."""
+        if prompt_tokens > 0:
+            self._served = (tuple(messages), prompt_tokens)
 
     async def count(self, messages: Sequence[Message]) -> int:
+        known = self._extends_served(messages)
+        if known is not None:
+            return known
         if self.available is False or self._tokenize is None:
             return self._estimate(messages)
         key = messages_key(messages)
@@ -187,6 +198,22 @@ class TokenCounter:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return n
+
+    def _extends_served(self, messages: Sequence[Message]) -> int | None:
+        """The served prompt's size plus an estimate of what `messages` appends to it; None
+        unless `messages` starts with exactly the served messages (compaction rewrites them)."""
+        if self._served is None:
+            return None
+        prefix, tokens = self._served
+        if len(messages) < len(prefix) or any(
+            a is not b and a != b for a, b in zip(prefix, messages)
+        ):
+            return None
+        added = messages[len(prefix) :]
+        self.exact = not added
+        return tokens + sum(
+            MESSAGE_OVERHEAD_TOKENS + estimate_tokens(rendered_content(m)) for m in added
+        )
 
     def _estimate(self, messages: Sequence[Message]) -> int:
         self.exact = False

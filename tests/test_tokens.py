@@ -28,6 +28,7 @@ from rumination.tokens import (
     TokenCounter,
     estimate_messages,
     estimate_tokens,
+    rendered_content,
 )
 
 SAMPLES = json.loads(
@@ -184,3 +185,50 @@ def test_counter_estimates_for_models_without_tokenize() -> None:
     counter = TokenCounter(FunctionModel(lambda messages: ""))
     assert asyncio.run(counter.count(MESSAGES)) == estimate_messages(MESSAGES)
     assert counter.exact is False
+
+
+def test_a_served_prompt_is_extended_by_estimate_without_asking_again() -> None:
+    calls: list[str] = []
+    page = Message(role="observation", content="Glacier moraine ablation. " * 40)
+    reply = Message(role="assistant", content='<think>x</think>{"name": "finish"}')
+
+    async def main() -> None:
+        counter = TokenCounter(mock_client(500, calls))
+        counter.served(MESSAGES, 1000)  # the server's usage.prompt_tokens for that prompt
+        assert await counter.count(MESSAGES) == 1000 and counter.exact
+        grown = [*MESSAGES, reply, page]
+        added = sum(
+            MESSAGE_OVERHEAD_TOKENS + estimate_tokens(rendered_content(m)) for m in (reply, page)
+        )
+        assert await counter.count(grown) == 1000 + added and not counter.exact
+        assert calls == []  # no /tokenize while the list only appends to the served one
+        # equal messages that are other objects still match; a rewritten one does not
+        copy = [Message(role=m.role, content=m.content) for m in grown]
+        assert await counter.count(copy) == 1000 + added
+        compacted = [*MESSAGES[:-1], Message(role=MESSAGES[-1].role, content="elided"), reply]
+        await counter.count(compacted)
+        assert calls == ["/tokenize"]
+        assert await counter.count(MESSAGES[:1]) == estimate_messages(MESSAGES[:1])  # shorter
+        counter.served(grown, 0)  # a server without usage teaches nothing
+        assert await counter.count(grown) == 1000 + added
+
+    asyncio.run(main())
+
+
+def test_a_run_asks_tokenize_once_then_counts_from_usage() -> None:
+    from rumination import Researcher, Settings
+    from rumination.testing import simulate
+
+    class Recording(SimulatorServer):
+        tokenized = 0
+
+        def tokenize(self, body: dict[str, Any]) -> dict[str, Any]:
+            Recording.tokenized += 1
+            return super().tokenize(body)
+
+    with Recording(simulate) as server:
+        settings = Settings(llm_url=server.url, model=server.config.model, keep_runs=False)
+        report = asyncio.run(Researcher(settings).run("How do glaciers move?"))
+    chats = len(server.requests)
+    assert report.turns >= 5 and chats == report.turns + 1
+    assert Recording.tokenized == 1  # the first request; then usage.prompt_tokens + estimate
