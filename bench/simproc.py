@@ -5,8 +5,8 @@ response was fully written (time.monotonic(), the same clock in every process he
 from __future__ import annotations
 
 import multiprocessing
-import time
 import multiprocessing.connection
+import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass

@@ -34,13 +34,14 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from rumination.search_backends.corpus import Corpus
 from simproc import ChatTiming, simulator_process
 
 from rumination import Researcher, Settings
-from rumination.search_backends.corpus import Corpus
 from rumination.testing import SimulatorConfig
 from rumination.testing.simulator import GLACIER_WORDS, long_reader
 
@@ -48,11 +49,12 @@ MODEL = "sim"
 QUESTION = "glacier moraine ablation"
 WINDOW_CHARS = 12000
 SEARCH_LIMIT = 10
+ANSWER_TOKENS = 256  # both clients cut the final answer here: its length is not measured
 
 
 def gaps_ms(timings: Sequence[ChatTiming]) -> list[float]:
     """Milliseconds from each response's end to the next request's arrival."""
-    return [1000 * (after.arrived - before.done) for before, after in zip(timings, timings[1:])]
+    return [1000 * (after.arrived - before.done) for before, after in pairwise(timings)]
 
 
 def percentile(samples: Sequence[float], share: float) -> float:
@@ -86,7 +88,7 @@ def harness_run(url: str, corpus: Path, workdir: Path, turns: int) -> float:
     """One research run; returns the process CPU seconds it used."""
     settings = Settings(llm_url=url, model=MODEL, corpus=str(corpus), max_turns=turns + 5,
                         run_store=str(workdir / "runs.db"), page_window_chars=WINDOW_CHARS,
-                        search_limit=SEARCH_LIMIT)
+                        search_limit=SEARCH_LIMIT, answer_max_tokens=ANSWER_TOKENS)
     started = time.process_time()
     asyncio.run(Researcher(settings).run(QUESTION))
     return time.process_time() - started
@@ -97,8 +99,9 @@ def harness_run(url: str, corpus: Path, workdir: Path, turns: int) -> float:
 _HEADERS = {"Content-Type": "application/json"}
 
 
-def _stream(conn: http.client.HTTPConnection, messages: list[dict[str, str]]) -> str:
-    body = json.dumps({"model": MODEL, "messages": messages, "max_tokens": 8192,
+def _stream(conn: http.client.HTTPConnection, messages: list[dict[str, str]],
+            max_tokens: int = 8192) -> str:
+    body = json.dumps({"model": MODEL, "messages": messages, "max_tokens": max_tokens,
                        "stream": True, "stream_options": {"include_usage": True}})
     conn.request("POST", "/v1/chat/completions", body, _HEADERS)
     response = conn.getresponse()
@@ -179,7 +182,7 @@ def reference_run(url: str, corpus_path: Path, workdir: Path, turns: int) -> flo
             db.executemany("INSERT INTO sources VALUES (?, ?, ?)", new)
             db.execute("COMMIT")
             if observation is None:  # finish: one more request for the answer
-                _stream(conn, messages)
+                _stream(conn, messages, ANSWER_TOKENS)
                 break
             messages.append({"role": "observation", "content": observation})
     finally:
@@ -217,11 +220,16 @@ def profile_breakdown(url: str, corpus: Path, workdir: Path, turns: int, top: in
     harness_run(url, corpus, workdir, turns)
     profiler.disable()
     stats = pstats.Stats(profiler)
-    total = sum(row[2] for row in stats.stats.values())  # type: ignore[attr-defined]
     by_package: dict[str, float] = defaultdict(float)
+    waiting = 0.0
     for (filename, _, function), row in stats.stats.items():  # type: ignore[attr-defined]
-        by_package[_package(filename, function)] += row[2]
-    print(f"\nprofile of one harness run (cProfile, own time, {total:.2f} s in all):")
+        if "poll" in function and filename == "~":  # the event loop waiting: not CPU
+            waiting += row[2]
+        else:
+            by_package[_package(filename, function)] += row[2]
+    total = sum(by_package.values())
+    print(f"\nprofile of one harness run (cProfile, own time by package: {total:.2f} s of CPU;"
+          f" {waiting:.1f} s waiting in epoll not counted):")
     for name, seconds in sorted(by_package.items(), key=lambda kv: -kv[1])[:16]:
         print(f"  {name:<28} {seconds:>7.3f} s {100 * seconds / total:>5.1f}%")
     print(f"\ntop {top} functions by cumulative time:")
@@ -237,24 +245,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ms-per-token", type=float, default=25.0)
     parser.add_argument("--docs", type=int, default=40)
     parser.add_argument("--words", type=int, default=600, help="words per document")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="sessions per client, alternating (the machine's noise is shared)")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=30, help="functions listed by --profile")
     args = parser.parse_args(argv)
     config = SimulatorConfig(model=MODEL, latency_per_token_s=args.ms_per_token / 1000)
-    rows = []
+    clients = {"rumination": harness_run, "reference": reference_run}
+    gaps: dict[str, list[float]] = defaultdict(list)
+    cpu: dict[str, float] = defaultdict(float)
+    requests: dict[str, int] = defaultdict(int)
     with tempfile.TemporaryDirectory() as tmp:
         corpus = write_corpus(Path(tmp, "corpus"), args.docs, args.words)
-        for name, run in (("rumination", harness_run), ("reference", reference_run)):
-            workdir = Path(tmp, name)
-            workdir.mkdir()
-            with simulator_process(long_reader, (args.turns,), config) as sim:
-                cpu = run(sim.url, corpus, workdir, args.turns)
-                timings = sim.stop()
-            gaps = gaps_ms(timings)
-            rows.append((name, len(timings), statistics.median(gaps), percentile(gaps, 0.9),
-                         1000 * cpu / len(timings)))
-        print(f"{args.turns} tool calls at {args.ms_per_token:g} ms/token, {args.docs} documents;"
-              " gap = response end to next request, as the simulator saw it")
+        for round_ in range(args.repeat):
+            for name, run in clients.items():
+                workdir = Path(tmp, f"{name}-{round_}")
+                workdir.mkdir()
+                with simulator_process(long_reader, (args.turns,), config) as sim:
+                    cpu[name] += run(sim.url, corpus, workdir, args.turns)
+                    timings = sim.stop()
+                gaps[name] += gaps_ms(timings)
+                requests[name] += len(timings)
+        rows = [(name, requests[name], statistics.median(gaps[name]),
+                 percentile(gaps[name], 0.9), 1000 * cpu[name] / requests[name])
+                for name in clients]
+        print(f"{args.turns} tool calls at {args.ms_per_token:g} ms/token, {args.docs} documents,"
+              f" {args.repeat} sessions per client; gap = response end to next request, as the"
+              " simulator saw it")
         print(f"{'client':<12} {'requests':>8} {'gap p50 ms':>11} {'gap p90 ms':>11} "
               f"{'CPU ms/request':>15}")
         for name, requests, p50, p90, cpu_ms in rows:

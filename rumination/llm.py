@@ -23,6 +23,7 @@ from tenacity import (
 from .errors import ContextLengthExceeded, LLMError, LLMUnavailable
 from .models import Message, Usage
 from .provenance import SIMULATOR_HEADER
+from .request_body import JSON_HEADERS, MessageEncoder
 from .retrying import backoff_seconds, retry_after_seconds
 from .server_answers import is_html, model_not_served, not_found, web_page_answer
 
@@ -120,6 +121,7 @@ class LLMClient:
         self.retries = retries
         self.stream = stream
         self.simulated = False  # set once the server says it is rumination's simulator
+        self._encoder = MessageEncoder()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
             headers=headers,
@@ -138,20 +140,21 @@ class LLMClient:
     async def chat(
         self, messages: Sequence[Message], *, max_tokens: int, on_delta: OnDelta | None = None
     ) -> Completion:
-        payload: dict[str, Any] = {
+        options: dict[str, Any] = {
             "model": self.model,
-            "messages": [m.model_dump() for m in messages],
             "temperature": self.temperature,
             "top_p": self.top_p,
             "max_tokens": max_tokens,
             "stop": STOP_STRINGS,
         }
+        if self.stream:
+            options["stream"] = True
+            options["stream_options"] = {"include_usage": True}
+        body = self._encoder.body(messages, options)
         try:
             if self.stream:
-                payload["stream"] = True
-                payload["stream_options"] = {"include_usage": True}
-                return await self._with_retries(lambda: self._stream_once(payload, on_delta))
-            return await self._with_retries(lambda: self._post_once(payload))
+                return await self._with_retries(lambda: self._stream_once(body, on_delta))
+            return await self._with_retries(lambda: self._post_once(body))
         except _NotFound as exc:
             raise await self._explain_not_found(exc) from None
 
@@ -248,8 +251,9 @@ class LLMClient:
         self._check(url, response.status_code, response.headers, response.text)
         return response
 
-    async def _post_once(self, payload: dict[str, Any]) -> Completion:
-        response = await self._request("POST", f"{self.base_url}/chat/completions", json=payload)
+    async def _post_once(self, body: bytes) -> Completion:
+        response = await self._request("POST", f"{self.base_url}/chat/completions",
+                                       content=body, headers=JSON_HEADERS)
         data = response.json()
         try:
             choice = data["choices"][0]
@@ -263,17 +267,17 @@ class LLMClient:
             finish_reason=choice.get("finish_reason"),
         )
 
-    async def _stream_once(self, payload: dict[str, Any], on_delta: OnDelta | None) -> Completion:
+    async def _stream_once(self, body: bytes, on_delta: OnDelta | None) -> Completion:
         url = f"{self.base_url}/chat/completions"
         content: list[str] = []
         reasoning: list[str] = []
         usage = Usage()
         finish_reason: str | None = None
-        async with self._http.stream("POST", url, json=payload) as response:
+        async with self._http.stream("POST", url, content=body, headers=JSON_HEADERS) as response:
             self._note(response)
             if response.status_code >= 400 or "html" in response.headers.get("content-type", ""):
-                body = (await response.aread()).decode("utf-8", "replace")
-                self._check(url, response.status_code, response.headers, body)
+                answer = (await response.aread()).decode("utf-8", "replace")
+                self._check(url, response.status_code, response.headers, answer)
             done = False
             async for line in response.aiter_lines():  # read to the end: keeps the connection
                 if done or not line.startswith("data:"):

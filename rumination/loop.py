@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from .browser import Browser
 from .context import BudgetPlan, ContextBudget, ContextTooSmall
@@ -59,7 +60,8 @@ class TurnLoop:
         self.browser = browser
         self.state = state
         self.on_event = on_event
-        self._saved: dict[int, tuple[object, ...]] = {}  # each source as last committed
+        # each source as last committed
+        self._saved: dict[int, tuple[str, str, str, datetime | None]] = {}
 
     def _checkpoint(self, turn: Turn) -> None:
         """Commit the turn before the next request: a crash loses at most the turn in flight.

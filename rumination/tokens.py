@@ -206,7 +206,7 @@ class TokenCounter:
             return None
         prefix, tokens = self._served
         if len(messages) < len(prefix) or any(
-            a is not b and a != b for a, b in zip(prefix, messages)
+            a is not b and a != b for a, b in zip(prefix, messages[: len(prefix)], strict=True)
         ):
             return None
         added = messages[len(prefix) :]
