@@ -28,7 +28,7 @@ from pathlib import Path
 
 from rumination.reports.render import render_report
 from rumination.search_backends.local import demo_corpus_path
-from simproc import simulator_process
+from simproc import fixed, simulator_process
 
 from rumination.batch import Batch
 from rumination.jobs import Job
@@ -94,7 +94,7 @@ def throughput(concurrency: int, jobs: int, config: SimulatorConfig, workdir: Pa
     questions = [
         f"What matters about heat pump {TOPICS[i % len(TOPICS)]}? (job {i})" for i in range(jobs)
     ]
-    with simulator_process(simulate, (), config) as sim:
+    with simulator_process(fixed, (simulate,), config) as sim:
         settings = Settings(llm_url=sim.url, model=config.model, corpus=str(demo_corpus_path()),
                             run_store=str(workdir / f"runs-{concurrency}.db"))
         elapsed = run_batch([Job(question=q) for q in questions], settings,

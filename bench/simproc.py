@@ -33,6 +33,11 @@ class TimedSimulator(SimulatorServer):
         self.timings.append(ChatTiming(arrived, time.monotonic()))
 
 
+def fixed(responder: Responder) -> Responder:
+    """The factory for a module-level responder: `simulator_process(fixed, (simulate,), …)`."""
+    return responder
+
+
 def _serve(conn: multiprocessing.connection.Connection, factory: Callable[..., Responder],
            args: tuple[Any, ...], config: SimulatorConfig) -> None:
     server = TimedSimulator(factory(*args), config).start()
@@ -67,6 +72,9 @@ def simulator_process(factory: Callable[..., Responder], args: tuple[Any, ...],
     parent, child = context.Pipe()
     process = context.Process(target=_serve, args=(child, factory, args, config), daemon=True)
     process.start()
+    while not parent.poll(0.1):
+        if not process.is_alive():
+            raise RuntimeError(f"the simulator process ended (exit code {process.exitcode})")
     remote = RemoteSimulator(parent.recv(), parent)
     try:
         yield remote
