@@ -33,7 +33,8 @@ def local_ray() -> Iterator[Any]:
         if os.environ.get("CI"):
             pytest.fail("Ray is missing in CI: .ci/run installs rumination[ray]")
         pytest.skip("Ray is not installed (pip install 'rumination[ray]')")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    # address="local": a fresh instance even when a cluster started by `ray start` is running
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              _node_ip_address="127.0.0.1")  # fmt: skip
     yield ray
     ray.shutdown()
