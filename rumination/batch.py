@@ -25,8 +25,7 @@ from .events import EventHandler, emit
 from .executors import Executor, JobSetup, LocalExecutor, WorkerLost
 from .jobrun import JobResult, Renderer, output_name
 from .jobs import Job
-from .outdir import LocalDir, OutDir
-from .output import check_writable_folder
+from .outdir import OutDir
 from .settings import Settings
 from .store import open_store
 
@@ -78,8 +77,7 @@ class Batch:
         self.owner = uuid.uuid4().hex[:12]
 
     async def run(self) -> list[JobResult]:
-        if isinstance(self.out_dir, LocalDir):  # checked before any model call
-            check_writable_folder(self.out_dir.path, "--out-dir")
+        self.out_dir.check_writable()  # before any model call
         state = _State(self.out_dir)
         keys = [job.key() for job in self.jobs]
         by_key = dict(zip(keys, self.jobs, strict=True))

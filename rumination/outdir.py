@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import UsageError
-from .output import write_atomic
+from .output import check_writable_folder, write_atomic
 
 # Filesystems that publish an object only once its upload is complete.
 _WHOLE_OBJECT_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"}
@@ -71,6 +71,11 @@ class OutDir(ABC):
         """The same string for the same folder, from any machine or working directory."""
         return self.target
 
+    def check_writable(self, what: str = "--out-dir") -> None:
+        """UsageError now if reports could not be written here later (local folders; a
+        remote store answers for itself at the first write)."""
+        return None
+
     def __str__(self) -> str:
         return self.target
 
@@ -83,6 +88,9 @@ class LocalDir(OutDir):
     @property
     def identity(self) -> str:
         return str(self.path.resolve())
+
+    def check_writable(self, what: str = "--out-dir") -> None:
+        check_writable_folder(self.path, what)
 
     def child(self, name: str) -> OutDir:
         return LocalDir(self.path / name)

@@ -60,16 +60,17 @@ class ConsoleProgress:
         if job:
             elapsed += f" [cyan]{escape(str(job))}[/cyan]"
         if event.kind == "run_started":
-            self.console.print(f"{elapsed} research with [bold]{d['model']}[/bold] "
-                               f"on backend [bold]{d['backend']}[/bold], run {d['run_id']}")
-        elif event.kind == "tool_called":
-            args = ", ".join(f"{k}={v!r}" for k, v in d["arguments"].items())
+            self.console.print(f"{elapsed} research with [bold]{escape(str(d['model']))}[/bold]"
+                               f" on backend [bold]{escape(str(d['backend']))}[/bold], "
+                               f"run {d['run_id']}")
+        elif event.kind == "tool_called":  # the model's words: never read as markup
+            args = escape(", ".join(f"{k}={v!r}" for k, v in d["arguments"].items()))
             self.console.print(f"{elapsed} turn {d['index'] + 1}: {d['name']}({args})")
         elif event.kind == "source_added":
             self.sources[job or ""] = self.sources.get(job or "", 0) + 1
         elif event.kind == "protocol_error":
             self.console.print(f"{elapsed} turn {d['index'] + 1}: [yellow]corrected[/yellow] "
-                               f"{d['message']}")
+                               f"{escape(str(d['message']))}")
         elif event.kind == "answer_started":
             seen = plural(self.sources.get(job or "", 0), "source")
             self.console.print(f"{elapsed} writing the answer ({seen} seen)")

@@ -60,7 +60,8 @@ def load_schedules(path: Path) -> list[Schedule]:
             raise UsageError(f"{path}: {message}") from None
         base = path.parent
         out_dir = schedule.out_dir if is_url(schedule.out_dir) else str(base / schedule.out_dir)
-        OutDir.open(out_dir)  # a bad URL or a missing filesystem driver is reported now
+        # a bad URL, a missing filesystem driver or a folder that cannot be written: now
+        OutDir.open(out_dir).check_writable(f"out_dir of schedule {schedule.name!r}")
         schedules.append(schedule.model_copy(update={"jobs": base / schedule.jobs,
                                                      "out_dir": out_dir}))
     names = [s.name for s in schedules]

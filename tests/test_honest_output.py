@@ -49,13 +49,14 @@ def test_batch_progress_lines_name_their_job() -> None:
         progress(Event("run_started", {"job": job, "run_id": "r1", "model": "m",
                                        "backend": "local", "question": "q"}))
         progress(Event("tool_called", {"job": job, "index": 0, "name": "search",
-                                       "arguments": {"query": "kelp"}}))
+                                       "arguments": {"query": "kelp [pdf]"}}))
         progress(Event("source_added", {"job": job, "source_id": 0}))
         progress(Event("answer_started", {"job": job}))
     lines = stream.getvalue().splitlines()
     assert len(lines) == 6
     assert all(("otters" in line) != ("urchins" in line) for line in lines)
     assert lines[2].split("s ", 1)[1].startswith("otters writing the answer (1 source seen)")
+    assert lines[1].endswith("turn 1: search(query='kelp [pdf]')")  # the model's text, as is
 
 
 def test_unknown_options_are_refused_for_a_backend_without_options(corpus_db: Path) -> None:

@@ -245,3 +245,14 @@ def test_a_batch_re_run_resumes_on_the_server_given_now(
         assert len(new.requests[0]["messages"]) > 2  # continued, not restarted
     (job,) = json.loads((out / "summary.json").read_text())
     assert (job["status"], job["run_id"]) == ("finished", run.run_id)
+
+
+def test_a_schedule_whose_out_dir_cannot_be_written_is_refused_at_start(tmp_path: Path) -> None:
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "jobs.yaml").write_text("- question: kelp?\n")
+    schedules = tmp_path / "schedules.yaml"
+    schedules.write_text("schedules:\n  - name: weekly\n    cron: '@daily'\n    jobs: jobs.yaml\n"
+                         "    out_dir: file.txt/reports\n")
+    result = runner.invoke(app, ["schedule", str(schedules)])
+    assert result.exit_code == 2
+    assert "out_dir of schedule 'weekly'" in one_error_line(result.stderr)
