@@ -36,6 +36,7 @@ from .errors import FetchError, FetchRefused
 from .extract import page_from_bytes
 from .httpcache import HttpCache
 from .models import Page
+from .tls import verifying_context
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -236,12 +237,13 @@ _HTTP2 = _h2_installed()
 
 def _checked_transport(policy: HostPolicy) -> httpx.AsyncBaseTransport:
     """httpx's own transport over a connection pool that connects through _CheckedNetwork."""
-    transport = httpx.AsyncHTTPTransport(trust_env=False, http2=_HTTP2)
+    context = verifying_context(http2=_HTTP2)
+    transport = httpx.AsyncHTTPTransport(verify=context, trust_env=False, http2=_HTTP2)
     if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
         raise RuntimeError("this httpx version keeps its pool elsewhere; update rumination.fetch")
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5)
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
+        ssl_context=context,
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,

@@ -26,6 +26,7 @@ from .provenance import SIMULATOR_HEADER
 from .request_body import JSON_HEADERS, MessageEncoder
 from .retrying import backoff_seconds, retry_after_seconds
 from .server_answers import is_html, model_not_served, not_found, web_page_answer
+from .tls import verifying_context
 
 # vLLM reads the model's own stop tokens from its generation config; other servers may not
 STOP_STRINGS = ["<|observation|>", "<|user|>", "<|endoftext|>"]
@@ -124,6 +125,7 @@ class LLMClient:
         self._encoder = MessageEncoder()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
+            verify=verifying_context(http2=False),
             headers=headers,
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
             transport=transport,
