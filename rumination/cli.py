@@ -56,37 +56,46 @@ def _main(
 
 LlmUrl = Annotated[
     list[str] | None,
-    typer.Option("--llm-url", help="OpenAI-compatible base URL (…/v1); repeat for several "
+    typer.Option("--llm-url", metavar="URL",
+                 help="OpenAI-compatible base URL (…/v1); repeat for several "
                  f"[default: {defaults.LLM_URL}]"),
 ]
 ModelOpt = Annotated[
-    str | None, typer.Option("--model", help=f"served model name [default: {defaults.MODEL}]")
+    str | None, typer.Option("--model", metavar="NAME",
+                             help=f"served model name [default: {defaults.MODEL}]")
 ]
 BackendOpt = Annotated[
     str | None,
-    typer.Option("--backend", help=f"search backend name [default: {defaults.BACKEND}]"),
+    typer.Option("--backend", metavar="NAME",
+                 help=f"search backend name [default: {defaults.BACKEND}]"),
 ]
 BackendOptsOpt = Annotated[
     list[str] | None,
-    typer.Option("--backend-opt", help="OPTION=VALUE for the chosen backend; repeatable"),
+    typer.Option("--backend-opt", metavar="OPTION=VALUE",
+                 help="OPTION=VALUE for the chosen backend; repeatable"),
 ]
 CorpusOpt = Annotated[
     str | None,
-    typer.Option("--corpus", help="local corpus database file [default: the demo corpus]"),
+    typer.Option("--corpus", metavar="FILE",
+                 help="local corpus database file [default: the demo corpus]"),
 ]
 OutOpt = Annotated[
-    Path | None, typer.Option("--out", help="write the report here [default: stdout]")
+    Path | None, typer.Option("--out", metavar="FILE",
+                              help="write the report here [default: stdout]")
 ]
 FormatOpt = Annotated[
     str | None,
-    typer.Option("--format", help="md, html or json [default: from the --out file name, "
+    typer.Option("--format", metavar="FORMAT",
+                 help="md, html or json [default: from the --out file name, "
                  f"else {defaults.FORMAT}]"),
 ]
 TurnsOpt = Annotated[
     int | None,
-    typer.Option("--max-turns", help=f"tool-call turn budget [default: {defaults.MAX_TURNS}]"),
+    typer.Option("--max-turns", metavar="N",
+                 help=f"tool-call turn budget [default: {defaults.MAX_TURNS}]"),
 ]
-TraceOpt = Annotated[Path | None, typer.Option("--trace", help="write JSONL events here")]
+TraceOpt = Annotated[Path | None, typer.Option("--trace", metavar="FILE",
+                                               help="write JSONL events here")]
 ExecutorOpt = Annotated[
     str, typer.Option("--executor", help="where jobs run: local (this process) or ray")
 ]
@@ -100,11 +109,12 @@ WorkersOpt = Annotated[
 ]
 StoreOpt = Annotated[
     str | None,
-    typer.Option("--store", help="run store: sqlite:///PATH or postgresql://USER@HOST/DB"),
+    typer.Option("--store", metavar="URL",
+                 help="run store: sqlite:///PATH or postgresql://USER@HOST/DB"),
 ]
 ModeOpt = Annotated[
     str | None,
-    typer.Option("--mode", help="rumination (the model researches) or write "
+    typer.Option("--mode", metavar="MODE", help="rumination (the model researches) or write "
                  f"[default: {defaults.MODE}]"),
 ]
 
@@ -252,7 +262,7 @@ def _resume_hint(settings: Settings, run_id: str) -> None:
 
 @app.command()
 def research(
-    question: Annotated[str, typer.Argument(help="the research question")],
+    question: Annotated[str, typer.Argument(metavar="QUESTION", help="the research question")],
     llm_url: LlmUrl = None,
     model: ModelOpt = None,
     backend: BackendOpt = None,
@@ -303,7 +313,8 @@ def demo(
     ] = None,
     fmt: Annotated[
         str | None,
-        typer.Option("--format", help="md, html or json [default: from the --out file name]"),
+        typer.Option("--format", metavar="FORMAT",
+                     help="md, html or json [default: from the --out file name]"),
     ] = None,
     mode: Annotated[str, typer.Option("--mode", help="rumination or write")] = "rumination",
 ) -> None:
@@ -702,7 +713,8 @@ def runs_resume(
     fmt: FormatOpt = None,
     llm_url: Annotated[
         list[str] | None,
-        typer.Option("--llm-url", help="the server to continue on [default: the stored one]"),
+        typer.Option("--llm-url", metavar="URL",
+                     help="the server to continue on [default: the stored one]"),
     ] = None,
     model: Annotated[
         str | None, typer.Option("--model", help="served model name [default: the stored one]")
@@ -738,7 +750,7 @@ def runs_resume(
 @app.command()
 def doctor(
     llm_url: Annotated[
-        str | None, typer.Option("--llm-url", help="the server's base URL (…/v1)")
+        str | None, typer.Option("--llm-url", metavar="URL", help="the server's base URL (…/v1)")
     ] = None,
     model: ModelOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the checks as JSON")] = False,
