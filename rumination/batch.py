@@ -122,6 +122,7 @@ class Batch:
                     result = await mine[claim.job]
                 except asyncio.CancelledError:
                     if claim.job in lost:
+                        lost.discard(claim.job)
                         continue  # another driver has it now
                     raise
                 finally:

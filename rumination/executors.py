@@ -10,6 +10,7 @@ a (restarted) worker, which resumes the job's run from its last committed turn.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
@@ -154,12 +155,15 @@ class RayExecutor(Executor):
     async def run(self, job: Job, run_id: str | None) -> JobResult:
         index = min(self.in_flight, key=lambda i: (self.in_flight[i], next(self._order)))
         self.in_flight[index] += 1
+        pending = self.workers[index].run.remote(job.model_dump_json(), run_id)
         try:
-            result: JobResult = await self.workers[index].run.remote(job.model_dump_json(),
-                                                                     run_id)  # fmt: skip
+            result: JobResult = await pending
             return result
         except self.ray.exceptions.RayActorError as exc:
             raise WorkerLost(str(exc).splitlines()[0]) from None
+        except asyncio.CancelledError:  # the driver let the job go: stop it on the worker too
+            self.ray.cancel(pending)
+            raise
         finally:
             self.in_flight[index] -= 1
 

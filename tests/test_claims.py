@@ -3,6 +3,7 @@ its lease and resumed. On both stores."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,7 +12,13 @@ import threading
 import time
 from pathlib import Path
 
+from conftest import StartSimulator, committed_turns
+from rumination.reports.render import render_report
+
+from rumination import Settings
+from rumination.batch import Batch, JobResult
 from rumination.claims import FINISHED, JobClaims
+from rumination.jobs import Job
 from rumination.store import RunStore
 from rumination.testing import SimulatorConfig, SimulatorServer, simulate
 
@@ -99,3 +106,30 @@ def test_two_batch_drivers_on_one_jobs_file_split_the_jobs(
     assert sum(ran_here) == len(questions) and min(ran_here) > 0, ran_here  # shared, not repeated
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert sorted(r["status"] for r in summary) == ["finished"] * 6  # the whole batch, either way
+
+
+def test_a_driver_that_loses_its_claim_stops_the_job_and_resumes_it_later(
+    tmp_path: Path, corpus_db: Path, start_simulator: StartSimulator
+) -> None:
+    server = start_simulator(simulate, model="sim", latency_per_token_s=0.004)
+    store_path = tmp_path / "runs.db"
+    settings = Settings(llm_url=server.url, model="sim", store_url=str(store_path),
+                        corpus=str(corpus_db), job_lease_s=0.6, retries=0)  # fmt: skip
+    batch = Batch([Job(question="How do otters help kelp?", name="otters")], tmp_path / "out",
+                  settings, render_report)  # fmt: skip
+    store = RunStore(store_path)
+
+    async def scenario() -> list[JobResult]:
+        running = asyncio.ensure_future(batch.run())
+        while not running.done() and committed_turns(store_path) < 2:
+            await asyncio.sleep(0.02)
+        with store.db.transaction() as tx:  # as if this driver had stalled past its lease
+            tx.execute("UPDATE job_claims SET owner = 'another-driver'")
+        return await running
+
+    [result] = asyncio.run(scenario())
+    assert result.status == "finished"
+    [run] = store.list_runs()  # the same run, stopped and resumed: not a second one
+    assert run.status == FINISHED and run.run_id == result.run_id
+    assert [t.index for t in store.turns(run.run_id)] == list(range(run.turns))
+    assert store.db.query("SELECT attempts FROM job_claims")[0][0] == 2  # claimed again
