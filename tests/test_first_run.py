@@ -40,7 +40,10 @@ def test_readme_model_names_are_names_that_are_served() -> None:
     text = re.sub(r"```text\n.*?```", "", text, flags=re.S)  # transcripts show wrong names too
     names = set(re.findall(r"--model[ =]([\w.-]+)|model=\"([\w.-]+)\"", text))
     used = {name for pair in names for name in pair if name and not name.isupper()}
-    assert used and used <= {Settings().model, SIMULATOR_MODEL}, used
+    started = set(re.findall(r"(?:rumination\.testing serve|--served-model-name)[^\n]*?"
+                             r"--model[ =]([\w.-]+)|--served-model-name[ =]([\w.-]+)", text))
+    served = {Settings().model, SIMULATOR_MODEL} | {n for pair in started for n in pair if n}
+    assert used and used <= served, used - served
 
 
 def test_the_simulator_prints_its_model_and_a_line_that_works() -> None:

@@ -116,7 +116,8 @@ def test_a_report_that_cannot_be_written_is_recovered_with_runs_export(
 def test_resume_continues_on_the_server_given_now(
     tmp_path: Path, corpus_db: Path, store_path: Path
 ) -> None:
-    with SimulatorServer(simulate, SimulatorConfig(model="old-name")) as old:
+    slow = SimulatorConfig(model="old-name", latency_per_token_s=0.003)  # still running at ^C
+    with SimulatorServer(simulate, slow) as old:
         env = {**os.environ, "RUMINATION_RUN_STORE": str(store_path)}
         proc = subprocess.Popen(
             [sys.executable, "-m", "rumination", "research", "How do otters help kelp?",
@@ -227,7 +228,8 @@ def test_a_batch_re_run_resumes_on_the_server_given_now(
     jobs.write_text("- question: How do otters help kelp?\n  name: otters\n")
     out = tmp_path / "out"
     common = ["batch", str(jobs), "--out-dir", str(out), "--corpus", str(corpus_db)]
-    with SimulatorServer(simulate, SimulatorConfig(model="old-name")) as old:
+    slow = SimulatorConfig(model="old-name", latency_per_token_s=0.003)  # still running at ^C
+    with SimulatorServer(simulate, slow) as old:
         env = {**os.environ, "RUMINATION_RUN_STORE": str(store_path)}
         proc = subprocess.Popen([sys.executable, "-m", "rumination", *common, "--llm-url",
                                  old.url, "--model", "old-name"],
