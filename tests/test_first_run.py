@@ -159,6 +159,17 @@ def test_readme_python_example_runs_as_written(
     assert "sources cited" in printed and "Event(kind='finished'" in printed
 
 
+def test_readme_names_only_files_that_are_in_the_repository() -> None:
+    text = README.read_text(encoding="utf-8")
+    root = README.parent
+    assert "DESIGN.md" not in text
+    paths = set(re.findall(r"`((?:prompts|reports|tests|bench|examples|search_backends|"
+                           r"rumination)/[\w./-]+)`", text))
+    assert paths
+    missing = sorted(p for p in paths if not (root / p.rstrip("/")).exists())
+    assert missing == []
+
+
 def test_readme_documents_python_version_settings_and_the_jobs_form() -> None:
     text = README.read_text(encoding="utf-8")
     assert "Python 3.11" in text and "python3 -m venv .venv" in text
