@@ -11,6 +11,10 @@ through rumination.evidence). Targets: accuracy >= 0.9, precision of `unsupporte
 machine does not distort it). `unsure` counts as wrong for accuracy and as "not
 unsupported" for precision and recall.
 
+`bench/support_heldout.jsonl` (61 pairs of the same kinds, from other sentences) was written
+after the judge was tuned on the main set and has not been used to change it: run it with
+`--set bench/support_heldout.jsonl` for an estimate on statements the judge was not fitted to.
+
     python bench/support.py [--set bench/support_set.jsonl] [--repeat 5] [--show-errors]
 """
 
