@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 from conftest import load_bench
 
 from rumination.lexical import LexicalJudge
@@ -17,9 +18,10 @@ def bench() -> ModuleType:
     return load_bench("support")
 
 
-def test_the_labeled_set_covers_every_kind_of_error() -> None:
-    rows = bench().load_set(ROOT / "bench/support_set.jsonl")
-    assert len(rows) >= 150 and len({r["id"] for r in rows}) == len(rows)
+@pytest.mark.parametrize(("name", "least"), [("support_set", 150), ("support_heldout", 50)])
+def test_the_labeled_sets_cover_every_kind_of_error(name: str, least: int) -> None:
+    rows = bench().load_set(ROOT / f"bench/{name}.jsonl")
+    assert len(rows) >= least and len({r["id"] for r in rows}) == len(rows)
     kinds = Counter(r["kind"] for r in rows)
     assert set(kinds) == {"paraphrase", "changed_number", "swapped_entity", "negation",
                           "wrong_page"}
