@@ -17,10 +17,11 @@ from typing import Any, Literal
 
 import httpx
 
-from .errors import LLMError, LLMUnavailable, UsageError
+from .errors import LLMError, LLMUnavailable, NotAnLLMServer, UsageError
 from .llm import STOP_STRINGS, LLMClient
 from .models import Message
 from .protocol import CallTurn, parse_turn
+from .server_answers import is_html, not_found, web_page_answer
 from .templates import render
 
 Status = Literal["pass", "warn", "fail"]
@@ -120,17 +121,20 @@ class Doctor:
             response = await self._http.get(url)
         except httpx.TransportError as exc:
             raise LLMUnavailable(self.base_url, type(exc).__name__) from None
-        if response.status_code == 404 and not self.base_url.endswith("/v1"):
-            raise UsageError(f"{url} is not found (HTTP 404): did you mean {self.base_url}/v1?")
+        if response.status_code == 404:
+            raise not_found(self.base_url, "/models")
         if response.status_code in (401, 403):
             raise UsageError(f"{url} refused the request (HTTP {response.status_code}): "
                              "set api_key (RUMINATION_API_KEY)")
+        content_type = response.headers.get("content-type", "")
+        if is_html(content_type, response.text):
+            raise web_page_answer(self.base_url, url, response.status_code, response.text)
         try:
             data = response.json()["data"]
         except (ValueError, KeyError, TypeError):
-            kind = response.headers.get("content-type", "no content type").split(";")[0]
-            raise UsageError(f"{url} answered HTTP {response.status_code} with {kind}, not an "
-                             "OpenAI-compatible model list: is this the LLM server?") from None
+            kind = content_type.split(";")[0] or "no content type"
+            raise NotAnLLMServer(f"{url} answered HTTP {response.status_code} with {kind}, not "
+                                 "an OpenAI-compatible model list; check --llm-url") from None
         return [m for m in data if isinstance(m, dict)]
 
     def _choose_model(

@@ -111,9 +111,14 @@ def test_a_url_without_v1_is_told_the_likely_fix(serve: Any) -> None:
     assert f"did you mean {root}/v1?" in result.output
 
 
-def test_a_web_page_instead_of_an_llm_api_gets_one_line(local_web: LocalWeb) -> None:
+def test_a_web_page_or_plain_text_instead_of_an_llm_api_gets_one_line(
+    local_web: LocalWeb,
+) -> None:
     local_web.page("/v1/models", "<html><body>" + "Welcome! " * 500 + "</body></html>")
-    result = CliRunner().invoke(app, ["doctor", "--llm-url", local_web.url("/v1")])
-    assert result.exit_code == 2
-    assert "with text/html, not an OpenAI-compatible model list" in result.output
-    assert len(result.output.strip().splitlines()) == 1
+    local_web.page("/text/v1/models", "OK", "text/plain")
+    for path, says in [("/v1", "with a web page ('Welcome! Welcome!"),
+                       ("/text/v1", "with text/plain, not an OpenAI-compatible model list")]:
+        result = CliRunner().invoke(app, ["doctor", "--llm-url", local_web.url(path)])
+        assert result.exit_code == 2
+        assert says in result.output
+        assert len(result.output.strip().splitlines()) == 1
