@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -119,8 +120,6 @@ def wait_for_turns(api: httpx.Client, run_id: str, turns: int) -> None:
                     and json.loads(line[6:])["index"] == turns - 1:
                 break
     wait_status(api, run_id, {"running"})
-    import time
-
     deadline = time.monotonic() + 10
     while api.get(f"/runs/{run_id}").json()["turns"] < turns:
         assert time.monotonic() < deadline

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,34 @@ def test_the_mcp_command_checks_its_options() -> None:
     assert bad.output.strip() == "error: --transport is stdio or http, not 'sse'"
     exposed = CliRunner().invoke(app, ["mcp", "--transport", "http", "--host", "0.0.0.0"])
     assert exposed.exit_code == 2 and "refusing to listen on 0.0.0.0" in exposed.output
+
+
+def test_a_research_call_the_client_cancels_leaves_the_run_interrupted(tmp_path: Path) -> None:
+    from servicekit import Gate
+
+    gate = Gate(free=2)
+
+    async def session(llm_url: str) -> Any:
+        params = StdioServerParameters(command=sys.executable, args=["-m", "rumination", "mcp"],
+                                       env=server_environment(tmp_path, llm_url))
+        async with Client(params, read_timeout_seconds=60) as client:
+            call = asyncio.create_task(client.call_tool("research", {"question": QUESTION}))
+            store = RunStore(tmp_path / "runs.db")
+            deadline = time.monotonic() + 20
+            while not (runs := store.list_runs(1)) or runs[0].turns < 2:
+                assert time.monotonic() < deadline, "the run never reached its second turn"
+                await asyncio.sleep(0.05)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            while store.get_run(runs[0].run_id).status == "running":
+                assert time.monotonic() < deadline, "the cancelled run stayed running"
+                await asyncio.sleep(0.05)
+            return store.get_run(runs[0].run_id)
+
+    with simulator(gate) as sim:
+        try:
+            record = asyncio.run(session(sim.url))
+        finally:
+            gate.open()
+    assert (record.status, record.turns) == ("interrupted", 2)
