@@ -7,13 +7,15 @@ one citation id (their URLs differ only by a fragment). Documents keep their ful
 `click` on a hit needs no network: a passage URL gives the document from that passage on
 (clicking again reads on into the next passages), the document URL the whole document.
 
-Indexing records each file's SHA-256: re-indexing re-reads only changed files (all their
-passages are replaced), drops deleted ones, and reports and skips a file it cannot read.
+Indexing records each file's size, modification time and SHA-256: re-indexing does not read
+a file whose size and mtime are unchanged, re-indexes only files whose content changed (all
+their passages are replaced), drops deleted ones, and reports and skips a file it cannot read.
 Files and folders whose names start with "." are left out. Work is committed every
 COMMIT_EVERY files, so an interrupted run keeps what it had done.
 
-Schema 2 (passages) replaced schema 1 (one row per file). A schema-1 corpus is upgraded in
-place when it is opened, by splitting the stored texts into passages: no file is re-read.
+Schema 2 (passages) replaced schema 1 (one row per file); schema 3 added the size and mtime
+(`stat`). Older corpora are upgraded in place when opened: schema 1 by splitting the stored
+texts into passages, schema 2 by adding the column; no file is re-read for either.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from rumination.wording import plural
 from .chunking import Chunk, passage_titles, passage_url, split_passages
 from .fts_query import fts_query
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 COMMIT_EVERY = 200
 # marks the matched words in snippets; plain text, so it survives neutralise() and rendering
 HIGHLIGHT = "**"
@@ -64,7 +66,8 @@ _SCHEMA = (
         title TEXT NOT NULL,
         body TEXT NOT NULL,
         sha256 TEXT NOT NULL,
-        indexed_at TEXT NOT NULL
+        indexed_at TEXT NOT NULL,
+        stat TEXT
     )""",
     """CREATE TABLE IF NOT EXISTS passages (
         id INTEGER PRIMARY KEY,
@@ -192,7 +195,10 @@ class Corpus:
         report = on_file or (lambda event: None)
         found, unsupported = _supported_files(folder)
         files = [(path, str(path.resolve())) for path in found]
-        known: dict[str, str] = dict(self._db.execute("SELECT path, sha256 FROM documents"))
+        known: dict[str, tuple[str, str | None]] = {
+            path: (digest, stat)
+            for path, digest, stat in self._db.execute("SELECT path, sha256, stat FROM documents")
+        }
         counts: Counter[str] = Counter()
         now = datetime.now(UTC).isoformat()
         for first in range(0, len(files), COMMIT_EVERY):
@@ -266,11 +272,18 @@ class Corpus:
         return Page(url=url, title=title, text=body[start:].strip(),
                     content_type="text/markdown")
 
-    def _index_file(self, path: Path, key: str, old_digest: str | None, now: str) -> FileEvent:
+    def _index_file(
+        self, path: Path, key: str, old: tuple[str, str | None] | None, now: str
+    ) -> FileEvent:
+        old_digest, old_stat = old or (None, None)
         try:
+            stat = _stat_stamp(path)
+            if stat is not None and stat == old_stat:
+                return FileEvent(path, "unchanged")  # same size and mtime: not read again
             data = read_file(path)
             digest = hashlib.sha256(data).hexdigest()
             if digest == old_digest:
+                self._db.execute("UPDATE documents SET stat = ? WHERE path = ?", (stat, key))
                 return FileEvent(path, "unchanged")
             doc = read_document(path, data)
             chunks = split_passages(doc.body)
@@ -282,9 +295,9 @@ class Corpus:
             return FileEvent(path, "skipped", reason=str(exc))
         self._drop(key)
         cursor = self._db.execute(
-            "INSERT INTO documents(path, url, title, body, sha256, indexed_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (key, doc.url, doc.title, doc.body, digest, now),
+            "INSERT INTO documents(path, url, title, body, sha256, indexed_at, stat)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, doc.url, doc.title, doc.body, digest, now, stat),
         )
         self._insert_passages(int(cursor.lastrowid or 0), doc, chunks)
         return FileEvent(path, "updated" if old_digest else "added", passages=len(chunks))
@@ -336,6 +349,9 @@ class Corpus:
         if version == 1:
             self._upgrade_from_1()
             return
+        if version == 2:
+            self._upgrade_from_2()
+            return
         if version is None:
             raise UsageError(f"not a rumination corpus: {self.path} (it has no corpus tables)")
         raise UsageError(
@@ -368,6 +384,7 @@ class Corpus:
                 for statement in _SCHEMA_1_INDEX:
                     self._db.execute(statement)
                 self._create_schema()
+                self._add_stat_column()
                 rows = self._db.execute("SELECT id, url, title, body FROM documents").fetchall()
                 for document_id, url, title, body in rows:
                     doc = ParsedDocument(title=title, url=url, body=body)
@@ -377,6 +394,40 @@ class Corpus:
                 f"the corpus {self.path} is in an older format that could not be upgraded "
                 f"({exc}); rebuild it with `rumination index FOLDER --db {self.path}`"
             ) from None
+
+
+    def _upgrade_from_2(self) -> None:
+        """Schema 3 adds each file's size and mtime (`stat`), so re-indexing can skip
+        unchanged files without reading them; a schema-2 corpus gets the column (empty: each
+        file is read and hashed once more, then recorded)."""
+        try:
+            with self._transaction():
+                if self._schema_version() == SCHEMA_VERSION:
+                    return  # another connection upgraded it while this one waited
+                self._add_stat_column()
+                self._db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+                )
+        except sqlite3.Error as exc:
+            raise UsageError(
+                f"the corpus {self.path} is in an older format that could not be upgraded "
+                f"({exc}); rebuild it with `rumination index FOLDER --db {self.path}`"
+            ) from None
+
+    def _add_stat_column(self) -> None:
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(documents)")}
+        if "stat" not in columns:
+            self._db.execute("ALTER TABLE documents ADD COLUMN stat TEXT")
+
+
+def _stat_stamp(path: Path) -> str | None:
+    """Size and modification time of a file: unchanged, the file is not read again (as make
+    and rsync decide); None when it cannot be read (read_file then says why)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _supported_files(folder: Path) -> tuple[list[Path], Counter[str]]:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rumination.search_backends.corpus import Corpus, IndexStats
+from rumination.search_backends.corpus import SCHEMA_VERSION, Corpus, IndexStats
 from rumination.search_backends.fts_query import fts_query
 from rumination.search_backends.local import LocalCorpusBackend, demo_corpus_path
 
@@ -269,7 +269,7 @@ def test_an_existing_corpus_reopens_with_its_documents(tmp_path: Path, corpus: C
         assert len(again) == 4
         assert again.search("glacier")[0].title == "Glaciers of the Alps"
         version = again._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        assert version == ("2",)
+        assert version == (str(SCHEMA_VERSION),)
     finally:
         again.close()
 

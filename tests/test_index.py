@@ -4,6 +4,7 @@ and the `rumination index` command."""
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -454,3 +455,58 @@ def test_the_summary_counts_other_types_and_says_1_document(tmp_path: Path) -> N
     assert result.exit_code == 0, result.stderr
     assert "1 document (1 added" in result.stdout and "1 passage (1 written)" in result.stdout
     assert "1 file of other types not read (1 .docx)" in result.stdout
+
+
+# --- unchanged files are not read again -------------------------------------------------------
+
+
+def test_reindexing_skips_files_whose_size_and_mtime_are_unchanged(
+    tmp_path: Path, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = Corpus(tmp_path / "c.db", create=True)
+    try:
+        first, _ = index(corpus, folder)
+        reads: list[str] = []
+        real = corpus_module.read_file
+
+        def counting(path: Path) -> bytes:
+            reads.append(path.name)
+            return real(path)
+
+        monkeypatch.setattr(corpus_module, "read_file", counting)
+        again, _ = index(corpus, folder)
+        assert reads == [] and again.unchanged == len(corpus) == first.added
+        touched = folder / "firn.txt"
+        os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+        same, _ = index(corpus, folder)
+        assert reads == ["firn.txt"] and same.updated == 0  # read, hashed, found the same
+        index(corpus, folder)
+        assert reads == ["firn.txt"]  # its new mtime was recorded
+        touched.write_text(touched.read_text(encoding="utf-8") + " more", encoding="utf-8")
+        changed, _ = index(corpus, folder)
+        assert changed.updated == 1
+        assert_index_is_consistent(corpus)
+    finally:
+        corpus.close()
+
+
+def test_a_schema_2_corpus_gains_the_stat_column_in_place(tmp_path: Path, folder: Path) -> None:
+    db = tmp_path / "v2.db"
+    corpus = Corpus(db, create=True)
+    stats, _ = index(corpus, folder)
+    corpus.close()
+    with sqlite3.connect(db) as con:  # as schema 2 wrote it: no stat column
+        con.execute("ALTER TABLE documents DROP COLUMN stat")
+        con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    con.close()
+    reopened = Corpus(db)
+    try:
+        version = reopened._db.execute("SELECT value FROM meta WHERE key='schema_version'")
+        assert version.fetchone() == (str(SCHEMA_VERSION),) == ("3",)
+        assert len(reopened) == stats.added - stats.skipped
+        again, _ = index(reopened, folder)
+        assert again.unchanged == len(reopened) and again.updated == again.added == 0
+        recorded = reopened._db.execute("SELECT count(*) FROM documents WHERE stat IS NULL")
+        assert recorded.fetchone() == (0,)
+    finally:
+        reopened.close()
