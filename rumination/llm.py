@@ -25,7 +25,13 @@ from .models import Message, Usage
 from .provenance import SIMULATOR_HEADER
 from .request_body import JSON_HEADERS, MessageEncoder
 from .retrying import backoff_seconds, retry_after_seconds
-from .server_answers import is_html, model_not_served, not_found, web_page_answer
+from .server_answers import (
+    is_html,
+    model_not_served,
+    not_found,
+    not_json_answer,
+    web_page_answer,
+)
 from .tls import verifying_context
 
 # vLLM reads the model's own stop tokens from its generation config; other servers may not
@@ -173,7 +179,7 @@ class LLMClient:
     async def list_models(self) -> list[dict[str, Any]]:
         async def once() -> list[dict[str, Any]]:
             response = await self._request("GET", f"{self.base_url}/models")
-            data = response.json().get("data", [])
+            data = self._json(response).get("data", [])
             return list(data) if isinstance(data, list) else []
 
         try:
@@ -200,7 +206,7 @@ class LLMClient:
                     "add_generation_prompt": True,
                 },
             )
-            return int(response.json()["count"])
+            return int(self._json(response)["count"])
 
         return await self._with_retries(once)
 
@@ -217,6 +223,13 @@ class LLMClient:
     def _note(self, response: httpx.Response) -> None:
         if response.headers.get(SIMULATOR_HEADER) == "1":
             self.simulated = True
+
+    def _json(self, response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise not_json_answer(self.base_url, str(response.url), response.status_code,
+                                  response.headers.get("content-type", "")) from None
 
     def _check(self, url: str, status: int, headers: httpx.Headers, body: str) -> None:
         """A web page instead of an API answer is named in one line (not retried); other
@@ -256,7 +269,7 @@ class LLMClient:
     async def _post_once(self, body: bytes) -> Completion:
         response = await self._request("POST", f"{self.base_url}/chat/completions",
                                        content=body, headers=JSON_HEADERS)
-        data = response.json()
+        data = self._json(response)
         try:
             choice = data["choices"][0]
             message = choice["message"]

@@ -35,6 +35,12 @@ def web_page_answer(base_url: str, url: str, status: int, body: str) -> NotAnLLM
                           f"LLM API; check --llm-url{v1_hint(base_url)}")
 
 
+def not_json_answer(base_url: str, url: str, status: int, content_type: str) -> NotAnLLMServer:
+    kind = content_type.split(";", 1)[0].strip() or "no content type"
+    return NotAnLLMServer(f"{url} answered HTTP {status} with {kind}, not JSON: not an "
+                          f"OpenAI-compatible LLM API; check --llm-url{v1_hint(base_url)}")
+
+
 def v1_hint(base_url: str) -> str:
     """'; did you mean …/v1?' when the base URL does not end in /v1, else ''."""
     path = urlsplit(base_url).path.rstrip("/")

@@ -109,6 +109,17 @@ def test_a_web_server_is_named_in_one_line(local_web: LocalWeb, corpus_db: Path)
     assert "<" not in line and len(line) < 300
 
 
+def test_a_server_answering_plain_text_is_named_in_one_line(
+    local_web: LocalWeb, corpus_db: Path
+) -> None:
+    local_web.page("/v1/models", "OK", "text/plain")
+    url = local_web.url("/v1")
+    result = runner.invoke(app, ["research", "q?", "--llm-url", url, "--corpus", str(corpus_db)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert f"{url}/models answered HTTP 200 with text/plain, not JSON" in error_line(result.stderr)
+
+
 @pytest.mark.parametrize("mode", ["rumination", "write"])
 def test_reports_from_the_simulator_over_http_are_labeled(
     tmp_path: Path, corpus_db: Path, mode: str
