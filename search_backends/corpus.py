@@ -377,37 +377,39 @@ class Corpus:
 
     def _upgrade_from_1(self) -> None:
         """Schema 1 had one FTS row per document: index the stored texts as passages."""
-        try:
-            with self._transaction():
-                if self._schema_version() == SCHEMA_VERSION:
-                    return  # another connection upgraded it while this one waited
-                for statement in _SCHEMA_1_INDEX:
-                    self._db.execute(statement)
-                self._create_schema()
-                self._add_stat_column()
-                rows = self._db.execute("SELECT id, url, title, body FROM documents").fetchall()
-                for document_id, url, title, body in rows:
-                    doc = ParsedDocument(title=title, url=url, body=body)
-                    self._insert_passages(document_id, doc, split_passages(body))
-        except sqlite3.Error as exc:
-            raise UsageError(
-                f"the corpus {self.path} is in an older format that could not be upgraded "
-                f"({exc}); rebuild it with `rumination index FOLDER --db {self.path}`"
-            ) from None
 
+        def steps() -> None:
+            for statement in _SCHEMA_1_INDEX:
+                self._db.execute(statement)
+            self._create_schema()
+            self._add_stat_column()
+            rows = self._db.execute("SELECT id, url, title, body FROM documents").fetchall()
+            for document_id, url, title, body in rows:
+                doc = ParsedDocument(title=title, url=url, body=body)
+                self._insert_passages(document_id, doc, split_passages(body))
+
+        self._upgrade(steps)
 
     def _upgrade_from_2(self) -> None:
         """Schema 3 adds each file's size and mtime (`stat`), so re-indexing can skip
         unchanged files without reading them; a schema-2 corpus gets the column (empty: each
         file is read and hashed once more, then recorded)."""
+
+        def steps() -> None:
+            self._add_stat_column()
+            self._db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+            )
+
+        self._upgrade(steps)
+
+    def _upgrade(self, steps: Callable[[], None]) -> None:
+        """Run an upgrade's `steps` in one transaction, unless another connection already did."""
         try:
             with self._transaction():
                 if self._schema_version() == SCHEMA_VERSION:
                     return  # another connection upgraded it while this one waited
-                self._add_stat_column()
-                self._db.execute(
-                    "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
-                )
+                steps()
         except sqlite3.Error as exc:
             raise UsageError(
                 f"the corpus {self.path} is in an older format that could not be upgraded "
