@@ -286,22 +286,27 @@ def test_api_keys_never_reach_messages_logs_or_reprs(
 
 
 def test_calls_are_spaced_by_min_interval(respx_mock: respx.MockRouter) -> None:
-    starts: list[float] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        starts.append(time.monotonic())
-        return httpx.Response(200, json=fixture("searxng.json"))
-
-    respx_mock.get(url__startswith="http://searx.test/search").mock(side_effect=answer)
+    respx_mock.get(url__startswith="http://searx.test/search").respond(
+        json=fixture("searxng.json")
+    )
     backend = make(SERVICES["searxng"], min_interval_s=0.05)
+    # when each call passes the spacing gate: timing the mocked handler instead would add the
+    # event loop's scheduling jitter, which on a loaded machine exceeds the interval itself
+    gate, opened = backend._spacing.wait, []
+
+    async def timed_wait() -> None:
+        await gate()
+        opened.append(time.monotonic())
+
+    backend._spacing.wait = timed_wait  # type: ignore[method-assign]
 
     async def three() -> None:
         await asyncio.gather(*(backend.search(f"q{i}", limit=3) for i in range(3)))
         await backend.aclose()
 
     asyncio.run(three())
-    gaps = [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)]
-    assert len(starts) == 3 and all(gap >= 0.045 for gap in gaps)
+    gaps = [later - earlier for earlier, later in zip(opened, opened[1:], strict=False)]
+    assert len(opened) == 3 and all(gap >= 0.045 for gap in gaps)
 
 
 def test_retry_after_takes_seconds_or_an_http_date() -> None:
