@@ -116,19 +116,8 @@ def test_a_report_that_cannot_be_written_is_recovered_with_runs_export(
 def test_resume_continues_on_the_server_given_now(
     tmp_path: Path, corpus_db: Path, store_path: Path
 ) -> None:
-    slow = SimulatorConfig(model="old-name", latency_per_token_s=0.003)  # still running at ^C
-    with SimulatorServer(simulate, slow) as old:
-        env = {**os.environ, "RUMINATION_RUN_STORE": str(store_path)}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rumination", "research", "How do otters help kelp?",
-             "--llm-url", old.url, "--model", "old-name", "--corpus", str(corpus_db)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_for_turns(store_path, 2, proc)
-            proc.send_signal(signal.SIGINT)
-        finally:
-            proc.wait(timeout=30)
+    interrupt_on_old_server(["research", "How do otters help kelp?", "--corpus",
+                             str(corpus_db)], store_path)  # fmt: skip
     (run,) = RunStore(store_path).list_runs()
     assert run.status == "interrupted"
     moved = runner.invoke(app, ["runs", "resume", run.run_id])
@@ -138,6 +127,24 @@ def test_resume_continues_on_the_server_given_now(
                                      "--model", "new-name", "--format", "json"])
         assert result.exit_code == 0, result.stderr
         assert new.requests and json.loads(result.stdout)["model"] == "new-name"
+
+
+def interrupt_on_old_server(arguments: list[str], store_path: Path) -> None:
+    """Run `rumination ARGUMENTS` against a simulator named old-name that goes away after a
+    Ctrl-C sent once two turns are committed."""
+    slow = SimulatorConfig(model="old-name", latency_per_token_s=0.003)  # still running at ^C
+    with SimulatorServer(simulate, slow) as old:
+        env = {**os.environ, "RUMINATION_RUN_STORE": str(store_path)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rumination", *arguments, "--llm-url", old.url,
+             "--model", "old-name"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_turns(store_path, 2, proc)
+            proc.send_signal(signal.SIGINT)
+        finally:
+            proc.wait(timeout=30)
 
 
 def wait_for_turns(store_path: Path, turns: int, proc: subprocess.Popen[bytes]) -> None:
@@ -228,17 +235,7 @@ def test_a_batch_re_run_resumes_on_the_server_given_now(
     jobs.write_text("- question: How do otters help kelp?\n  name: otters\n")
     out = tmp_path / "out"
     common = ["batch", str(jobs), "--out-dir", str(out), "--corpus", str(corpus_db)]
-    slow = SimulatorConfig(model="old-name", latency_per_token_s=0.003)  # still running at ^C
-    with SimulatorServer(simulate, slow) as old:
-        env = {**os.environ, "RUMINATION_RUN_STORE": str(store_path)}
-        proc = subprocess.Popen([sys.executable, "-m", "rumination", *common, "--llm-url",
-                                 old.url, "--model", "old-name"],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_for_turns(store_path, 2, proc)
-            proc.send_signal(signal.SIGINT)
-        finally:
-            proc.wait(timeout=30)
+    interrupt_on_old_server(common, store_path)
     (run,) = RunStore(store_path).list_runs()
     assert run.status == "interrupted"
     with SimulatorServer(simulate, SimulatorConfig(model="new-name")) as new:
