@@ -22,6 +22,7 @@ from .llm import STOP_STRINGS, LLMClient
 from .models import Message
 from .protocol import CallTurn, parse_turn
 from .server_answers import is_html, not_found, web_page_answer
+from .settings import check_llm_url
 from .templates import render
 
 Status = Literal["pass", "warn", "fail"]
@@ -65,17 +66,6 @@ class Diagnosis:
                 "checks": [asdict(c) for c in self.checks]}
 
 
-def check_url(url: str) -> str:
-    """The base URL without a trailing slash; a UsageError when it is not an http(s) URL."""
-    try:
-        parsed = httpx.URL(url.strip())
-    except httpx.InvalidURL:
-        parsed = None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
-        raise UsageError(f"--llm-url {url!r} is not an http(s) URL, e.g. http://HOST:8000/v1")
-    return str(parsed).rstrip("/")
-
-
 class Doctor:
     """Runs the checks against one OpenAI-compatible endpoint (base URL ending in /v1)."""
 
@@ -85,7 +75,10 @@ class Doctor:
         temperature: float = 0.95, top_p: float = 0.7,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.base_url = check_url(llm_url)
+        try:
+            self.base_url = check_llm_url(llm_url.strip()).rstrip("/")
+        except ValueError as exc:
+            raise UsageError(f"--llm-url {exc}") from None
         self.root = self.base_url.removesuffix("/v1")
         self.model = model
         self.turn_tokens = turn_tokens

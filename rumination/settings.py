@@ -163,10 +163,7 @@ class Settings(BaseModel):
             if not urls:
                 raise ValueError("at least one LLM server URL is needed")
             for url in urls:
-                parts = urlsplit(url)
-                if parts.scheme not in ("http", "https") or not parts.hostname:
-                    raise ValueError(f"{url!r} is not an http(s) URL; give the server's base "
-                                     f"URL, e.g. {defaults.LLM_URL}")
+                check_llm_url(url)
             return ",".join(urls)
         return value
 
@@ -240,6 +237,15 @@ class Settings(BaseModel):
 
 
 SECRET_FIELDS = ("api_key", "api_token")
+def check_llm_url(url: str) -> str:
+    """`url` if it is an http(s) URL with a host; else a ValueError that says what to give."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL; give the server's base URL, e.g. "
+                         f"{defaults.LLM_URL}")
+    return url
+
+
 _SECRET_WORDS = ("key", "token", "secret", "password")
 
 
