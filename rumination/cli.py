@@ -324,12 +324,14 @@ def demo(
         import asyncio
 
         from .demo import run_demo
+        from .output import check_writable_file
         from .settings import Settings
 
         settings = Settings.load(mode=mode)
         fmt_ = _report_format(out, fmt, defaults.FORMAT)
         target = out or Path(f"demo-report.{fmt_}")
-        _report_format(target, fmt_, fmt_)  # checks the place
+        if out is None:
+            check_writable_file(target, "--out")
         typer.echo(
             "demo: the model is played by rumination's built-in protocol SIMULATOR "
             "(no LLM, no GPU); search runs on the bundled demo corpus.",
