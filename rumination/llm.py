@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 from tenacity import (
@@ -20,6 +22,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
+from .chat_http import ChatHTTP, StreamedResponse, proxied
 from .errors import ContextLengthExceeded, LLMError, LLMUnavailable
 from .models import Message, Usage
 from .provenance import SIMULATOR_HEADER
@@ -130,12 +133,12 @@ class LLMClient:
         self.simulated = False  # set once the server says it is rumination's simulator
         self._encoder = MessageEncoder()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(
-            verify=verifying_context(http2=False),
-            headers=headers,
-            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-            transport=transport,
-        )
+        timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        self._http = httpx.AsyncClient(verify=verifying_context(http2=False), headers=headers,
+                                       timeout=timeout, transport=transport)
+        self._chat_http = None if transport is not None or proxied(self.base_url) else ChatHTTP(
+            self.base_url, headers=headers, timeout=timeout,
+            ssl_context=verifying_context(http2=False))
 
     @property
     def server_root(self) -> str:
@@ -143,6 +146,8 @@ class LLMClient:
         return self.base_url.removesuffix("/v1")
 
     async def aclose(self) -> None:
+        if self._chat_http is not None:
+            await self._chat_http.aclose()
         await self._http.aclose()
 
     async def chat(
@@ -220,7 +225,7 @@ class LLMClient:
         self._note(response)
         return response.status_code < 500
 
-    def _note(self, response: httpx.Response) -> None:
+    def _note(self, response: httpx.Response | StreamedResponse) -> None:
         if response.headers.get(SIMULATOR_HEADER) == "1":
             self.simulated = True
 
@@ -282,13 +287,19 @@ class LLMClient:
             finish_reason=choice.get("finish_reason"),
         )
 
+    def _post_streamed(self, url: str, body: bytes,
+                       ) -> AbstractAsyncContextManager[httpx.Response | StreamedResponse]:
+        if self._chat_http is None:
+            return self._http.stream("POST", url, content=body, headers=JSON_HEADERS)
+        return self._chat_http.post(urlsplit(url).path, body, JSON_HEADERS)
+
     async def _stream_once(self, body: bytes, on_delta: OnDelta | None) -> Completion:
         url = f"{self.base_url}/chat/completions"
         content: list[str] = []
         reasoning: list[str] = []
         usage = Usage()
         finish_reason: str | None = None
-        async with self._http.stream("POST", url, content=body, headers=JSON_HEADERS) as response:
+        async with self._post_streamed(url, body) as response:
             self._note(response)
             if response.status_code >= 400 or "html" in response.headers.get("content-type", ""):
                 answer = (await response.aread()).decode("utf-8", "replace")
