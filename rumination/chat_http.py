@@ -161,7 +161,11 @@ class ChatHTTP:
             for event in (request, h11.Data(data=body), h11.EndOfMessage()):
                 connection.writer.write(connection.h11.send(event) or b"")
             try:
-                await connection.writer.drain()
+                async with asyncio.timeout(self._timeout.write):
+                    await connection.writer.drain()
+            except TimeoutError:
+                raise httpx.WriteTimeout(f"the server took no data in {self._timeout.write:g} s"
+                                         ) from None
             except OSError as exc:
                 raise httpx.WriteError(str(exc) or type(exc).__name__) from None
             response = await self._response(connection)
