@@ -26,8 +26,8 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +46,8 @@ from rumination.models import Page, SearchHit
 from rumination.wording import plural
 
 from .chunking import Chunk, passage_titles, passage_url, split_passages
-from .fts_query import fts_query
+from .common_terms import TermCounts
+from .fts_query import fts_terms
 
 SCHEMA_VERSION = 3
 COMMIT_EVERY = 200
@@ -166,6 +167,7 @@ class Corpus:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
             raise UsageError(f"cannot open the corpus {self.path} ({exc})") from None
+        self._term_counts = TermCounts(self._db)
         try:
             self._prepare()
         except sqlite3.DatabaseError as exc:
@@ -223,10 +225,13 @@ class Corpus:
 
     def search(self, query: str, limit: int = 10) -> list[SearchHit]:
         """The best passage of each of the `limit` best-ranked documents for `query` (see
-        `fts_query`), matched words in HIGHLIGHT marks in the snippets."""
-        match = fts_query(query)
-        if not match or limit <= 0:
+        `fts_terms`; words common in this corpus are left out, see `common_terms`), matched
+        words in HIGHLIGHT marks in the snippets."""
+        terms = fts_terms(query)
+        if not terms or limit <= 0:
             return []
+        with self._lock:
+            match = " OR ".join(self._term_counts.rarer(terms))
         hits: dict[str, SearchHit] = {}  # document id -> its best passage, best first
         fetch = limit * PASSAGES_PER_HIT
         while True:
@@ -333,8 +338,13 @@ class Corpus:
         )
         self._db.execute("DELETE FROM documents WHERE path = ?", (key,))
 
-    def _transaction(self) -> AbstractContextManager[None]:
-        return immediate_transaction(self._db)
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        try:
+            with immediate_transaction(self._db):
+                yield
+        finally:
+            self._term_counts.forget()  # this connection's own commits leave data_version as is
 
     def _prepare(self) -> None:
         """Create the schema in a new file, check it in an old one, upgrade schema 1."""

@@ -29,12 +29,17 @@ STOPWORDS = frozenset(
 
 
 def fts_query(text: str) -> str:
-    """A safe FTS5 query for `text`: its terms joined with OR, stopwords left out (see above).
+    """A safe FTS5 query for `text`: its `fts_terms` joined with OR."""
+    return " OR ".join(fts_terms(text))
+
+
+def fts_terms(text: str) -> list[str]:
+    """The FTS5 terms of `text`, each safe on its own, stopwords left out (see above).
 
     `"an exact phrase"` stays a phrase and `word*` a prefix (of two letters or more);
     everything else is plain words. FTS5 syntax (bare AND/OR/NOT/NEAR, `-`, `^`, `:`,
     parentheses, stray quotes and stars) never reaches the parser: a query made only of
-    syntax gives "", which matches nothing.
+    syntax gives no terms.
     """
     text = text[:MAX_QUERY_CHARS]
     terms: list[str] = []
@@ -46,7 +51,7 @@ def fts_query(text: str) -> str:
     terms += _word_terms(text[position:])
     unique = list(dict.fromkeys(terms))
     content = [term for term in unique if term.strip('"') not in STOPWORDS]
-    return " OR ".join((content or unique)[:MAX_QUERY_TERMS])
+    return (content or unique)[:MAX_QUERY_TERMS]
 
 
 def _word_terms(text: str) -> list[str]:
