@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -211,5 +215,42 @@ def test_llm_client_streams_over_it_and_retries_a_429(monkeypatch: pytest.Monkey
         assert completion.finish_reason == "stop"
         assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (7, 2)
         assert connections == [0]  # the 429 was read whole: its connection was kept
+
+    asyncio.run(main())
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (made by the openssl command): (cert, key)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+def test_https_verifies_the_server_against_the_given_context(
+    certificate: tuple[Path, Path],
+) -> None:
+    cert, key = certificate
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+
+    async def main() -> None:
+        listener = await asyncio.start_server(
+            lambda r, w: sse_forever(r, w, 0), "127.0.0.1", 0, ssl=server_side)
+        url = f"https://127.0.0.1:{listener.sockets[0].getsockname()[1]}/v1"
+        async with listener:
+            trusting = ChatHTTP(url, headers={"Authorization": "Bearer k"}, timeout=TIMEOUT,
+                                ssl_context=ssl.create_default_context(cafile=str(cert)))
+            async with trusting.post("/v1/chat/completions", b"tls", {}) as response:
+                lines = [line async for line in response.aiter_lines()]
+            assert lines[2] == 'data: "hé" tls'
+            await trusting.aclose()
+            with pytest.raises(httpx.ConnectError, match="certificate verify failed"):
+                async with client(url).post("/v1/x", b"", {}):
+                    pass  # the default context does not trust a self-signed certificate
 
     asyncio.run(main())
