@@ -24,6 +24,9 @@ import h11
 import httpx
 
 _READ_SIZE = 65536
+# an idle connection older than this is not reused: servers close theirs (uvicorn, which vLLM
+# runs on, after 5 s), and a request sent as that close crosses it would fail
+KEEPALIVE_EXPIRY_S = 4.0
 _NO_READ_TIMEOUT = 86400.0  # httpx.Timeout(read=None): wait, but not forever
 
 
@@ -43,11 +46,11 @@ class _Connection:
         self.reader = reader
         self.writer = writer
         self.h11 = h11.Connection(our_role=h11.CLIENT)
+        self.idle_since = 0.0  # the event loop's clock
 
-    @property
-    def reusable(self) -> bool:
+    def reusable(self, now: float) -> bool:
         return (self.h11.our_state is h11.IDLE and not self.writer.is_closing()
-                and not self.reader.at_eof())
+                and not self.reader.at_eof() and now - self.idle_since < KEEPALIVE_EXPIRY_S)
 
     def close(self) -> None:
         self.writer.close()
@@ -124,10 +127,12 @@ class ChatHTTP:
         elif ":" in self._host:
             host_header = f"[{self._host}]:{self._port}"
         self._headers = [("Host", host_header), ("Accept", "*/*"),
-                         ("Accept-Encoding", "identity"), *headers.items()]
+                         ("Accept-Encoding", "identity"), ("User-Agent", "rumination"),
+                         *headers.items()]
         self._timeout = timeout
         self._ssl = (ssl_context or ssl.create_default_context()) if self._https else None
         self._idle: list[_Connection] = []
+        self._closed = False
 
     async def _connect(self) -> _Connection:
         try:
@@ -142,11 +147,12 @@ class ChatHTTP:
         return _Connection(reader, writer)
 
     async def _checkout(self) -> _Connection:
+        now = asyncio.get_running_loop().time()
         while self._idle:
             connection = self._idle.pop()
-            if connection.reusable:
+            if connection.reusable(now):
                 return connection
-            connection.close()  # the server ended it while it was idle
+            connection.close()  # the server ended it while it was idle, or soon will
         return await self._connect()
 
     @asynccontextmanager
@@ -156,10 +162,7 @@ class ChatHTTP:
         connection = await self._checkout()
         response: StreamedResponse | None = None
         try:
-            request = h11.Request(method="POST", target=path, headers=[
-                *self._headers, *headers.items(), ("Content-Length", str(len(body)))])
-            for event in (request, h11.Data(data=body), h11.EndOfMessage()):
-                connection.writer.write(connection.h11.send(event) or b"")
+            self._write_request(connection, path, body, headers)
             try:
                 async with asyncio.timeout(self._timeout.write):
                     await connection.writer.drain()
@@ -173,6 +176,16 @@ class ChatHTTP:
         finally:
             self._release(connection, response)
 
+    def _write_request(self, connection: _Connection, path: str, body: bytes,
+                       headers: Mapping[str, str]) -> None:
+        try:
+            request = h11.Request(method="POST", target=path, headers=[
+                *self._headers, *headers.items(), ("Content-Length", str(len(body)))])
+            for event in (request, h11.Data(data=body), h11.EndOfMessage()):
+                connection.writer.write(connection.h11.send(event) or b"")
+        except h11.LocalProtocolError as exc:  # e.g. a newline in an API key
+            raise httpx.LocalProtocolError(f"cannot send this request: {exc}") from None
+
     async def _response(self, connection: _Connection) -> StreamedResponse:
         read_timeout = self._timeout.read or _NO_READ_TIMEOUT
         event = await connection.next_event(read_timeout)
@@ -184,13 +197,16 @@ class ChatHTTP:
 
     def _release(self, connection: _Connection, response: StreamedResponse | None) -> None:
         state = connection.h11
-        if response is not None and response.complete and state.our_state is h11.DONE \
-                and state.their_state is h11.DONE:
+        if not self._closed and response is not None and response.complete \
+                and state.our_state is h11.DONE and state.their_state is h11.DONE:
             state.start_next_cycle()
+            connection.idle_since = asyncio.get_running_loop().time()
             self._idle.append(connection)
         else:
             connection.close()  # read in part, or the server asked to close: not reusable
 
     async def aclose(self) -> None:
+        """Closes the idle connections, and those of requests still running as they end."""
+        self._closed = True
         while self._idle:
             self._idle.pop().close()

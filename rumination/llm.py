@@ -291,7 +291,9 @@ class LLMClient:
                        ) -> AbstractAsyncContextManager[httpx.Response | StreamedResponse]:
         if self._chat_http is None:
             return self._http.stream("POST", url, content=body, headers=JSON_HEADERS)
-        return self._chat_http.post(urlsplit(url).path, body, JSON_HEADERS)
+        parts = urlsplit(url)
+        target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+        return self._chat_http.post(target, body, JSON_HEADERS)
 
     async def _stream_once(self, body: bytes, on_delta: OnDelta | None) -> Completion:
         url = f"{self.base_url}/chat/completions"

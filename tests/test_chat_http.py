@@ -254,3 +254,43 @@ def test_https_verifies_the_server_against_the_given_context(
                     pass  # the default context does not trust a self-signed certificate
 
     asyncio.run(main())
+
+
+def test_an_idle_connection_past_its_expiry_is_not_reused(monkeypatch: pytest.MonkeyPatch,
+                                                          ) -> None:
+    monkeypatch.setattr("rumination.chat_http.KEEPALIVE_EXPIRY_S", 0.05)
+
+    async def main() -> None:
+        async with server(sse_forever) as (url, connections):
+            chat = client(url)
+            for pause in (0.0, 0.2):
+                await asyncio.sleep(pause)
+                async with chat.post("/v1/chat/completions", b"x", {}) as response:
+                    await response.aread()
+            assert connections == [0, 1]
+            await chat.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_header_that_cannot_be_sent_is_an_httpx_error() -> None:
+    async def main() -> None:
+        async with server(sse_forever) as (url, _):
+            chat = ChatHTTP(url, headers={"Authorization": "Bearer k\n"}, timeout=TIMEOUT)
+            with pytest.raises(httpx.LocalProtocolError, match="cannot send this request"):
+                async with chat.post("/v1/chat/completions", b"x", {}):
+                    pass
+
+    asyncio.run(main())
+
+
+def test_a_request_that_ends_after_aclose_closes_its_connection() -> None:
+    async def main() -> None:
+        async with server(sse_forever) as (url, _):
+            chat = client(url)
+            async with chat.post("/v1/chat/completions", b"x", {}) as response:
+                await chat.aclose()
+                await response.aread()
+            assert chat._idle == []
+
+    asyncio.run(main())
