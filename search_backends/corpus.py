@@ -52,6 +52,7 @@ from .fts_query import fts_terms
 SCHEMA_VERSION = 3
 COMMIT_EVERY = 200
 INDEX_CACHE_KIB = 256 * 1024
+MERGE_SHARE = 0.25
 # marks the matched words in snippets; plain text, so it survives neutralise() and rendering
 HIGHLIGHT = "**"
 # bm25 with a title match worth five body matches (best of 1-10 on SciFact and Cranfield)
@@ -234,12 +235,24 @@ class Corpus:
             for key in gone:
                 self._drop(key)
                 report(FileEvent(Path(key), "removed", position=len(files), total=len(files)))
+        self._merge_if_grown(counts["passages"])
         return IndexStats(
             added=counts["added"], updated=counts["updated"], unchanged=counts["unchanged"],
             removed=len(gone), skipped=counts["skipped"], passages=counts["passages"],
             unsupported=dict(unsupported),
             seconds=time.perf_counter() - started,
         )
+
+    def _merge_if_grown(self, written: int) -> None:
+        """Merges the full-text index into one segment when this run wrote at least
+        MERGE_SHARE of the corpus's passages. Bulk inserts leave FTS5 many segments, and a
+        search reads every one for each term: at 1M passages, 19 segments made the median
+        search 1.5x slower. The merge reads the whole index (14 s at 1M passages, 4% of
+        indexing it), so it waits until that much is new: its cost per passage written stays
+        bounded however large the corpus."""
+        if written and written >= MERGE_SHARE * self.passage_count():
+            with self._transaction():
+                self._db.execute("INSERT INTO passages_fts(passages_fts) VALUES('optimize')")
 
     def search(self, query: str, limit: int = 10) -> list[SearchHit]:
         """The best passage of each of the `limit` best-ranked documents for `query` (see

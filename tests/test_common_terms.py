@@ -74,3 +74,20 @@ def test_counts_are_forgotten_when_another_connection_changes_the_corpus(
     big_corpus.index_folder(tmp_path / "docs")  # its own commit: data_version stays
     assert (counts.passages(), counts.matches('"firn"')) == (MIN_PASSAGES + 206, 16)
     big_corpus.close()
+
+
+def segments(corpus: Corpus) -> int:
+    return int(corpus._db.execute(
+        "SELECT count(DISTINCT segid) FROM passages_fts_idx").fetchone()[0])
+
+
+def test_an_index_run_that_wrote_much_of_the_corpus_leaves_one_segment(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_docs(docs, 0, 450, "Note {number}: firn.")  # 3 transactions of COMMIT_EVERY files
+    corpus = Corpus(tmp_path / "corpus.db", create=True)
+    corpus.index_folder(docs)
+    assert segments(corpus) == 1
+    write_docs(docs, 450, 1, "Note {number}: firn.")  # a small change: no merge
+    corpus.index_folder(docs)
+    assert segments(corpus) == 2
+    corpus.close()
