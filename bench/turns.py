@@ -12,10 +12,11 @@ the client adds. Two clients run the same session against it, in one run:
   (WAL, synchronous=FULL) before the next request.
 
 Prints each client's median and p90 gap, their ratio (target: at most 2x), and the harness's
-CPU per turn. `--profile` also runs the harness once under cProfile and prints where its own
-time goes, by package and by function.
+CPU per turn. `--breakdown` also runs the harness once with timestamps around each step of
+the gap (on the simulator's clock) and prints the median of each; `--profile` runs it under
+cProfile and prints where its own time goes, by package and by function.
 
-    python bench/turns.py [--turns 40] [--ms-per-token 25] [--docs 40] [--profile]
+    python bench/turns.py [--turns 40] [--ms-per-token 25] [--docs 40] [--breakdown] [--profile]
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import argparse
 import asyncio
 import cProfile
 import http.client
+import importlib
+import inspect
 import json
 import pstats
 import random
@@ -33,9 +36,10 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from rumination.search_backends.corpus import Corpus
@@ -236,6 +240,70 @@ def profile_breakdown(url: str, corpus: Path, workdir: Path, turns: int, top: in
     stats.sort_stats("cumulative").print_stats(top)
 
 
+# ---- the gap, step by step ---------------------------------------------------------------------
+
+_STEPS = {  # label: (class, method) timed around each call
+    "model answer read": ("rumination.llm", "LLMClient", "_stream_once"),
+    "tool": ("rumination.browser", "Browser", "execute"),
+    "checkpoint": ("rumination.loop", "TurnLoop", "_checkpoint"),
+    "window fit": ("rumination.context", "ContextBudget", "fit"),
+}
+
+
+def _timed(marks: list[tuple[str, float]], label: str, method: Any) -> Any:
+    if inspect.iscoroutinefunction(method):
+        async def timed_async(*args: Any, **kwargs: Any) -> Any:
+            marks.append((label + ">", time.monotonic()))
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                marks.append((label + "<", time.monotonic()))
+        return timed_async
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        marks.append((label + ">", time.monotonic()))
+        try:
+            return method(*args, **kwargs)
+        finally:
+            marks.append((label + "<", time.monotonic()))
+    return timed
+
+
+def gap_breakdown(url: str, corpus: Path, workdir: Path, turns: int,
+                  timings: Callable[[], Sequence[ChatTiming]]) -> None:
+    """Medians of each step between a response's end and the next request's arrival."""
+    marks: list[tuple[str, float]] = []
+    originals = []
+    for label, (module, cls, name) in _STEPS.items():
+        owner = getattr(importlib.import_module(module), cls)
+        originals.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, _timed(marks, label, getattr(owner, name)))
+    try:
+        harness_run(url, corpus, workdir, turns)
+    finally:
+        for owner, name, method in originals:
+            setattr(owner, name, method)
+    steps: dict[str, list[float]] = defaultdict(list)
+    for before, after in pairwise(timings()):
+        first: dict[str, float] = {}
+        for label, at in marks:
+            if before.done - 0.001 <= at <= after.arrived + 0.001:
+                first.setdefault(label, at)
+        if {"model answer read<", "model answer read>"} - first.keys():
+            continue
+        answer_read, next_request = first["model answer read<"], first["model answer read>"]
+        steps["response end -> answer read"].append(answer_read - before.done)
+        for label in ("tool", "checkpoint", "window fit"):
+            if label + ">" in first:
+                steps[label].append(first[label + "<"] - first[label + ">"])
+        steps["answer read -> next request (all of the above)"].append(next_request - answer_read)
+        steps["next request -> at the server"].append(after.arrived - next_request)
+        steps["whole gap"].append(after.arrived - before.done)
+    print("\nthe harness's gap, step by step (medians, one run):")
+    for label, seconds in steps.items():
+        print(f"  {label:<48} {1000 * statistics.median(seconds):>6.2f} ms")
+
+
 # ---- main ------------------------------------------------------------------------------------
 
 
@@ -247,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--words", type=int, default=600, help="words per document")
     parser.add_argument("--repeat", type=int, default=2,
                         help="sessions per client, alternating (the machine's noise is shared)")
+    parser.add_argument("--breakdown", action="store_true")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=30, help="functions listed by --profile")
     args = parser.parse_args(argv)
@@ -278,6 +347,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:<12} {requests:>8} {p50:>11.2f} {p90:>11.2f} {cpu_ms:>15.2f}")
         ratio = rows[0][2] / rows[1][2]
         print(f"median gap ratio rumination / reference: {ratio:.2f}x (target <= 2x)")
+        if args.breakdown:
+            workdir = Path(tmp, "timed")
+            workdir.mkdir()
+            with simulator_process(long_reader, (args.turns,), config) as sim:
+                gap_breakdown(sim.url, corpus, workdir, args.turns, sim.stop)
         if args.profile:
             workdir = Path(tmp, "profiled")
             workdir.mkdir()
