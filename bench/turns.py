@@ -242,7 +242,7 @@ def profile_breakdown(url: str, corpus: Path, workdir: Path, turns: int, top: in
 
 # ---- the gap, step by step ---------------------------------------------------------------------
 
-_STEPS = {  # label: (class, method) timed around each call
+_STEPS = {  # label: (module, class, method) timed around each call
     "model answer read": ("rumination.llm", "LLMClient", "_stream_once"),
     "tool": ("rumination.browser", "Browser", "execute"),
     "checkpoint": ("rumination.loop", "TurnLoop", "_checkpoint"),

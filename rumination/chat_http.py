@@ -120,15 +120,11 @@ class ChatHTTP:
         self._https = parts.scheme == "https"
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or (443 if self._https else 80)
+        host = f"[{self._host}]" if ":" in self._host else self._host  # IPv6 keeps its brackets
         default_port = parts.port is None or parts.port == (443 if self._https else 80)
-        host_header = self._host if default_port else f"{self._host}:{self._port}"
-        if ":" in self._host and default_port:  # an IPv6 literal keeps its brackets
-            host_header = f"[{self._host}]"
-        elif ":" in self._host:
-            host_header = f"[{self._host}]:{self._port}"
-        self._headers = [("Host", host_header), ("Accept", "*/*"),
-                         ("Accept-Encoding", "identity"), ("User-Agent", "rumination"),
-                         *headers.items()]
+        self._headers = [("Host", host if default_port else f"{host}:{self._port}"),
+                         ("Accept", "*/*"), ("Accept-Encoding", "identity"),
+                         ("User-Agent", "rumination"), *headers.items()]
         self._timeout = timeout
         self._ssl = (ssl_context or ssl.create_default_context()) if self._https else None
         self._idle: list[_Connection] = []
@@ -142,7 +138,7 @@ class ChatHTTP:
         except TimeoutError:
             raise httpx.ConnectTimeout(f"no connection to {self._host}:{self._port} in "
                                        f"{self._timeout.connect:g} s") from None
-        except (OSError, ssl.SSLError) as exc:
+        except OSError as exc:  # ssl.SSLError included
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from None
         return _Connection(reader, writer)
 

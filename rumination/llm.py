@@ -134,11 +134,11 @@ class LLMClient:
         self._encoder = MessageEncoder()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
-        self._http = httpx.AsyncClient(verify=verifying_context(http2=False), headers=headers,
-                                       timeout=timeout, transport=transport)
+        tls = verifying_context(http2=False)
+        self._http = httpx.AsyncClient(verify=tls, headers=headers, timeout=timeout,
+                                       transport=transport)
         self._chat_http = None if transport is not None or proxied(self.base_url) else ChatHTTP(
-            self.base_url, headers=headers, timeout=timeout,
-            ssl_context=verifying_context(http2=False))
+            self.base_url, headers=headers, timeout=timeout, ssl_context=tls)
 
     @property
     def server_root(self) -> str:
