@@ -1,4 +1,4 @@
-"""Words common in a corpus are left out of its ranked search (search_backends/common_terms)."""
+"""Words common in a corpus are left out of its ranked search (rumination/search_backends/common_terms)."""
 
 from __future__ import annotations
 
