@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, field_validator
 from .batch import Batch, JobResult, Renderer
 from .errors import UsageError
 from .events import EventHandler
-from .jobs import Job
+from .jobs import Job, check_output_name
 from .llm import LLMClient
 from .models import Report
 from .output import write_atomic
@@ -52,6 +52,18 @@ class EvalItem(BaseModel):
     @classmethod
     def _numbers_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int | float) else value
+
+    @field_validator("id")
+    @classmethod
+    def _names_a_report(cls, value: str) -> str:
+        check_output_name(report_name(value))
+        return value
+
+
+def report_name(item_id: str) -> str:
+    """The item's report file name in OUT_DIR/reports (without extension): characters other
+    than letters, digits, `.`, `_`, `-` become `-`."""
+    return _SAFE.sub("-", item_id)
 
 
 @dataclass
@@ -82,7 +94,7 @@ class ItemResult:
 def load_suite(path: Path) -> list[EvalItem]:
     """The items of a JSONL or YAML suite; every error names its line or item, in one line."""
     items = load_records(path, EvalItem, noun="item", needs="`id` and `question`")
-    ids = [_SAFE.sub("-", item.id) for item in items]
+    ids = [report_name(item.id) for item in items]
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:
         raise UsageError(f"{path}: two items share the id {repeated[0]!r}")
@@ -231,7 +243,7 @@ async def run_eval(
     on_event: EventHandler | None = None,
 ) -> tuple[list[ItemResult], dict[str, Any]]:
     """Run and score a suite; write results.jsonl, summary.json and summary.md to out_dir."""
-    jobs = [Job.model_validate({"question": item.question, "name": _SAFE.sub("-", item.id)})
+    jobs = [Job.model_validate({"question": item.question, "name": report_name(item.id)})
             for item in items]
     batch = Batch(jobs, out_dir / REPORTS_DIR, settings, render, concurrency=concurrency,
                   on_event=on_event)

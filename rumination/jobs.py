@@ -1,21 +1,55 @@
 """Read a batch jobs file (YAML list or JSONL) into validated jobs.
 
-Every error names the line (JSONL) or job number (YAML) and the field, in one line.
+Every error names the line (and in YAML the job number) and the field, in one line.
+A job's `name` is a file name inside the output folder, never a path.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+from pydantic_core import PydanticCustomError
 
 from .errors import UsageError
 from .records import load_records
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# room in a 255-byte file name for the extension and write_atomic's temporary name around it
+MAX_NAME_BYTES = 200
+
+
+def _name_problem(name: str) -> str | None:
+    """Why `name` cannot be a file name inside the output folder, or None when it can."""
+    if not name.strip():
+        return "is empty"
+    if name in (".", ".."):
+        return "is '.' or '..'"
+    if "/" in name or "\\" in name:
+        return "contains a path separator (/ or \\)"
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        return "contains a control character"
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        return f"is longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
+def check_output_name(name: str) -> str:
+    """`name` itself; a validation error when it would not name a file inside the output
+    folder (a path, `..`, a control character), so no report is written elsewhere."""
+    problem = _name_problem(name)
+    if problem is not None:
+        shown = repr(name if len(name) <= 120 else name[:120] + "…")
+        raise PydanticCustomError("output_name", "{name} is not a plain file name: it {problem}",
+                                  {"name": shown, "problem": problem})
+    return name
+
+
+OutputName = Annotated[str, AfterValidator(check_output_name)]
 
 
 class Job(BaseModel):
@@ -24,7 +58,7 @@ class Job(BaseModel):
     model_config = {"extra": "forbid"}
 
     question: str = Field(min_length=1)
-    name: str | None = Field(None, description="output file name without extension")
+    name: OutputName | None = Field(None, description="output file name without extension")
     llm_url: str | None = None
     model: str | None = None
     backend: str | None = None

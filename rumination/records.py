@@ -1,5 +1,5 @@
 """Read a file of records, JSONL or YAML (a list, or a list under one key), into validated
-pydantic models. Every error names the line (JSONL) or record number (YAML) and the field,
+pydantic models. Every error names the line (and in YAML the record number) and the field,
 in one line."""
 
 from __future__ import annotations
@@ -25,6 +25,18 @@ def _parse(model: type[M], where: str, raw: Any, noun: str, needs: str) -> M:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or noun
         raise UsageError(f"{where}: field `{field}`: {first['msg']}") from None
+
+
+def _yaml_item_lines(text: str, key: str) -> dict[int, str]:
+    """`":LINE"` where each item of the YAML list (top level, or under `key`) starts, by
+    item number from 1."""
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    if isinstance(node, yaml.MappingNode):
+        node = next((value for name, value in node.value
+                     if isinstance(name, yaml.ScalarNode) and name.value == key), None)
+    if not isinstance(node, yaml.SequenceNode):
+        return {}
+    return {i: f":{item.start_mark.line + 1}" for i, item in enumerate(node.value, start=1)}
 
 
 def load_records(path: Path, model: type[M], *, noun: str, needs: str) -> list[M]:
@@ -55,7 +67,8 @@ def load_records(path: Path, model: type[M], *, noun: str, needs: str) -> list[M
             data = data[f"{noun}s"]
         if not isinstance(data, list):
             raise UsageError(f"{path}: expected a list of {noun}s (or a `{noun}s:` list)")
-        records = [_parse(model, f"{path}: {noun} {i}", raw, noun, needs)
+        lines = _yaml_item_lines(text, f"{noun}s")
+        records = [_parse(model, f"{path}{lines.get(i, '')}: {noun} {i}", raw, noun, needs)
                    for i, raw in enumerate(data, start=1)]
     if not records:
         raise UsageError(f"{path}: no {noun}s")

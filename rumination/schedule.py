@@ -15,13 +15,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from croniter import croniter
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from .errors import UsageError
 from .events import EventHandler, emit
 from .outdir import OutDir, is_url
+from .records import load_records
 
 
 class Schedule(BaseModel):
@@ -42,22 +42,9 @@ class Schedule(BaseModel):
 
 
 def load_schedules(path: Path) -> list[Schedule]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise UsageError(f"cannot read schedules file {path}: {exc}") from None
-    entries = data.get("schedules") if isinstance(data, dict) else data
-    if not isinstance(entries, list) or not entries:
-        raise UsageError(f"{path}: expected a non-empty `schedules:` list")
     schedules = []
-    for number, raw in enumerate(entries, start=1):
-        try:
-            schedule = Schedule.model_validate(raw)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "schedule"
-            message = f"schedule {number}: field `{field}`: {first['msg']}"
-            raise UsageError(f"{path}: {message}") from None
+    for schedule in load_records(path, Schedule, noun="schedule",
+                                 needs="`name`, `cron`, `jobs` and `out_dir`"):
         base = path.parent
         out_dir = schedule.out_dir if is_url(schedule.out_dir) else str(base / schedule.out_dir)
         # a bad URL, a missing filesystem driver or a folder that cannot be written: now
