@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import uuid
+from collections.abc import Coroutine, Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,18 @@ class _State:
         self.data.setdefault(key, {}).update(fields)
         text = json.dumps(self.data, indent=2, sort_keys=True) + "\n"
         self.out_dir.write_text(STATE_FILE, text)
+
+
+async def _gather_fail_fast(work: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run `work` concurrently; the first error cancels the rest (and waits for them to
+    stop) before it propagates: a worker that cannot start stops the batch at once."""
+    tasks = [asyncio.ensure_future(item) for item in work]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class Batch:
@@ -99,10 +112,11 @@ class Batch:
                 try:
                     return await self.executor.run(by_key[key], run_id)
                 except WorkerLost as exc:
-                    await emit(self.on_event, "warning", job=key,
-                               message=f"worker lost ({exc}); attempt {tries + 1}")  # fmt: skip
                     run_id = claims.run_id(key) or run_id  # resume what the worker committed
                     error = f"the worker running this job died {tries} times ({exc})"
+                    if tries < WORKER_ATTEMPTS:
+                        message = f"worker lost ({exc}); attempt {tries + 1} of {WORKER_ATTEMPTS}"
+                        await emit(self.on_event, "warning", job=key, message=message)
             return JobResult(job=key, status="failed", run_id=run_id, error=error)
 
         async def slot() -> None:
@@ -142,10 +156,10 @@ class Batch:
                         lost.add(key)
                         task.cancel()
 
-        await self.executor.start(setup, self.on_event)
         beat = asyncio.ensure_future(heartbeat())
         try:
-            await asyncio.gather(*(slot() for _ in range(min(self.executor.slots, len(keys)))))
+            await self.executor.start(setup, self.on_event)
+            await _gather_fail_fast(slot() for _ in range(min(self.executor.slots, len(keys))))
         finally:
             beat.cancel()
             claims.release()  # on an error or Ctrl-C: jobs held here are free again at once

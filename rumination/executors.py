@@ -5,7 +5,9 @@ jobs at once. Actors rather than one Ray task per job because a research job is 
 chain of awaits on a model server, not CPU work: one process holds dozens of runs, and it
 keeps its HTTP connections, endpoint pool and store connection from job to job. A worker
 that dies takes its jobs with it; the driver sees `WorkerLost` and sends each job again to
-a (restarted) worker, which resumes the job's run from its last committed turn.
+a (restarted) worker, which resumes the job's run from its last committed turn. A worker that
+cannot be built (its process cannot import rumination, say) would fail every job the same way:
+that is `WorkerStartFailed`, a usage error that stops the batch, never a retry.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +33,10 @@ from .store import open_store
 
 class WorkerLost(Exception):
     """The process running a job died; the job may be sent again."""
+
+
+class WorkerStartFailed(UsageError):
+    """A worker's constructor raised: a configuration error, the same for every job."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,10 @@ class RayExecutor(Executor):
         )
         self.workers = [actor.remote(setup) for _ in range(self.workers_wanted)]
         self.in_flight = dict.fromkeys(range(len(self.workers)), 0)
+        try:  # wait until every worker is built, so a constructor error stops the batch here
+            await asyncio.gather(*(worker.pid.remote() for worker in self.workers))
+        except self.ray.exceptions.RayActorError as exc:
+            raise self._lost(exc) from None
 
     async def run(self, job: Job, run_id: str | None) -> JobResult:
         index = min(self.in_flight, key=lambda i: (self.in_flight[i], next(self._order)))
@@ -160,12 +171,20 @@ class RayExecutor(Executor):
             result: JobResult = await pending
             return result
         except self.ray.exceptions.RayActorError as exc:
-            raise WorkerLost(str(exc).splitlines()[0]) from None
+            raise self._lost(exc) from None
         except asyncio.CancelledError:  # the driver let the job go: stop it on the worker too
             self.ray.cancel(pending)
             raise
         finally:
             self.in_flight[index] -= 1
+
+    @staticmethod
+    def _lost(exc: Exception) -> WorkerLost | WorkerStartFailed:
+        """What a dead actor means: a worker whose constructor raised (restarting it would
+        only raise again), or one that died while it ran."""
+        if getattr(exc, "actor_init_failed", False):
+            return WorkerStartFailed(f"a Ray worker could not start: {raised_in(str(exc))}")
+        return WorkerLost(str(exc).splitlines()[0])
 
     async def worker_pids(self) -> list[int]:
         return [await worker.pid.remote() for worker in self.workers]
@@ -176,6 +195,18 @@ class RayExecutor(Executor):
                 await worker.close.remote()
             self.ray.kill(worker)
         self.workers = []
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_RAISED = re.compile(r"[A-Za-z_][\w.]*: \S")  # `ModuleNotFoundError: No module named 'x'`
+
+
+def raised_in(traceback_text: str) -> str:
+    """The exception (`Type: message`) that ends a traceback as Ray reports it: Ray wraps
+    the worker's own error (an import error in a RuntimeError, say), whose line comes last."""
+    lines = [line for line in _ANSI.sub("", traceback_text).splitlines() if line.strip()]
+    raised = [line for line in lines if _RAISED.match(line)]
+    return (raised or lines or ["unknown error"])[-1].strip()
 
 
 def make_executor(kind: str, concurrency: int, workers: int = 2, address: str | None = None

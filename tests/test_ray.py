@@ -7,13 +7,14 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import StartSimulator
-from rumination.reports.render import render_report
 from typer.testing import CliRunner
 
 from rumination import Settings
@@ -21,6 +22,7 @@ from rumination.batch import Batch
 from rumination.cli import app
 from rumination.executors import LocalExecutor, RayExecutor
 from rumination.jobs import Job
+from rumination.reports.render import render_report
 from rumination.store import RunStore
 from rumination.testing import simulate
 
@@ -59,6 +61,35 @@ def reports_in(folder: Path) -> dict[str, tuple[Any, ...]]:
                             [(s["source_id"], s["url"]) for s in report["sources"]],
                             [c["source_id"] for c in report["citations"]])  # fmt: skip
     return found
+
+
+def test_a_worker_that_cannot_start_stops_the_batch_with_its_cause(tmp_path: Path) -> None:
+    """The original failure: the driver's folder holds a `rumination` package that Ray puts
+    on its workers' path, so every worker dies importing it. One line naming the error, exit
+    2, before any job is sent (no "worker lost", no retries). First in this file, before the
+    module's own Ray starts: this one starts a Ray of its own in the CLI's process."""
+    pytest.importorskip("ray")
+    driver_folder = tmp_path / "clone"
+    (driver_folder / "rumination").mkdir(parents=True)
+    (driver_folder / "rumination" / "__init__.py").write_text(
+        'raise ImportError("this rumination is broken on purpose")\n', encoding="utf-8")
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("".join(f'{{"question": "q{i}", "name": "job{i}"}}\n' for i in range(3)),
+                    encoding="utf-8")  # fmt: skip
+    env = {**os.environ, "RAY_ADDRESS": "local", "XDG_DATA_HOME": str(tmp_path / "data"),
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}  # fmt: skip
+    command = [str(Path(sys.executable).with_name("rumination")), "batch", str(jobs),
+               "--out-dir", str(tmp_path / "out"), "--executor", "ray", "--workers", "2",
+               "--llm-url", "http://127.0.0.1:9", "--model", "sim"]  # fmt: skip
+    done = subprocess.run(command, cwd=driver_folder, env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: a Ray worker could not start: "
+                      "ImportError: this rumination is broken on purpose"], done.stderr
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and "worker lost" not in done.stderr
+    assert done.stdout == ""  # no job was reported, failed or otherwise
+    assert not list((tmp_path / "out").glob("job*"))
 
 
 def test_ray_and_local_executors_write_the_same_reports(
