@@ -1,0 +1,118 @@
+"""What a user does after `pip install .`: the demo, research against a served model (the
+simulator), batches, from the clone's root and from an empty folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from installkit import ROOT, SIMULATOR_MODEL, Install, Simulator, one_line_error
+
+QUESTION = "How do sea otters help kelp forests?"
+
+
+def _report_urls(report: Path) -> list[str]:
+    return [source["url"] for source in json.loads(report.read_text())["sources"]]
+
+
+@pytest.mark.parametrize("where", ["empty folder", "clone root"])
+def test_demo_runs_wherever_the_user_stands(
+    install: Install, user_env: dict[str, str], empty_dir: Path, tmp_path: Path, where: str
+) -> None:
+    cwd = empty_dir if where == "empty folder" else ROOT
+    out = tmp_path / "demo.json"
+    done = install.run(["rumination", "demo", "--out", str(out)], cwd=cwd, env=user_env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["simulated"] is True
+    assert report["citations"], "the demo report cites nothing"
+    assert "SIMULATOR" in done.stderr
+
+
+def test_python_m_rumination_from_the_clone_root_imports_every_part(
+    install: Install, user_env: dict[str, str], tmp_path: Path
+) -> None:
+    """From the clone's root the source tree shadows the install: it must be whole."""
+    probe = ("import rumination, rumination.reports, rumination.prompts, "
+             "rumination.search_backends.local; print(rumination.__file__)")
+    done = install.run(["python", "-c", probe], cwd=ROOT, env=user_env)
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()).parent == ROOT / "rumination"
+
+    out = tmp_path / "demo.md"
+    done = install.run(["python", "-m", "rumination", "demo", "--out", str(out)], cwd=ROOT,
+                       env=user_env)
+    assert done.returncode == 0, done.stderr
+    assert "SIMULATED" in out.read_text()
+    assert not (ROOT / "demo-report.md").exists()
+
+
+def test_research_against_a_served_model(
+    install: Install, user_env: dict[str, str], empty_dir: Path, simulator: Simulator
+) -> None:
+    done = install.run(
+        ["rumination", "research", QUESTION, "--llm-url", simulator.url, "--model",
+         SIMULATOR_MODEL, "--out", "report.json"], cwd=empty_dir, env=user_env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((empty_dir / "report.json").read_text())
+    assert report["model"] == SIMULATOR_MODEL
+    assert report["citations"]
+    assert all(url.startswith("file://") for url in _report_urls(empty_dir / "report.json"))
+    listed = install.run(["rumination", "runs", "list"], cwd=empty_dir, env=user_env)
+    assert report["run_id"] in listed.stdout and "finished" in listed.stdout
+
+
+def test_a_bad_report_extension_is_one_line(
+    install: Install, user_env: dict[str, str], empty_dir: Path
+) -> None:
+    done = install.run(["rumination", "demo", "--out", "r.pdf"], cwd=empty_dir, env=user_env)
+    assert done.returncode == 2
+    one_line_error(done.stderr)
+    assert not (empty_dir / "r.pdf").exists()
+
+
+def _jobs_file(folder: Path, names: list[str]) -> Path:
+    jobs = folder / "jobs.jsonl"
+    jobs.write_text("".join(
+        json.dumps({"name": name, "question": f"{QUESTION} ({name})", "format": "json"}) + "\n"
+        for name in names))
+    return jobs
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_batch_from_the_clone_root(
+    install: Install, user_env: dict[str, str], tmp_path: Path, simulator: Simulator,
+    executor: str,
+) -> None:
+    if executor == "ray" and not install.has_ray:
+        pytest.skip("Ray is not installed here (CI installs it)")
+    jobs = _jobs_file(tmp_path, ["otters", "kelp", "urchins"])
+    out_dir = tmp_path / "out"
+    options = ["--workers", "1", "--concurrency", "3"] if executor == "ray" else []
+    done = install.run(
+        ["rumination", "batch", str(jobs), "--out-dir", str(out_dir), "--executor", executor,
+         *options, "--llm-url", simulator.url, "--model", SIMULATOR_MODEL],
+        cwd=ROOT, env=user_env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "3 of 3 jobs done" in done.stderr
+    for name in ("otters", "kelp", "urchins"):
+        assert json.loads((out_dir / f"{name}.json").read_text())["citations"]
+
+
+@pytest.mark.parametrize("name", ["../escape", "ABSOLUTE", "a/b"])
+def test_batch_refuses_a_job_name_that_leaves_the_output_folder(
+    install: Install, user_env: dict[str, str], tmp_path: Path, simulator: Simulator, name: str
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    if name == "ABSOLUTE":
+        name = str(tmp_path / "escape")
+    jobs = _jobs_file(work, ["fine", name])
+    done = install.run(
+        ["rumination", "batch", str(jobs), "--out-dir", "out", "--llm-url", simulator.url,
+         "--model", SIMULATOR_MODEL], cwd=work, env=user_env)
+    assert done.returncode == 2
+    assert "jobs.jsonl:2:" in one_line_error(done.stderr)
+    assert [p.name for p in work.iterdir()] == ["jobs.jsonl"]
+    assert not list(tmp_path.glob("escape*"))
