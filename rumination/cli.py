@@ -358,6 +358,7 @@ def index(
 
         if not path.is_dir():
             raise UsageError(f"not a folder: {path}")
+        new_corpus = not db.exists()
         corpus = Corpus(db, create=True)
         try:
             with _IndexProgress() as show:
@@ -367,6 +368,8 @@ def index(
         finally:
             corpus.close()
         if not documents:
+            if new_corpus:  # an empty corpus this run made would only hide the mistake
+                db.unlink(missing_ok=True)
             found = stats.skipped + sum(stats.unsupported.values())
             raise UsageError(f"{path}: nothing to index: {plural(found, 'file')} found, "
                              f"{stats.skipped} unreadable, {stats.unsupported_line()}; "

@@ -1,7 +1,10 @@
 """Local documents as `rumination index` reads them (and `rumination extract` shows them):
 Markdown and text with optional front matter (`title:`, `url:`), HTML and PDF; a title from
-the front matter, the first `# heading`, the HTML title or the PDF metadata, else the file
-name; binary data and unreadable files refused with the reason."""
+the front matter, the first `# heading`, the first line of a `.txt` file when it looks like
+a title (see `_first_line_title`), the HTML title or the PDF metadata, else the file name;
+binary data and unreadable files refused with the reason. Bytes become text by the rules of
+`extract.decode` (UTF-8, byte order marks, Windows-1252 for Western text, else a guess);
+line ends become "\n", so paragraphs stay apart whatever system wrote the file."""
 
 from __future__ import annotations
 
@@ -18,6 +21,13 @@ from .extract import decode, html_text, html_title, pdf_page
 SUPPORTED_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".html", ".htm", ".pdf"})
 MAX_FILE_BYTES = 64 * 1024 * 1024
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
+# a .txt file's first line is its title only if it is at most this long...
+TITLE_MAX_CHARS = 100
+# ...and, when no blank line follows it, the next line is this many times longer (the first
+# two lines of a hard-wrapped paragraph are about as long as each other)
+TITLE_NEXT_LINE_RATIO = 1.5
+# the end of a sentence or of a clause: such a line is text, not a title
+_NOT_A_TITLE_END = (".", ",", ";", ":")
 
 
 class Unreadable(Exception):
@@ -37,6 +47,7 @@ def parse_document(path: Path, raw: str) -> ParsedDocument:
     if path.suffix.lower() in {".html", ".htm"}:
         title, body = _html_parts(raw)
     else:
+        raw = raw.replace("\r\n", "\n").replace("\r", "\n")
         match = _FRONT_MATTER.match(raw)
         if match:
             for line in match.group(1).splitlines():
@@ -47,6 +58,8 @@ def parse_document(path: Path, raw: str) -> ParsedDocument:
         body = raw.strip()
         heading = re.search(r"^#\s+(.+)$", body, re.MULTILINE)
         title = heading.group(1).strip() if heading else ""
+        if not title and not meta.get("title") and path.suffix.lower() == ".txt":
+            title, body = _first_line_title(body)
     title = meta.get("title") or title or _name_title(path)
     url = meta.get("url") or path.resolve().as_uri()
     return ParsedDocument(title=title, url=url, body=body)
@@ -101,6 +114,25 @@ def _quiet(logger_name: str) -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+
+
+def _first_line_title(body: str) -> tuple[str, str]:
+    """(title, the text after it) when the first line of a plain-text body looks like a
+    title: it has a letter, is at most TITLE_MAX_CHARS long, does not end like a sentence or
+    a clause, and text follows it, after a blank line or on a line at least
+    TITLE_NEXT_LINE_RATIO times as long. Else ("", body): the file name will be the title.
+    The title line leaves the body, so the first sentence does not start with it."""
+    first, _, rest = body.partition("\n")
+    title = " ".join(first.split())
+    next_line = rest.split("\n", 1)[0].strip()
+    looks_like_title = (
+        any(char.isalpha() for char in title)
+        and len(title) <= TITLE_MAX_CHARS
+        and not title.endswith(_NOT_A_TITLE_END)
+        and bool(rest.strip())
+        and (not next_line or len(next_line) >= TITLE_NEXT_LINE_RATIO * len(title))
+    )
+    return (title, rest.strip()) if looks_like_title else ("", body)
 
 
 def _name_title(path: Path) -> str:

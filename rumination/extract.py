@@ -8,9 +8,14 @@ JSON as they are; anything else is refused with a short reason.
 Character sets, in order: a byte order mark; the HTTP charset (except that a page declared
 Latin-1/ASCII that is valid UTF-8 is read as UTF-8, the common server default gone wrong);
 for HTML a `<meta charset>` / `http-equiv` / XML declaration in the first bytes; UTF-8 if
-the bytes are valid UTF-8; charset_normalizer's guess (installed with trafilatura); UTF-8
-with replacement characters as the last resort. Labels are read the way browsers read them
-(WHATWG): `iso-8859-1` means windows-1252, `gb2312`/`gbk` mean GB18030, and so on.
+the bytes are valid UTF-8; Windows-1252 (Latin-1 plus curly quotes, dashes and the euro sign)
+when they read as Western European text (see `_reads_as_western`); charset_normalizer's
+guess; Windows-1252 with replacement characters as the last resort. charset_normalizer alone
+misreads Western text, short or long (naïve ½ as Farsi, French as Windows-1250), which is why
+that check comes first. Labels are read the way browsers read them (WHATWG): `iso-8859-1`
+means windows-1252, `gb2312`/`gbk` mean GB18030, and so on. Local files (`rumination index`,
+`rumination extract`, and so `click` on a corpus document) are decoded by the same rules,
+with no declared charset.
 """
 
 from __future__ import annotations
@@ -38,8 +43,22 @@ GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"
                            "application/unknown", "unknown/unknown"})
 PDF_NEEDS_PYPDF = "unsupported: PDF reading needs pypdf (install rumination[pdf])"
 
-_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+# UTF-32's little-endian mark starts like UTF-16's: it is looked for first
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"),
+         (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
          (codecs.BOM_UTF16_BE, "utf-16"))
+# the non-ASCII letters of Windows-1252, and the punctuation found inside Western words
+# (don’t, col·lecció, soft hyphens, dashes)
+_CP1252_LETTERS = "ƒŠŒŽšœžŸªµºÀ-ÖØ-öø-ÿ"
+_IN_WORD_PUNCTUATION = "’‘·–—\xad"
+_LONG_NON_ASCII_RUN = re.compile(f"[{_CP1252_LETTERS}]{{4,}}")
+_SYMBOL_IN_WORD = re.compile(
+    f"[A-Za-z{_CP1252_LETTERS}][^\\x00-\\x7f{_CP1252_LETTERS}{_IN_WORD_PUNCTUATION}]"
+    f"[A-Za-z{_CP1252_LETTERS}]"
+)
+_NON_ASCII_LETTER = re.compile(f"[{_CP1252_LETTERS}]")
+_ASCII_LETTER = re.compile("[A-Za-z]")
+_SAMPLE_BYTES = 200_000
 # WHATWG label -> the Python codec that decodes like a browser does
 _ALIASES = {
     **dict.fromkeys(["iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "ascii",
@@ -146,17 +165,35 @@ def decode(body: bytes, content_type: str = "", *, html: bool = False) -> str:
         pass
     if declared is not None:
         return body.decode(declared, errors="replace")
-    guessed = _guess(body)
-    return body.decode(guessed or "utf-8", errors="replace")
+    return body.decode(_guess(body), errors="replace")
 
 
-def _guess(body: bytes) -> str | None:
+def _guess(body: bytes) -> str:
+    """The codec of bytes that declare none and are not UTF-8."""
+    if _reads_as_western(body[:_SAMPLE_BYTES]):
+        return "cp1252"
+    from charset_normalizer import from_bytes  # imported late: slow, and rarely needed
+
+    best = from_bytes(body[:_SAMPLE_BYTES]).best()
+    return (codec_for(best.encoding) if best is not None else None) or "cp1252"
+
+
+def _reads_as_western(body: bytes) -> bool:
+    """Whether `body` read as Windows-1252 looks like Western European text: every byte is
+    defined there, at most half the letters are accented ones, no four accented letters in a
+    row, and no symbol between two letters. Cyrillic, Greek, Arabic and Hebrew code pages
+    give words of accented letters only; CJK ones give undefined bytes or symbols inside
+    words; Windows-1250's ą, ł, ż come out as ¹, ³, ¿ inside words."""
     try:
-        from charset_normalizer import from_bytes
-    except ImportError:  # pragma: no cover - trafilatura depends on it
-        return None
-    best = from_bytes(body[:200_000]).best()
-    return codec_for(best.encoding) if best is not None else None
+        text = body.decode("cp1252")
+    except UnicodeDecodeError:
+        return False
+    accented = len(_NON_ASCII_LETTER.findall(text))
+    return (
+        accented <= len(_ASCII_LETTER.findall(text))
+        and not _LONG_NON_ASCII_RUN.search(text)
+        and not _SYMBOL_IN_WORD.search(text)
+    )
 
 
 def media_type(content_type: str) -> str:
