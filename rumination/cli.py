@@ -632,12 +632,15 @@ runs_app = typer.Typer(help="Inspect, export and resume stored runs.", no_args_i
 app.add_typer(runs_app, name="runs")
 
 
-def _store(settings: Settings | None = None, url: str | None = None) -> RunStore:
-    """The run store of `settings`, else of the configuration with `--store` on top."""
+def _store(
+    settings: Settings | None = None, url: str | None = None, read_only: bool = False
+) -> RunStore:
+    """The run store of `settings`, else of the configuration with `--store` on top;
+    `read_only`: an existing one, opened for reading (a missing store is a UsageError)."""
     from .settings import Settings
     from .store import open_store
 
-    return open_store(settings or Settings.load(store_url=url))
+    return open_store(settings or Settings.load(store_url=url), read_only)
 
 
 @runs_app.command("list")
@@ -647,19 +650,36 @@ def runs_list(
     """List stored runs, newest first."""
 
     def body() -> None:
-        for r in _store(url=store).list_runs(limit):
+        for r in _store(url=store, read_only=True).list_runs(limit):
             typer.echo(f"{r.run_id}\t{r.status}\t{plural(r.turns, 'turn')}\t{r.created_at}"
                        f"\t{r.question}")
 
     _guarded(body)
 
 
+def _turn_lines(turn: Turn, full: bool) -> list[str]:
+    """A stored turn: its tool call and the size of what it returned; `full` adds what the
+    model wrote and the observation it got back, whole."""
+    call = turn.tool_call.model_dump_json() if turn.tool_call else turn.protocol_error or "answer"
+    lines = [f"  turn {turn.index + 1}: {call} -> {plural(len(turn.observation or ''), 'char')}"]
+    if full:
+        for label, text in (("model", turn.assistant_text), ("observation", turn.observation)):
+            lines.append(f"    {label}:")
+            lines.append(textwrap.indent(text, "      ") if text else "      (none)")
+    return lines
+
+
 @runs_app.command("show")
-def runs_show(run_id: str, store: StoreOpt = None) -> None:
-    """Show a run's turns: each tool call and the size of what it returned."""
+def runs_show(
+    run_id: str,
+    store: StoreOpt = None,
+    full: Annotated[bool, typer.Option("--full", help="also print what the model wrote and "
+                                       "what each tool returned, whole")] = False,
+) -> None:
+    """Show a run's turns: each tool call and the size of what it returned (--full: the text)."""
 
     def body() -> None:
-        runs = _store(url=store)
+        runs = _store(url=store, read_only=True)
         r = runs.get_run(run_id)
         typer.echo(f"run {r.run_id} ({r.status}), model {r.model}, backend {r.backend}")
         typer.echo(f"question: {r.question}")
@@ -696,7 +716,7 @@ def runs_export(
         from .output import write_atomic
         from .runs import export_report, export_run
 
-        runs = _store(url=store)
+        runs = _store(url=store, read_only=True)
         if report_fmt is not None:
             text = export_report(runs, run_id, _report_format(out, report_fmt, report_fmt))
         else:

@@ -12,7 +12,6 @@ The file is SQLite in WAL mode, so concurrent runs and batch jobs can share it.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import sqlite3
 import threading
@@ -23,6 +22,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .cachedir import user_cache_dir
 from .errors import ConfigError
 from .sources import normalize_url
 
@@ -44,8 +44,7 @@ _DIRECTIVE = re.compile(r"([a-z-]+)\s*(?:=\s*\"?([^\",]*)\"?)?")
 
 
 def default_cache_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "rumination" / "http-cache.db"
+    return user_cache_dir() / "http-cache.db"
 
 
 @dataclass(frozen=True)

@@ -27,17 +27,40 @@ def check_writable_file(path: Path, what: str) -> None:
     """UsageError now if a report could not be written to `path` at the end of a run."""
     if path.is_dir():
         raise UsageError(f"{what} {path} is a folder; give a file name")
-    check_writable_folder(path.parent, what)
+    _check_folder(path.parent, f"cannot write {what} {path}")
 
 
 def check_writable_folder(folder: Path, what: str) -> None:
     """UsageError now if files could not be written into `folder` (created if missing)."""
+    _check_folder(folder, f"cannot write to {what} {folder}")
+
+
+def _check_folder(folder: Path, failure: str) -> None:
+    """Create `folder` if missing and try a file in it; the error names the folder that
+    failed (a file standing where a folder must be, the one that could not be created, or
+    the one that takes no new files), not just the last one."""
+    blocking = _nearest_existing(folder)
+    if not blocking.is_dir():
+        raise UsageError(f"{failure}: {blocking} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        failed = exc.filename or folder
+        raise UsageError(f"{failure}: cannot create the folder {failed}: "
+                         f"{exc.strerror or exc}") from None
+    try:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise UsageError(f"cannot write to {what} {folder}: {exc.strerror or exc}") from None
+        raise UsageError(f"{failure}: the folder {folder} takes no new files "
+                         f"({exc.strerror or exc})") from None
+
+
+def _nearest_existing(path: Path) -> Path:
+    """`path`, else its nearest ancestor that exists."""
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
 
 
 def write_failure(path: Path | str, exc: OSError, run_id: str, stored: bool) -> UsageError:

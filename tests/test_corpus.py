@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rumination.search_backends.corpus import SCHEMA_VERSION, Corpus, IndexStats
-from rumination.search_backends.fts_query import fts_query
-from rumination.search_backends.local import LocalCorpusBackend, demo_corpus_path
 
 from rumination.documents import parse_document
 from rumination.errors import UsageError
+from rumination.search_backends.corpus import SCHEMA_VERSION, Corpus, IndexStats
+from rumination.search_backends.fts_query import fts_query
+from rumination.search_backends.local import LocalCorpusBackend, demo_corpus_path
 
 GLACIER_MD = """---
 title: Glaciers of the Alps
@@ -279,7 +279,8 @@ def test_demo_corpus_is_indexed_into_the_cache(
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     path = demo_corpus_path()
-    assert path == tmp_path / "cache" / "rumination" / "demo-corpus.db"
+    assert path.parent == tmp_path / "cache" / "rumination"
+    assert path.name.startswith("demo-corpus-")  # one index per install: tests/test_demo_cache.py
     with sqlite3.connect(path) as db:
         count = db.execute("SELECT count(*) FROM documents").fetchone()[0]
     assert count >= 10

@@ -1,17 +1,21 @@
 """The `local` backend: search a SQLite corpus built by `rumination index`.
 
 With no corpus configured it uses the bundled demo corpus (texts written for this project,
-CC0), indexed on first use into the user's cache folder.
+CC0), indexed on first use into the user's cache folder: one index per installed copy, since
+its documents' URLs are the paths of that copy's files.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
+import hashlib
+import sqlite3
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rumination.cachedir import user_cache_dir
 from rumination.models import Page, SearchHit
 
 from .corpus import Corpus
@@ -20,18 +24,50 @@ if TYPE_CHECKING:
     from rumination.settings import Settings
 
 
+DEMO_INDEX_PREFIX = "demo-corpus"
+_SHARED_DEMO_INDEX = "demo-corpus.db"  # the one index every install used to share
+_SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
+
+
 def demo_corpus_path() -> Path:
     """The bundled demo corpus, indexed (or refreshed) into the cache folder."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rumination"
-    cache.mkdir(parents=True, exist_ok=True)
-    db_path = cache / "demo-corpus.db"
     with as_file(files("rumination.search_backends") / "demo_corpus") as folder:
-        corpus = Corpus(db_path, create=True)
-        try:
-            corpus.index_folder(Path(folder))
-        finally:
-            corpus.close()
+        return index_demo_corpus(Path(folder), user_cache_dir())
+
+
+def index_demo_corpus(folder: Path, cache: Path) -> Path:
+    """`folder` indexed into an index of its own in `cache`, named after where it lies: two
+    installs never share one, so neither cites the other's files. An install changed in place
+    is brought up to date file by file (Corpus.index_folder), and the indexes of copies that
+    are gone are deleted."""
+    folder = folder.resolve()
+    digest = hashlib.sha256(str(folder).encode("utf-8")).hexdigest()[:16]
+    db_path = cache / f"{DEMO_INDEX_PREFIX}-{digest}.db"
+    _delete_indexes_of_deleted_copies(cache)
+    corpus = Corpus(db_path, create=True)
+    try:
+        corpus.index_folder(folder)
+    finally:
+        corpus.close()
     return db_path
+
+
+def _delete_indexes_of_deleted_copies(cache: Path) -> None:
+    """Delete the shared index older versions wrote, and each demo index whose files are gone."""
+    for db_path in cache.glob(f"{DEMO_INDEX_PREFIX}*.db"):
+        if db_path.name == _SHARED_DEMO_INDEX or _files_are_gone(db_path):
+            for leftover in (db_path, *(Path(f"{db_path}{end}") for end in _SQLITE_SIDE_FILES)):
+                leftover.unlink(missing_ok=True)
+
+
+def _files_are_gone(db_path: Path) -> bool:
+    """True if the index holds documents and none of their files exists any more."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True)) as db:
+            paths = [Path(row[0]) for row in db.execute("SELECT path FROM documents")]
+    except sqlite3.Error:  # being created right now, or not an index: leave it
+        return False
+    return bool(paths) and not any(path.exists() for path in paths)
 
 
 class LocalCorpusBackend:

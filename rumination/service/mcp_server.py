@@ -13,10 +13,12 @@ from rumination import __version__
 from rumination.agent import Researcher
 from rumination.errors import RuminationError
 from rumination.events import Event
-from rumination.models import Citation, Source
+from rumination.figures import report_figures
+from rumination.models import Citation, ReportFigures, Source
 from rumination.reports.render import render_report
 from rumination.settings import Settings
 from rumination.store import RunStore, open_store
+from rumination.wording import counts_phrase
 
 INSTRUCTIONS = (
     "Deep research with a tool-using model: `research` searches, reads pages and returns a "
@@ -29,8 +31,10 @@ class ResearchResult(BaseModel):
     run_id: str
     question: str
     report_markdown: str = Field(description="the report, citations as [n], sources listed")
-    citations: list[Citation]
+    citations: list[Citation] = Field(description="the sources the report cites, by number [n]")
     sources: list[Source] = Field(description="every source the run saw, cited or not")
+    figures: ReportFigures = Field(description="figures.citations: citation marks in the "
+                                   "text; figures.distinct_sources_cited: the sources they cite")
     warnings: list[str]
     turns: int
     model: str
@@ -62,7 +66,7 @@ class Progress:
             await self._say("writing the report")
         elif event.kind == "finished":
             self.done = self.total
-            await self._say(f"done: {d['citations']} sources cited of {d['sources']} seen")
+            await self._say(f"done: {counts_phrase(d)}")
 
     async def _say(self, message: str) -> None:
         await self.ctx.report_progress(min(self.done, self.total), self.total, message)
@@ -92,8 +96,8 @@ def build_server(settings: Settings, store: RunStore | None = None) -> MCPServer
         return ResearchResult(
             run_id=report.run_id, question=report.question,
             report_markdown=render_report(report, "md"), citations=report.citations,
-            sources=report.sources, warnings=report.warnings, turns=report.turns,
-            model=report.model,
+            sources=report.sources, figures=report_figures(report), warnings=report.warnings,
+            turns=report.turns, model=report.model,
         )
 
     @server.tool()
@@ -141,9 +145,8 @@ def serve_mcp(settings: Settings, transport: str, host: str, port: int) -> None:
     if transport == "stdio":
         build_server(settings).run("stdio")
         return
-    import uvicorn
-
-    from .server import check_exposure
+    from .server import check_exposure, listening_socket, run_uvicorn
 
     check_exposure(host, settings)
-    uvicorn.run(http_app(settings, host), host=host, port=port, log_level="info")
+    with listening_socket(host, port) as listener:
+        run_uvicorn(http_app(settings, host), listener, host)
