@@ -72,6 +72,9 @@ class Database(ABC):
     def close(self) -> None: ...
 
     @abstractmethod
+    def has_table(self, name: str) -> bool: ...
+
+    @abstractmethod
     def migration_lock(self, tx: Transaction) -> None:
         """Inside a migration transaction: keep other processes from migrating at once."""
 
@@ -105,14 +108,18 @@ class SqliteDatabase(Database):
     skip_locked = ""  # BEGIN IMMEDIATE already holds the database's one write lock
     insertion_order = "r.rowid"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         super().__init__()
         self.path, self.where = path, str(path)
+        if read_only and not path.is_file():
+            raise UsageError(f"run store {path} not found (check --store or run_store)")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
-                                       timeout=30.0)  # fmt: skip
-            self._wal()
+            if read_only:  # an existing file only: a mistyped name creates nothing
+                self._db = self._connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = self._connect(path)
+                self._wal()
             self._db.execute("PRAGMA foreign_keys=ON")
         except (sqlite3.DatabaseError, OSError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
@@ -131,8 +138,17 @@ class SqliteDatabase(Database):
                     raise
                 time.sleep(0.1)
 
+    @staticmethod
+    def _connect(target: Path | str, uri: bool = False) -> sqlite3.Connection:
+        return sqlite3.connect(target, check_same_thread=False, isolation_level=None,
+                               timeout=30.0, uri=uri)  # fmt: skip
+
     def close(self) -> None:
         self._db.close()
+
+    def has_table(self, name: str) -> bool:
+        return bool(self.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                               (name,)))  # fmt: skip
 
     def migration_lock(self, tx: Transaction) -> None:
         """BEGIN IMMEDIATE already keeps every other writer out."""
@@ -153,7 +169,7 @@ class PostgresDatabase(Database):
     skip_locked = " FOR UPDATE SKIP LOCKED"
     insertion_order = "r.seq"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, read_only: bool = False) -> None:
         super().__init__()
         self.where = redacted(url)
         try:
@@ -165,11 +181,16 @@ class PostgresDatabase(Database):
         self._lost = psycopg.OperationalError
         try:
             self._db = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            if read_only:
+                self._db.execute("SET default_transaction_read_only = on")
         except psycopg.Error as exc:
             raise UsageError(f"cannot open run store {self.where}: {_first_line(exc)}") from None
 
     def close(self) -> None:
         self._db.close()
+
+    def has_table(self, name: str) -> bool:
+        return bool(self.query("SELECT to_regclass(?) IS NOT NULL", (name,))[0][0])
 
     def migration_lock(self, tx: Transaction) -> None:
         tx.execute("SELECT pg_advisory_xact_lock(7262851)")  # any constant, the same everywhere
@@ -196,16 +217,17 @@ class PostgresDatabase(Database):
             raise StoreUnavailable(f"run store {self.where}: {_first_line(exc)}") from None
 
 
-def connect(target: str | Path) -> Database:
-    """A database from a path, a sqlite:///path URL or a postgresql:// URL."""
+def connect(target: str | Path, read_only: bool = False) -> Database:
+    """A database from a path, a sqlite:///path URL or a postgresql:// URL. `read_only`: an
+    existing one, for reading only (a SQLite file that does not exist is a UsageError)."""
     text = str(target)
     if text.startswith(("postgresql://", "postgres://")):
-        return PostgresDatabase(text)
+        return PostgresDatabase(text, read_only)
     if text.startswith("sqlite:///"):  # as SQLAlchemy: sqlite:///rel.db, sqlite:////abs.db
-        return SqliteDatabase(Path(text.removeprefix("sqlite:///")))
+        return SqliteDatabase(Path(text.removeprefix("sqlite:///")), read_only)
     if "://" in text:
         raise UsageError(f"unknown run store {redacted(text)}: use sqlite:///PATH or postgresql://…")
-    return SqliteDatabase(Path(text))
+    return SqliteDatabase(Path(text), read_only)
 
 
 def _first_line(exc: BaseException) -> str:

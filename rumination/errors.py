@@ -71,6 +71,12 @@ class StoreUnavailable(RuminationError):
     """The run store (a PostgreSQL server) stopped answering; the run stays resumable."""
 
 
+class CannotListen(RuminationError):
+    """A server command cannot listen on its address (in use, not allowed, not local)."""
+
+    exit_code = 5
+
+
 class Interrupted(RuminationError):
     """The run was stopped by the user; what it produced so far is kept."""
 

@@ -15,12 +15,26 @@ FORMAT_BY_SUFFIX = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "ht
 
 def report_format(out: Path | None, explicit: str | None, configured: str) -> str:
     """An explicit --format, else the one the --out file name implies, else `configured`;
-    UsageError when the explicit format and the file name disagree."""
-    implied = FORMAT_BY_SUFFIX.get(out.suffix.lower()) if out is not None else None
+    UsageError when the file name has an extension no format writes (a file name without one
+    is fine), or when the explicit format and the file name disagree."""
+    implied = implied_format(out) if out is not None else None
     if explicit and implied and explicit != implied:
         raise UsageError(f"--format {explicit} contradicts --out {out} (a {implied} file "
                          "name); change one of them")  # fmt: skip
     return explicit or implied or configured
+
+
+def implied_format(out: Path) -> str | None:
+    """The format `out`'s extension names; None without an extension; UsageError for one no
+    format writes (`r.pdf` must not silently hold Markdown)."""
+    suffix = out.suffix.lower()
+    if not suffix:
+        return None
+    if suffix not in FORMAT_BY_SUFFIX:
+        formats = ", ".join(dict.fromkeys(FORMAT_BY_SUFFIX.values()))
+        raise UsageError(f"--out {out}: reports are {formats}, not {out.suffix}; end the file "
+                         f"name in {', '.join(FORMAT_BY_SUFFIX)}")
+    return FORMAT_BY_SUFFIX[suffix]
 
 
 def check_writable_file(path: Path, what: str) -> None:

@@ -24,12 +24,23 @@ from .models import Mode
 ENV_PREFIX = "RUMINATION_"
 
 
+CONFIG_VARIABLE = f"{ENV_PREFIX}CONFIG"
+
+
 def default_config_path() -> Path:
-    explicit = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    return _config_source(None)[0]
+
+
+def _config_source(given: Path | None) -> tuple[Path, str | None]:
+    """The config file to read and what named it: the argument, $RUMINATION_CONFIG, or None
+    for the default place (read only if it exists; a file named explicitly must exist)."""
+    if given is not None:
+        return given, "config_file"
+    explicit = os.environ.get(CONFIG_VARIABLE)
     if explicit:
-        return Path(explicit)
+        return Path(explicit), CONFIG_VARIABLE
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "rumination" / "config.toml"
+    return Path(base) / "rumination" / "config.toml", None
 
 
 class Settings(BaseModel):
@@ -197,7 +208,7 @@ class Settings(BaseModel):
     def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
         """Build settings from every layer; `overrides` (API args, CLI flags) win."""
         values: dict[str, Any] = {}
-        values.update(_read_config_file(config_file or default_config_path()))
+        values.update(_read_config_file(*_config_source(config_file)))
         values.update(_read_environment(cls))
         given = {k: v for k, v in overrides.items() if v is not None}
         given["backends"] = _merged_backends(values.get("backends"), given.get("backends"))
@@ -275,9 +286,12 @@ def _merged_backends(*layers: Any) -> dict[str, dict[str, Any]]:
     return merged
 
 
-def _read_config_file(path: Path) -> dict[str, Any]:
+def _read_config_file(path: Path, named_by: str | None) -> dict[str, Any]:
     if not path.is_file():
-        return {}
+        if named_by is None:
+            return {}
+        problem = "is not a file" if path.exists() else "not found"
+        raise ConfigError(f"config file {path} {problem} (named by {named_by})")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -112,17 +112,23 @@ def _now() -> str:
 
 
 class RunStore:
-    def __init__(self, target: str | Path) -> None:
-        """`target`: a path or sqlite:/// URL (SQLite), or a postgresql:// URL."""
-        self.db: Database = connect(target)
+    def __init__(self, target: str | Path, *, read_only: bool = False) -> None:
+        """`target`: a path or sqlite:/// URL (SQLite), or a postgresql:// URL. `read_only`:
+        an existing store, for reading (`runs list`): nothing is created, a missing store is
+        a UsageError."""
+        self.db: Database = connect(target, read_only)
         self.where = self.db.where
         self.migrations = POSTGRES_MIGRATIONS if self.db.dialect == "postgresql" else MIGRATIONS
         try:
-            self._migrate()
+            if read_only:
+                self._open_existing(target)
+            else:
+                self._migrate()
         except sqlite3.DatabaseError as exc:
             self.db.close()
-            raise UsageError(f"cannot open run store {self.where}: {exc} (set run_store "
-                             "to a writable file, or keep_runs = false)") from None
+            hint = "check --store or run_store" if read_only else (
+                "set run_store to a writable file, or keep_runs = false")
+            raise UsageError(f"cannot open run store {self.where}: {exc} ({hint})") from None
         except Exception:
             self.db.close()
             raise
@@ -135,12 +141,28 @@ class RunStore:
             self.db.migration_lock(tx)
             tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             current = tx.execute("SELECT max(version) FROM schema_version")[0][0] or 0
-            if current > len(self.migrations):
-                raise UsageError(f"run store {self.where} is from a newer rumination (v{current})")
+            self._refuse_newer(current)
             for version, script in enumerate(self.migrations[current:], start=current + 1):
                 for statement in filter(str.strip, script.split(";")):
                     tx.execute(statement)
                 tx.execute("INSERT INTO schema_version(version) VALUES (?)", (version,))
+
+    def _open_existing(self, target: str | Path) -> None:
+        """Read-only: the store must exist; one from an older rumination is upgraded first
+        (with a connection that may write), as any command writing to it would."""
+        if not self.db.has_table("schema_version"):
+            raise UsageError(f"{self.where} is not a rumination run store (no run was ever "
+                             "stored there; check --store or run_store)")
+        current = self.db.query("SELECT max(version) FROM schema_version")[0][0] or 0
+        self._refuse_newer(current)
+        if current < len(self.migrations):
+            self.db.close()
+            self.db = connect(target)
+            self._migrate()
+
+    def _refuse_newer(self, version: int) -> None:
+        if version > len(self.migrations):
+            raise UsageError(f"run store {self.where} is from a newer rumination (v{version})")
 
     def schema_version(self) -> int:
         return int(self.db.query("SELECT max(version) FROM schema_version")[0][0])
@@ -247,5 +269,5 @@ def store_target(settings: Settings) -> str:
     return settings.store_url or settings.run_store or str(default_store_path())
 
 
-def open_store(settings: Settings) -> RunStore:
-    return RunStore(store_target(settings))
+def open_store(settings: Settings, read_only: bool = False) -> RunStore:
+    return RunStore(store_target(settings), read_only=read_only)
