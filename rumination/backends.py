@@ -134,15 +134,20 @@ def available_backends() -> dict[str, list[str]]:
     return described
 
 
-def create_backend(settings: Settings, name: str | None = None) -> SearchBackend:
-    """Instantiate the backend `name` (default: `settings.backend`)."""
-    name = name or settings.backend
+def installed_backend(name: str) -> EntryPoint:
+    """The entry point of the installed backend `name`; UsageError naming the installed ones."""
     points = _entry_points()
     ep = points.get(name)
     if ep is None:
         known = ", ".join(sorted(points)) or "none installed"
         raise UsageError(f"unknown search backend {name!r} (installed: {known})")
-    factory: BackendFactory = ep.load()
+    return ep
+
+
+def create_backend(settings: Settings, name: str | None = None) -> SearchBackend:
+    """Instantiate the backend `name` (default: `settings.backend`)."""
+    name = name or settings.backend
+    factory: BackendFactory = installed_backend(name).load()
     given = settings.backends.get(name)
     options = getattr(factory, "options", None)
     if given and not (isinstance(options, type) and issubclass(options, BackendOptions)):

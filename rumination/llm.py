@@ -174,7 +174,7 @@ class LLMClient:
     async def _explain_not_found(self, exc: _NotFound) -> LLMError:
         """A 404 for a chat request: the URL lacks /v1, or the model is not served here."""
         try:
-            served = [str(entry.get("id")) for entry in await self.list_models()]
+            served = await self.served_models()
         except LLMError as listing:
             return listing if listing.exit_code == 2 else LLMError(str(exc))
         if served and self.model not in served:
@@ -191,6 +191,10 @@ class LLMClient:
             return await self._with_retries(once)
         except _NotFound:
             raise not_found(self.base_url, "/models") from None
+
+    async def served_models(self) -> list[str]:
+        """The model names the server lists at /v1/models."""
+        return [str(entry.get("id")) for entry in await self.list_models()]
 
     async def max_model_len(self) -> int | None:
         for entry in await self.list_models():

@@ -54,10 +54,14 @@ def not_found(base_url: str, route: str) -> NotAnLLMServer:
                           f"API there{v1_hint(base_url)}")
 
 
-def model_not_served(base_url: str, model: str, served: list[str]) -> ModelNotServed:
-    if len(served) == 1:
-        return ModelNotServed(f"model {model!r} is not served at {base_url}; it serves exactly "
-                              f"one model: --model {served[0]}")
+def model_not_served(
+    base_url: str, model: str, served: list[str], option: str | None = "--model"
+) -> ModelNotServed:
+    """The served models named; with `option` (the CLI flag that picks one) as a hint."""
+    start = f"model {model!r} is not served at {base_url}"
     listed = ", ".join(served) if served else "none"
-    return ModelNotServed(f"model {model!r} is not served at {base_url}; served models: "
-                          f"{listed} (pass one with --model)")
+    if option is None:
+        return ModelNotServed(f"{start}; served models: {listed}")
+    if len(served) == 1:
+        return ModelNotServed(f"{start}; it serves exactly one model: {option} {served[0]}")
+    return ModelNotServed(f"{start}; served models: {listed} (pass one with {option})")

@@ -197,7 +197,7 @@ def test_bad_requests_get_one_line_json_errors(tmp_path: Path) -> None:
         extra = api.post("/runs", json={"question": "q", "llm_url": "http://evil"})
         assert extra.status_code == 422 and "llm_url" in extra.json()["error"]
         assert api.post("/runs", content=b"{not json",
-                        headers={"content-type": "application/json"}).status_code == 422
+                        headers={"content-type": "application/json"}).status_code == 400
         big = api.post("/runs", json={"question": "x" * 4000})
         assert big.status_code == 413
         assert big.json()["error"].startswith("request body over 2048 bytes")

@@ -1,13 +1,15 @@
 """The HTTP API (FastAPI): start, watch, read, cancel and resume research runs.
 
 Every route but the OpenAPI schema needs `Authorization: Bearer <api_token>` when the
-setting is set. Errors are JSON: `{"error": "one line", "status": N}`.
+setting is set. Errors are JSON: `{"error": "one line", "status": N}`: 400 for a body that
+is no JSON or names an unknown backend or a model the LLM server does not serve, 422 for a
+field out of bounds, 502/503 when the LLM server is no LLM API / does not answer.
 """
 
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -17,7 +19,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
-from rumination.errors import UsageError
+from rumination.errors import LLMError, LLMUnavailable, NotAnLLMServer, UsageError
 from rumination.reports.render import render_report
 from rumination.settings import Settings
 from rumination.store import RunStore, open_store
@@ -26,7 +28,7 @@ from .auth import is_allowed
 from .limits import BodySizeLimit
 from .pages import page_router
 from .runner import Conflict, NotFound, QueueFull, RunQueue
-from .views import ErrorBody, RunList, RunRequest, RunView, listing, view
+from .views import ErrorBody, RunList, RunRequest, RunStatus, RunView, listing, view
 
 RUN_ID = Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the run id")
 REPORT_TYPES = {"md": "text/markdown; charset=utf-8", "html": "text/html; charset=utf-8",
@@ -83,17 +85,21 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
     app.include_router(page_router(settings))
     api = APIRouter(dependencies=[Depends(authorized)])
 
-    @api.post("/runs", status_code=202, response_model=RunView, responses=_errors(400, 413, 429))
+    @api.post("/runs", status_code=202, response_model=RunView,
+              responses=_errors(400, 413, 415, 429, 502, 503))
     async def start_run(body: RunRequest, queue: Queue) -> RunView:
-        """Queue a research run; its id comes back at once and it runs in the background."""
-        ticket = queue.submit(body.question, body.overrides())
+        """Queue a research run; its id comes back at once and it runs in the background.
+        Refused at once (not queued) when the backend is not installed, the LLM server does
+        not serve the model (400) or does not answer (503)."""
+        ticket = await queue.submit(body.question, body.overrides())
         return view(queue, ticket.run_id)
 
     @api.get("/runs", response_model=RunList, responses=_errors())
     async def list_runs(
         queue: Queue,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-        status: Annotated[str | None, Query(description="only runs in this status")] = None,
+        status: Annotated[RunStatus | None, Query(description="only runs in this status")]
+        = None,
         q: Annotated[str | None, Query(description="only questions containing this text")]
         = None,
     ) -> RunList:
@@ -146,10 +152,10 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
         return Response(text, media_type=REPORT_TYPES[format])
 
     @api.post("/runs/{run_id}/resume", status_code=202, response_model=RunView,
-              responses=_errors(404, 409, 429))
+              responses=_errors(400, 404, 409, 429, 502, 503))
     async def resume_run(run_id: RunId, queue: Queue) -> RunView:
         """Continue an interrupted run from its last committed turn (queued like a new run)."""
-        queue.resume(run_id)
+        await queue.resume(run_id)
         return view(queue, run_id)
 
     @api.delete("/runs/{run_id}", response_model=RunView, responses=_errors(404, 409))
@@ -182,7 +188,8 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    statuses = ((NotFound, 404), (Conflict, 409), (QueueFull, 429), (UsageError, 400))
+    statuses = ((NotFound, 404), (Conflict, 409), (QueueFull, 429), (LLMUnavailable, 503),
+                (NotAnLLMServer, 502), (UsageError, 400), (LLMError, 502))  # first match wins
 
     async def on_rumination_error(request: Request, exc: Exception) -> JSONResponse:
         status = next(code for kind, code in statuses if isinstance(exc, kind))
@@ -196,6 +203,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     async def on_invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        unreadable = _unreadable_body(request, exc.errors())
+        if unreadable is not None:
+            return _error(*unreadable)
         fields = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
         first = fields[0] if fields else {"loc": [], "msg": "invalid request"}
         return _error(422, f"{'.'.join(first['loc'])}: {first['msg']}", fields=fields)
@@ -204,3 +214,21 @@ def _add_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(kind, on_rumination_error)
     app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_invalid)
+
+
+def _unreadable_body(request: Request, errors: Sequence[Any]) -> tuple[int, str] | None:
+    """(status, message) when the body could not be read as a JSON object at all: not JSON,
+    empty, or sent as another media type (`curl -d` without a JSON content type)."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    for error in errors:
+        loc = tuple(error["loc"])
+        if error["type"] == "json_invalid":
+            reason = error.get("ctx", {}).get("error", "not JSON")
+            where = f" at character {loc[1]}" if len(loc) > 1 else ""
+            return 400, f"invalid JSON body: {reason}{where}"
+        if loc == ("body",) and error["type"] == "missing":
+            return 400, "invalid JSON body: the body is empty"
+        if loc == ("body",) and not (media == "application/json" or media.endswith("+json")):
+            return 415, ("the body must be JSON sent with Content-Type: application/json (this "
+                         f"one came as {media or 'no content type'})")
+    return None

@@ -3,6 +3,10 @@ workers research them, each run recorded in the same run store as a CLI run.
 
 A cancelled run stops where it is: what it produced stays in the store as an interrupted
 run, and `resume` continues it. Closing the queue cancels every run the same way.
+
+A run is checked before it is queued: its backend is installed, and the LLM server answers
+and serves its model (one GET /v1/models per server, no retries: a server down now is an
+answer now, not a run that fails later).
 """
 
 from __future__ import annotations
@@ -14,16 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from rumination.agent import Researcher, new_run_id
+from rumination.backends import installed_backend
 from rumination.endpoints import EndpointPool
-from rumination.errors import RuminationError, UsageError
+from rumination.errors import LLMError, RuminationError, UsageError
 from rumination.events import Event
 from rumination.fetch import PageFetcher
+from rumination.llm import LLMClient
+from rumination.server_answers import model_not_served
 from rumination.settings import Settings
-from rumination.store import FINISHED, INTERRUPTED, RUNNING, RunStore
+from rumination.store import FINISHED, INTERRUPTED, RUNNING, RunRecord, RunStore
 
 from .eventlog import EventLog
 
 QUEUED, CANCELLED = "queued", "cancelled"  # states a run has only inside the service
+PROBE_TIMEOUT_S = 5.0  # for the /v1/models check before a run is queued
 
 
 class QueueFull(RuminationError):
@@ -67,6 +75,7 @@ class RunQueue:
         self._workers: list[asyncio.Task[None]] = []
         self._pool: EndpointPool | None = None
         self._fetcher: PageFetcher | None = None
+        self._probes: dict[str, LLMClient] = {}  # by server URL: asks which models it serves
 
     async def start(self) -> None:
         # shared by every run: one connection pool per LLM endpoint and for page fetches
@@ -88,20 +97,56 @@ class RunQueue:
             await self._pool.aclose()
         if self._fetcher is not None:
             await self._fetcher.aclose()
+        for probe in self._probes.values():
+            await probe.aclose()
 
-    def submit(self, question: str, overrides: dict[str, Any]) -> Ticket:
-        """Queue a new run; its id is known at once."""
+    async def submit(self, question: str, overrides: dict[str, Any]) -> Ticket:
+        """Queue a new run once its backend and model are known to work; its id is known
+        at once."""
         question = question.strip()
         if not question:
             raise UsageError("the question is empty")
         settings = Settings.load_over(self.settings, overrides)
         if settings.mode != "rumination":
             raise UsageError("the service researches in mode 'rumination' only")
+        installed_backend(settings.backend)
+        await self.check_model(settings)
         run_id = new_run_id()
         return self._enqueue(Ticket(run_id, question, settings, False, self.log(run_id)))
 
-    def resume(self, run_id: str) -> Ticket:
-        """Queue the continuation of a stored, interrupted (or failed) run."""
+    async def check_model(self, settings: Settings) -> None:
+        """ModelNotServed when an LLM server of `settings` lists models but not its model;
+        the first server's LLMError when none of them answers."""
+        failures: list[LLMError] = []
+        for url in settings.llm_urls:
+            try:
+                served = await self._probe(url, settings).served_models()
+            except LLMError as exc:  # unreachable, or no LLM API there
+                failures.append(exc)
+                continue
+            if served and settings.model not in served:
+                raise model_not_served(url, settings.model, served, option=None)
+        if len(failures) == len(settings.llm_urls):
+            raise failures[0]
+
+    def _probe(self, url: str, settings: Settings) -> LLMClient:
+        if url not in self._probes:
+            self._probes[url] = LLMClient(url, settings.model, api_key=settings.api_key,
+                                          timeout_s=PROBE_TIMEOUT_S,
+                                          connect_timeout_s=PROBE_TIMEOUT_S, retries=0)
+        return self._probes[url]
+
+    async def resume(self, run_id: str) -> Ticket:
+        """Queue the continuation of a stored, interrupted (or failed) run whose model the
+        LLM server still serves."""
+        record = self._resumable(run_id)
+        settings = Settings.load_saved(record.settings_json)
+        await self.check_model(settings)
+        self._resumable(run_id)  # still, after the wait
+        return self._enqueue(Ticket(run_id, record.question, settings, True, self.log(run_id)))
+
+    def _resumable(self, run_id: str) -> RunRecord:
+        """The stored run, if nothing stands in the way of resuming it."""
         current = self._tickets.get(run_id)
         if current is not None and current.status in (QUEUED, RUNNING):
             raise Conflict(f"run {run_id} is already {current.status}")
@@ -113,8 +158,7 @@ class RunQueue:
             raise Conflict(f"run {run_id} has finished: nothing to resume")
         if record.status == RUNNING:
             raise Conflict(f"run {run_id} is running in another process")
-        settings = Settings.load_saved(record.settings_json)
-        return self._enqueue(Ticket(run_id, record.question, settings, True, self.log(run_id)))
+        return record
 
     def cancel(self, run_id: str) -> Ticket:
         """Stop a queued or running run. A running one becomes interrupted (resumable)."""

@@ -3,7 +3,7 @@ the queue together (a run waiting in the queue is not in the store yet)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -14,6 +14,7 @@ from rumination.store import FAILED, INTERRUPTED, RUNNING, RunRecord, RunStore
 from .runner import CANCELLED, QUEUED, NotFound, RunQueue, Ticket
 
 LIVE = (QUEUED, RUNNING)
+RunStatus = Literal["queued", "running", "finished", "interrupted", "failed", "cancelled"]
 
 
 class RunRequest(BaseModel):
