@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from .errors import LLMUnavailable
 from .judge_cache import JudgementCache
 from .lexical import LexicalJudge
 from .llm import LLMClient
 from .llm_judge import LLMJudge
 from .models import Report
+from .server_answers import model_not_served
 from .settings import Settings
 from .store import store_target
 from .support import Judge, check_support
@@ -18,8 +20,9 @@ JUDGES = ("lexical", "llm")
 
 
 @asynccontextmanager
-async def open_judge(settings: Settings) -> AsyncIterator[Judge]:
-    """The configured judge; an llm judge's client and cache are closed on exit."""
+async def open_judge(settings: Settings, check_first: bool = False) -> AsyncIterator[Judge]:
+    """The configured judge; an llm judge's client and cache are closed on exit.
+    `check_first`: an llm judge's server must answer and serve its model before it is used."""
     if settings.judge == "lexical":
         yield LexicalJudge()
         return
@@ -31,6 +34,8 @@ async def open_judge(settings: Settings) -> AsyncIterator[Judge]:
     )
     cache = JudgementCache(store_target(s)) if s.keep_runs else None
     try:
+        if check_first:
+            await check_judge_server(client)
         yield LLMJudge(client, cache=cache, batch=s.judge_batch,
                        concurrency=s.judge_concurrency, evidence_chars=s.judge_evidence_chars)
     finally:
@@ -39,7 +44,24 @@ async def open_judge(settings: Settings) -> AsyncIterator[Judge]:
             cache.close()
 
 
-async def verified(report: Report, evidence: dict[int, str], settings: Settings) -> Report:
-    """`report` with its support check done by the judge `settings` name."""
-    async with open_judge(settings) as judge:
-        return await check_support(report, evidence, judge, settings.unsupported_citations)
+async def check_judge_server(client: LLMClient) -> None:
+    """The one-line errors research gives, before any statement is judged: LLMUnavailable
+    (exit 3) for a server that does not answer, ModelNotServed or NotAnLLMServer (exit 2)."""
+    if not await client.health():
+        raise LLMUnavailable(client.base_url, "health check failed")
+    served = await client.served_models()
+    if served and client.model not in served:
+        raise model_not_served(client.base_url, client.model, served, option="--judge-model")
+
+
+async def verified(
+    report: Report, evidence: dict[int, str], settings: Settings, strict: bool = False
+) -> Report:
+    """`report` with its support check done by the judge `settings` name. `strict` (for
+    `verify`, where judging is the whole job): an llm judge's server is checked first, and a
+    judge request that fails raises its error instead of leaving its statements unsure."""
+    async with open_judge(settings, check_first=strict) as judge:
+        checked = await check_support(report, evidence, judge, settings.unsupported_citations)
+        if strict and isinstance(judge, LLMJudge) and judge.failures:
+            raise judge.failures[0]
+        return checked

@@ -83,6 +83,7 @@ class LLMJudge:
         self.evidence_chars = evidence_chars
         self._limit = asyncio.Semaphore(concurrency)
         self._lexical = LexicalJudge()
+        self.failures: list[LLMError] = []  # requests the server failed (their statements: unsure)
 
     async def judge_many(self, pairs: list[tuple[str, str]]) -> list[Support]:
         results: list[Support | None] = [None] * len(pairs)
@@ -119,6 +120,7 @@ class LLMJudge:
                 completion = await self.llm.chat([Message(role="user", content=prompt)],
                                                  max_tokens=MAX_REPLY_TOKENS)
         except LLMError as exc:
+            self.failures.append(exc)
             return [self._failed(f"judge failed: {exc}") for _ in statements]
         verdicts = parse_verdicts(completion.content, len(statements))
         if verdicts is None:

@@ -54,7 +54,8 @@ async def verify_report(report: Report, store: RunStore, settings: Settings) -> 
     run's report."""
     evidence = stored_evidence(report.run_id, store)
     dropped = [s for s in report.statements if s.action == "dropped"]
-    fresh = await verified(report.model_copy(update={"statements": []}), evidence, settings)
+    fresh = await verified(report.model_copy(update={"statements": []}), evidence, settings,
+                           strict=True)  # a judge that fails fails the run: nothing is rewritten
     checked = fresh.model_copy(update={"statements": [*dropped, *fresh.statements]})
     if store.get_run(report.run_id).status == FINISHED:
         store.set_status(report.run_id, FINISHED, checked)
