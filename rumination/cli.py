@@ -278,6 +278,8 @@ def research(
     """Research QUESTION with the model and write a cited report."""
 
     def body() -> None:
+        from asyncio import CancelledError
+
         from .api import research as run_research
 
         settings = _run_settings(
@@ -296,7 +298,7 @@ def research(
 
         try:
             report = run_research(question, settings=settings, on_event=on_event)
-        except (RuminationError, KeyboardInterrupt):
+        except (RuminationError, KeyboardInterrupt, CancelledError):  # see signals.py
             if started:
                 _resume_hint(settings, started[0])
             raise
@@ -764,7 +766,7 @@ def runs_resume(
         researcher = Researcher(settings, store=runs)
         try:
             report = asyncio.run(researcher.resume(run_id, on_event=_progress()))
-        except (RuminationError, KeyboardInterrupt):
+        except (RuminationError, KeyboardInterrupt, asyncio.CancelledError):  # see signals.py
             _resume_hint(settings, run_id)
             raise
         _deliver(report, out, fmt_, settings)

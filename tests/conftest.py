@@ -88,6 +88,17 @@ def committed_turns(store: Path | str) -> int:
         return 0
 
 
+def wait_for_turns(store: Path | str, turns: int, proc: subprocess.Popen[Any],
+                   limit_s: float = 60) -> None:
+    """Until `proc` has committed `turns` turns to its run store (failing if it ends first)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        if committed_turns(store) >= turns:  # read with sqlite: the store is migrating
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the run did not reach {turns} turns (exit code {proc.poll()})")
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[LocalPostgres]:
     """One PostgreSQL server for the session (Debian's, installed by .ci/run)."""

@@ -11,11 +11,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import committed_turns
+from conftest import wait_for_turns
 from typer.testing import CliRunner
 
 from rumination import output
@@ -145,15 +144,6 @@ def interrupt_on_old_server(arguments: list[str], store_path: Path) -> None:
             proc.send_signal(signal.SIGINT)
         finally:
             proc.wait(timeout=30)
-
-
-def wait_for_turns(store_path: Path, turns: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if committed_turns(store_path) >= turns:  # read with sqlite: the store is migrating
-            return
-        time.sleep(0.05)
-    raise AssertionError("the run did not reach its turns")
 
 
 def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path, corpus_db: Path, store_path: Path) -> None:
