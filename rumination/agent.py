@@ -20,7 +20,7 @@ from .errors import RuminationError, UsageError
 from .events import EventHandler, emit
 from .evidence import evidence_by_source
 from .fetch import PageFetcher
-from .figures import compute_figures
+from .figures import compute_figures, report_counts
 from .judges import verified
 from .llm import ChatModel
 from .loop import RunState, TurnLoop
@@ -212,8 +212,7 @@ class Researcher:
         report = await verified(report, shown, self.settings)
         if getattr(llm, "simulated", False):
             mark_simulated(report)
-        await emit(on_event, "finished", run_id=state.run_id, citations=len(report.citations),
-                   sources=len(report.sources), warnings=len(report.warnings),
+        await emit(on_event, "finished", run_id=state.run_id, **report_counts(report),
                    prompt_tokens=state.usage.prompt_tokens,
                    completion_tokens=state.usage.completion_tokens)
         return report

@@ -36,8 +36,8 @@ STATE_FILE = "batch-state.json"
 SUMMARY_FILE = "summary.json"
 WORKER_ATTEMPTS = 3  # a job whose worker died this often is reported failed
 # a finished job's figures, kept in the state file so a re-run's summary still has them
-_FIGURES = ("citations", "citation_accuracy", "effective_citations", "prompt_tokens",
-            "completion_tokens", "seconds")
+_FIGURES = ("citations", "sources_cited", "citation_accuracy", "effective_citations",
+            "prompt_tokens", "completion_tokens", "seconds")
 
 
 class _State:

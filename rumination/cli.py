@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import shlex
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
@@ -15,13 +18,13 @@ from .demo import DEMO_QUESTION
 from .errors import RuminationError, UsageError
 from .serve import DEFAULT_MODEL_PATH, ServeOptions
 from .signals import sigterm_as_interrupt
-from .wording import plural
+from .wording import cited, counts_phrase, plural
 
 if TYPE_CHECKING:  # the framework is imported inside each command: `--help` stays fast
     from rumination.search_backends.corpus import FileEvent
 
     from .events import Event
-    from .models import Report, ReportFigures
+    from .models import Report, ReportFigures, Turn
     from .settings import Settings
     from .store import RunStore
 
@@ -147,8 +150,7 @@ def _guarded(action: Callable[[], T]) -> T:
 def figures_line(figures: ReportFigures) -> str:
     f = figures
     return (
-        f"figures: {plural(f.citations, 'citation')} of "
-        f"{plural(f.distinct_sources_cited, 'source')}, "
+        f"figures: {cited(f.citations, f.distinct_sources_cited)}, "
         f"{plural(f.sources_not_cited, 'source')} seen but not cited, "
         f"{plural(f.invalid_ids, 'invalid id')} ({plural(f.citations_removed, 'citation')} "
         f"removed), {f.cited_paragraph_share:.0%} of paragraphs cited, "
@@ -220,6 +222,7 @@ def _deliver(report: Report, out: Path | None, fmt: str, settings: Settings) -> 
     from rumination.reports.render import render_report
 
     from . import output
+    from .figures import report_counts
 
     text = render_report(report, fmt, citation_style=settings.citation_style)
     if out is None:
@@ -231,12 +234,7 @@ def _deliver(report: Report, out: Path | None, fmt: str, settings: Settings) -> 
             if not settings.keep_runs:
                 sys.stdout.write(text)
             raise output.write_failure(out, exc, report.run_id, settings.keep_runs) from None
-        typer.echo(
-            f"report written to {out} ({plural(len(report.citations), 'citation')}, "
-            f"{plural(len(report.sources), 'source')} seen, "
-            f"{plural(len(report.warnings), 'warning')})",
-            err=True,
-        )
+        typer.echo(f"report written to {out}: {counts_phrase(report_counts(report))}", err=True)
     if report.figures is not None:
         typer.echo(figures_line(report.figures), err=True)
 
@@ -471,7 +469,8 @@ def batch(
             accuracy = "" if r.citation_accuracy is None else (
                 f", citation accuracy {r.citation_accuracy:.0%}"
             )
-            detail = r.error or f"{plural(r.citations, 'citation')}{accuracy}, {r.seconds:.1f} s"
+            counts = cited(r.citations, r.sources_cited)
+            detail = r.error or f"{counts}{accuracy}, {r.seconds:.1f} s"
             typer.echo(f"{r.status:9} {r.job}  {detail}")
         failed = sum(r.status == "failed" for r in results)
         typer.echo(f"{len(results) - failed} of {plural(len(results), 'job')} done; summary in "
@@ -686,9 +685,7 @@ def runs_show(
         typer.echo(f"run {r.run_id} ({r.status}), model {r.model}, backend {r.backend}")
         typer.echo(f"question: {r.question}")
         for t in runs.turns(run_id):
-            call = t.tool_call.model_dump_json() if t.tool_call else t.protocol_error or "answer"
-            size = len(t.observation or "")
-            typer.echo(f"  turn {t.index + 1}: {call} -> {plural(size, 'char')}")
+            typer.echo("\n".join(_turn_lines(t, full)))
         typer.echo(f"sources: {len(runs.sources(run_id))}")
         report = runs.report(run_id)
         if report is not None and report.figures is not None:
@@ -939,8 +936,36 @@ def backends() -> None:
             typer.echo(f"    {line}")
 
 
-def main(argv: list[str] | None = None) -> Any:
-    return app(args=argv, prog_name="rumination")
+def main(argv: list[str] | None = None) -> NoReturn:
+    sys.exit(_exit_code(argv))
+
+
+def _exit_code(argv: list[str] | None) -> int:
+    """Run the command. Click's own errors (a missing argument, an unknown option, a value of
+    the wrong type) become one `error:` line, exit 2, like every other bad input."""
+    errors = _click_exceptions()
+    try:
+        code = app(args=argv, prog_name="rumination", standalone_mode=False)
+    except getattr(errors, "NoArgsIsHelpError", ()) as exc:  # `rumination`, `rumination runs`
+        exc.show()
+        return int(exc.exit_code)
+    except errors.ClickException as exc:
+        context = getattr(exc, "ctx", None)
+        hint = f" (see '{context.command_path} --help')" if context is not None else ""
+        typer.echo(f"error: {' '.join(exc.format_message().split())}{hint}", err=True)
+        return int(exc.exit_code)
+    except typer.Abort:  # end of input at a prompt
+        typer.echo("error: aborted", err=True)
+        return 1
+    return code if isinstance(code, int) else 0
+
+
+def _click_exceptions() -> ModuleType:
+    """The exceptions of the click that typer runs on: its own copy in newer typer."""
+    try:
+        return importlib.import_module("typer._click.exceptions")
+    except ImportError:
+        return importlib.import_module("click.exceptions")
 
 
 if __name__ == "__main__":

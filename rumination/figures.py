@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 
 from .citations import CitationResult
-from .models import ReportFigures, Source
+from .models import Report, ReportFigures, Source
 
 _CJK = re.compile(r"[\u2e80-\u2fdf\u3040-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _FULLWIDTH_PUNCT = re.compile(r"[\uff00-\uffef]")
@@ -85,3 +85,20 @@ def compute_figures(
         words=count_words(prose),
         tokens_estimate=estimate_tokens(answer_markdown),
     )
+
+
+def report_figures(report: Report) -> ReportFigures:
+    """The report's figures; computed from its text for a report stored without them."""
+    if report.figures is not None:
+        return report.figures
+    resolved = CitationResult(text=report.answer_markdown, citations=report.citations)
+    return compute_figures(report.answer_markdown, resolved, report.sources)
+
+
+def report_counts(report: Report) -> dict[str, int]:
+    """The counts every surface gives (CLI, events, batch, API, MCP), one meaning per word:
+    `citations` are the citation marks in the text, `sources_cited` the distinct sources
+    they point at, `sources` every source the run saw."""
+    figures = report_figures(report)
+    return {"citations": figures.citations, "sources_cited": figures.distinct_sources_cited,
+            "sources": len(report.sources), "warnings": len(report.warnings)}

@@ -13,6 +13,7 @@ from .agent import Researcher
 from .endpoints import EndpointPool
 from .errors import RuminationError
 from .events import Event, EventHandler
+from .figures import report_counts
 from .jobs import Job
 from .models import Report
 from .outdir import OutDir
@@ -32,7 +33,8 @@ class JobResult:
     status: str  # finished | failed | skipped
     run_id: str | None = None
     output: str | None = None
-    citations: int = 0
+    citations: int = 0  # citation marks in the report's text
+    sources_cited: int = 0  # the distinct sources they cite
     citation_accuracy: float | None = None
     effective_citations: int = 0
     prompt_tokens: int = 0
@@ -93,9 +95,11 @@ async def run_job(job: Job, run_id: str | None, ctx: JobContext) -> JobResult:
     except RuminationError as exc:
         return JobResult(job=key, status="failed", run_id=seen[0] if seen else None,
                          seconds=round(time.monotonic() - started, 3), error=str(exc))  # fmt: skip
+    counts = report_counts(report)
     return JobResult(
         job=key, status="finished", run_id=report.run_id, output=ctx.out_dir.location(name),
-        citations=len(report.citations), prompt_tokens=report.usage.prompt_tokens,
+        citations=counts["citations"], sources_cited=counts["sources_cited"],
+        prompt_tokens=report.usage.prompt_tokens,
         citation_accuracy=report.figures.citation_accuracy if report.figures else None,
         effective_citations=report.figures.effective_citations if report.figures else 0,
         completion_tokens=report.usage.completion_tokens,

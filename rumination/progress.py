@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .events import Event
-from .wording import plural
+from .wording import counts_phrase, plural
 
 EventHandlerLike = Callable[[Event], None]
 
@@ -78,9 +78,8 @@ class ConsoleProgress:
             self.answer_chars += len(d["text"])
         elif event.kind == "finished":
             self.console.print(
-                f"{elapsed} done: {plural(d['citations'], 'source')} cited of "
-                f"{d['sources']} seen, {d['prompt_tokens']} prompt + "
-                f"{d['completion_tokens']} completion tokens, {plural(d['warnings'], 'warning')}"
+                f"{elapsed} done: {counts_phrase(d)}, {d['prompt_tokens']} prompt + "
+                f"{d['completion_tokens']} completion tokens"
             )
 
 

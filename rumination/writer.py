@@ -23,7 +23,7 @@ from .errors import BackendError, ContextLengthExceeded, FetchError, UsageError
 from .events import EventHandler, emit
 from .evidence import evidence_by_source
 from .fetch import PageFetcher
-from .figures import compute_figures
+from .figures import compute_figures, report_counts
 from .judges import verified
 from .llm import ChatModel, LLMClient
 from .models import Message, Report, SearchHit, Turn, Usage
@@ -211,8 +211,7 @@ async def _write(
     report = await verified(report, evidence_by_source([shown]), settings)
     if getattr(llm, "simulated", False):
         mark_simulated(report)
-    await emit(on_event, "finished", run_id=run_id, citations=len(report.citations),
-               sources=len(report.sources), warnings=len(report.warnings),
+    await emit(on_event, "finished", run_id=run_id, **report_counts(report),
                prompt_tokens=report.usage.prompt_tokens,
                completion_tokens=report.usage.completion_tokens)
     # the sources the writer was shown, kept with the turn so `rumination verify` can re-check

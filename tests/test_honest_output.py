@@ -76,5 +76,5 @@ def test_the_report_line_says_1_warning_and_1_source(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--out", str(tmp_path / "r.md")])
     assert result.exit_code == 0
     line = next(x for x in result.stderr.splitlines() if x.startswith("report written"))
-    assert line.endswith(", 1 warning)")  # the SIMULATED label
+    assert line.endswith(", 1 warning")  # the SIMULATED label
     assert "1 warnings" not in result.stderr and "1 sources" not in result.stderr

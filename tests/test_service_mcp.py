@@ -19,6 +19,7 @@ from mcp.client.stdio import StdioServerParameters  # noqa: E402
 from servicekit import SIM_MODEL, running_app, simulator  # noqa: E402
 
 from rumination.store import RunStore  # noqa: E402
+from rumination.wording import counts_phrase  # noqa: E402
 
 QUESTION = "How well do air-source heat pumps perform in cold climates?"
 
@@ -65,7 +66,11 @@ def test_research_over_stdio_returns_the_report_with_progress(tmp_path: Path) ->
 
     messages = [m for _, _, m in progress]
     assert any(m and m.startswith("turn 1: search(") for m in messages), messages
-    assert messages[-1].startswith("done: ")
+    figures = found["figures"]  # the same counts, in the same words, as every other surface
+    assert figures["distinct_sources_cited"] == len(found["citations"])
+    assert messages[-1] == "done: " + counts_phrase({
+        "citations": figures["citations"], "sources_cited": figures["distinct_sources_cited"],
+        "sources": len(found["sources"]), "warnings": len(found["warnings"])})
     assert [d for d, _, _ in progress] == sorted(d for d, _, _ in progress)
     assert progress[-1][0] == progress[-1][1] == 7.0
 

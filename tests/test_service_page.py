@@ -79,6 +79,9 @@ def test_a_run_page_follows_the_run_live_then_shows_the_report(
         assert link.startswith("#source-")
         assert evaluate(browser, session, f"!!{frame}.getElementById('{link[1:]}')") is True
         assert number(browser, session, "turns") > 4
+        figures = httpx.get(f"{url}/runs/{run_id}").json()["figures"]
+        assert number(browser, session, "citations") == figures["citations"]
+        assert number(browser, session, "sources-cited") == figures["distinct_sources_cited"]
         assert evaluate(browser, session, "document.getElementById('cancel').hidden") is True
 
         browser.send("Page.navigate", session, url=f"{url}/")

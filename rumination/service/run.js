@@ -40,11 +40,18 @@ function showReport() {
   document.getElementById("report-pending").hidden = true;
 }
 
+// the report's counts, from its `finished` event: citation marks, distinct sources cited
+function showCounts(citations, sourcesCited) {
+  document.getElementById("citations").textContent = citations;
+  document.getElementById("sources-cited").textContent = sourcesCited;
+}
+
 function reset() {
   for (const name of Object.keys(count)) {
     count[name] = 0;
     document.getElementById(name).textContent = "0";
   }
+  showCounts("–", "–");
   sources.clear();
   for (const id of ["query-list", "page-list", "source-list"]) {
     document.getElementById(id).replaceChildren();
@@ -77,6 +84,7 @@ function follow() {
     bump("sources");
     item("source-list", d.title, d.url);
   });
+  on("finished", (d) => showCounts(d.citations, d.sources_cited));
   on("run_error", (d) => { document.getElementById("error").textContent = d.message; });
   on("end", (d) => {
     events.close();
