@@ -10,5 +10,5 @@ MODEL = "GLM-Z1-Rumination-32B-0414"
 BACKEND = "local"
 MAX_TURNS = 40
 MODE: Final = "rumination"
-FORMAT = "md"
+FORMAT: Final = "md"
 SIMULATOR_MODEL = "glm-z1-rumination-simulator"

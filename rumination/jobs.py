@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, Field
 from pydantic_core import PydanticCustomError
 
 from .errors import UsageError
+from .models import ReportFormat
 from .records import load_records
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -64,7 +65,7 @@ class Job(BaseModel):
     backend: str | None = None
     corpus: str | None = None
     mode: str | None = None
-    format: str | None = Field(None, pattern="^(md|json|html)$")
+    format: ReportFormat | None = None
     max_turns: int | None = Field(None, gt=0)
 
     def key(self) -> str:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 Role = Literal["system", "user", "assistant", "observation"]
 ToolName = Literal["search", "click", "open", "finish"]
 Mode = Literal["rumination", "write"]
+ReportFormat = Literal["md", "html", "json"]
 Verdict = Literal["supported", "unsupported", "unsure"]
 
 

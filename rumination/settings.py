@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from . import defaults
 from .database import redacted
 from .errors import ConfigError
-from .models import Mode
+from .models import Mode, ReportFormat
 
 ENV_PREFIX = "RUMINATION_"
 
@@ -161,7 +161,7 @@ class Settings(BaseModel):
     )
 
     # Output
-    format: str = Field(defaults.FORMAT, pattern="^(md|json|html)$")
+    format: ReportFormat = defaults.FORMAT
     citation_style: Literal["numbered", "footnotes"] = "numbered"
 
     @field_validator("llm_url", mode="before")
