@@ -22,6 +22,9 @@ from .records import load_records
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 # room in a 255-byte file name for the extension and write_atomic's temporary name around it
 MAX_NAME_BYTES = 200
+# the batch's own files in the output folder (summary.json, batch-state.json): a report of
+# that name would be overwritten by them
+RESERVED_NAMES = ("summary", "batch-state")
 
 
 def _name_problem(name: str) -> str | None:
@@ -36,6 +39,8 @@ def _name_problem(name: str) -> str | None:
         return "contains a control character"
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
         return f"is longer than {MAX_NAME_BYTES} bytes"
+    if name.lower() in RESERVED_NAMES:
+        return "is the name of the batch's own summary or state file"
     return None
 
 

@@ -29,6 +29,8 @@ UNSAFE = {
     "tab\there": "contains a control character",
     "nul\x00": "contains a control character",
     "x" * (MAX_NAME_BYTES + 1): f"is longer than {MAX_NAME_BYTES} bytes",
+    "summary": "the batch's own summary or state file",
+    "Batch-State": "the batch's own summary or state file",
 }
 
 
