@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -76,11 +76,23 @@ class ConsoleProgress:
             self.console.print(f"{elapsed} writing the answer ({seen} seen)")
         elif event.kind == "answer_delta":
             self.answer_chars += len(d["text"])
+        elif event.kind in ("schedule_fired", "schedule_skipped", "schedule_failed"):
+            self.console.print(f"{elapsed} {schedule_line(d, event.kind)}")
         elif event.kind == "finished":
             self.console.print(
                 f"{elapsed} done: {counts_phrase(d)}, {d['prompt_tokens']} prompt + "
                 f"{d['completion_tokens']} completion tokens"
             )
+
+
+def schedule_line(data: dict[str, Any], kind: str) -> str:
+    name = escape(str(data["schedule"]))
+    if kind == "schedule_fired":
+        return f"schedule {name} fired: batch into {escape(str(data['out_dir']))}"
+    if kind == "schedule_skipped":
+        return f"schedule {name} skipped a firing: {escape(str(data['reason']))}"
+    return (f"[red]schedule {name}: the batch into {escape(str(data['out_dir']))} failed:[/red] "
+            f"{escape(str(data['error']))}")
 
 
 def progress_for(stream: IO[str] | None = None) -> ConsoleProgress | JsonlProgress:

@@ -18,7 +18,7 @@ from typing import Any
 from croniter import croniter
 from pydantic import BaseModel, Field, field_validator
 
-from .errors import UsageError
+from .errors import RuminationError, UsageError
 from .events import EventHandler, emit
 from .outdir import OutDir, is_url
 from .records import load_records
@@ -87,7 +87,16 @@ class Scheduler:
         out_dir = OutDir.open(schedule.out_dir).child(when.strftime("%Y-%m-%d_%H%M"))
         await emit(self.on_event, "schedule_fired", schedule=schedule.name, at=when.isoformat(),
                    out_dir=str(out_dir))
-        self._running[schedule.name] = asyncio.create_task(self.run_batch(schedule, out_dir))
+        self._running[schedule.name] = asyncio.create_task(self._run_firing(schedule, out_dir))
+
+    async def _run_firing(self, schedule: Schedule, out_dir: OutDir) -> None:
+        """One firing's batch; its failure is reported and the schedule goes on."""
+        try:
+            await self.run_batch(schedule, out_dir)
+        except Exception as exc:
+            error = str(exc) if isinstance(exc, RuminationError) else f"{type(exc).__name__}: {exc}"
+            await emit(self.on_event, "schedule_failed", schedule=schedule.name,
+                       out_dir=str(out_dir), error=error)
 
     async def run_forever(self, max_firings: int | None = None) -> None:
         fired = 0

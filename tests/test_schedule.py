@@ -94,3 +94,35 @@ def test_an_out_dir_url_is_kept_as_given(tmp_path: Path) -> None:
                                                              "out_dir: memory://team/weekly"))
     [weekly] = load_schedules(path)
     assert weekly.out_dir == "memory://team/weekly"
+
+
+def test_a_failing_firing_is_reported_and_the_schedule_goes_on(tmp_path: Path) -> None:
+    [weekly] = load_schedules(schedules_file(tmp_path, "*/5 * * * *"))
+    events: list[Event] = []
+    attempts: list[str] = []
+
+    async def broken_batch(schedule: Schedule, out_dir: OutDir) -> None:
+        attempts.append(Path(str(out_dir)).name)
+        raise UsageError("a Ray worker could not start: ImportError: broken")
+
+    async def scenario() -> None:
+        scheduler = Scheduler([weekly], broken_batch, now=lambda: datetime(2026, 11, 24, 10, 1),
+                              on_event=events.append)
+        await scheduler.fire(weekly, datetime(2026, 11, 24, 10, 5))
+        await asyncio.sleep(0.01)
+        await scheduler.fire(weekly, datetime(2026, 11, 24, 10, 10))  # not blocked by the first
+        await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+    assert attempts == ["2026-11-24_1005", "2026-11-24_1010"]
+    failed = [e.data for e in events if e.kind == "schedule_failed"]
+    assert [d["error"] for d in failed] == ["a Ray worker could not start: ImportError: broken"] * 2
+    assert failed[0]["out_dir"].endswith("2026-11-24_1005")
+
+
+def test_schedule_events_show_on_a_terminal() -> None:
+    from rumination.progress import schedule_line
+
+    line = schedule_line({"schedule": "weekly", "out_dir": "out/x", "error": "boom"},
+                         "schedule_failed")
+    assert "weekly" in line and "out/x" in line and "boom" in line
