@@ -1,10 +1,11 @@
-"""Words common in a corpus are left out of its ranked search (rumination/search_backends/common_terms)."""
+"""Words common in a corpus are left out of its ranked search (search_backends/common_terms)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
 from rumination.search_backends.common_terms import MIN_PASSAGES, rarer_terms
 from rumination.search_backends.corpus import Corpus
 
