@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from installkit import Install, Simulator, build_wheel, make_install
+
+from .installkit import Install, Simulator, build_wheel, make_install
 
 
 @pytest.hookimpl(tryfirst=True)  # marked before `-m` selects

@@ -10,7 +10,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from installkit import SIMULATOR_MODEL, Install, Simulator, wait_for_turns
+from .installkit import SIMULATOR_MODEL, Install, Simulator, wait_for_turns
 
 # bash runs a background job of a non-interactive shell with SIGINT ignored (POSIX)
 DETACHED = 'rumination "$@" & echo $! > pid; wait $!; echo $? > exit-code'

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from installkit import SIMULATOR_MODEL, Install, Simulator
+
+from .installkit import SIMULATOR_MODEL, Install, Simulator
 
 
 def _free_port() -> int:

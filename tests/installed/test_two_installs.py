@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from installkit import Install, make_install
+from .installkit import Install, make_install
 
 
 def _demo_source_files(install: Install, env: dict[str, str], cwd: Path) -> list[Path]:

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from installkit import ROOT, SIMULATOR_MODEL, Install, Simulator, one_line_error
+
+from .installkit import ROOT, SIMULATOR_MODEL, Install, Simulator, one_line_error
 
 QUESTION = "How do sea otters help kelp forests?"
 

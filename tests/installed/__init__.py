@@ -1,0 +1,1 @@
+"""The installed-product acceptance suite (a package, so its conftest is not `conftest`)."""
