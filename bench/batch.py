@@ -30,12 +30,12 @@ import threading
 import time
 from pathlib import Path
 
-from rumination.reports.render import render_report
-from rumination.search_backends.local import demo_corpus_path
 from simproc import fixed, simulator_process
 
-from rumination.batch import Batch
-from rumination.jobs import Job
+from rumination.jobs.batch import Batch
+from rumination.jobs.files import Job
+from rumination.reports.render import render_report
+from rumination.search_backends.local import demo_corpus_path
 from rumination.settings import Settings
 from rumination.testing import SimulatorConfig, simulate
 from rumination.testing.simulator import long_corpus, long_reader

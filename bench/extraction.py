@@ -29,7 +29,7 @@ from pathlib import Path
 import trafilatura
 from bs4 import BeautifulSoup
 
-from rumination.extract import page_from_bytes
+from rumination.reading.extract import page_from_bytes
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 Extractor = Callable[[str, bytes], str]

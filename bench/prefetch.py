@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rumination import Researcher, Settings
-from rumination.llm import Completion
+from rumination.llm.client import Completion
 from rumination.models import Message, Page, SearchHit
 from rumination.testing import ScriptedModel
 

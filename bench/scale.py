@@ -26,15 +26,14 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from rumination.jobs.batch import Batch
+from rumination.jobs.executors import Executor, LocalExecutor, RayExecutor
+from rumination.jobs.files import Job
+from rumination.models import Source, ToolCall, Turn, Usage
 from rumination.reports.render import render_report
 from rumination.search_backends.local import demo_corpus_path
-
-from rumination.batch import Batch
-from rumination.executors import Executor, LocalExecutor, RayExecutor
-from rumination.jobs import Job
-from rumination.models import Source, ToolCall, Turn, Usage
 from rumination.settings import Settings
-from rumination.store import RunStore
+from rumination.store.run_store import RunStore
 from rumination.testing import SimulatorConfig, SimulatorServer, simulate
 from rumination.testing.postgres import LocalPostgres
 

@@ -6,7 +6,7 @@ pairs statements with a demo document: supported paraphrases of a sentence of th
 and unsupported ones made from them by changing a number, swapping a named entity, negating,
 or citing the wrong page (the same paraphrase against another document). Each document is
 shown to the judge exactly as the model sees a clicked page (rendered page window, read back
-through rumination.evidence). Targets: accuracy >= 0.9, precision of `unsupported` >= 0.9,
+through rumination.support.evidence). Targets: accuracy >= 0.9, precision of `unsupported` >= 0.9,
 >= 500 statements/s on one core (timed in CPU seconds of this process, so other load on the
 machine does not distort it). `unsure` counts as wrong for accuracy and as "not
 unsupported" for precision and recall.
@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from rumination.browser import page_window
-from rumination.evidence import evidence_by_source
-from rumination.lexical import LexicalJudge, prepare_evidence
+from rumination.agent.browser import page_window
 from rumination.models import Support
+from rumination.support.evidence import evidence_by_source
+from rumination.support.lexical import LexicalJudge, prepare_evidence
 
 HERE = Path(__file__).parent
 

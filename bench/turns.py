@@ -42,10 +42,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from rumination.search_backends.corpus import Corpus
 from simproc import ChatTiming, simulator_process
 
 from rumination import Researcher, Settings
+from rumination.search_backends.corpus import Corpus
 from rumination.testing import SimulatorConfig
 from rumination.testing.simulator import GLACIER_WORDS, long_reader
 
@@ -243,10 +243,10 @@ def profile_breakdown(url: str, corpus: Path, workdir: Path, turns: int, top: in
 # ---- the gap, step by step ---------------------------------------------------------------------
 
 _STEPS = {  # label: (module, class, method) timed around each call
-    "model answer read": ("rumination.llm", "LLMClient", "_stream_once"),
-    "tool": ("rumination.browser", "Browser", "execute"),
-    "checkpoint": ("rumination.loop", "TurnLoop", "_checkpoint"),
-    "window fit": ("rumination.context", "ContextBudget", "fit"),
+    "model answer read": ("rumination.llm.client", "LLMClient", "_stream_once"),
+    "tool": ("rumination.agent.browser", "Browser", "execute"),
+    "checkpoint": ("rumination.agent.loop", "TurnLoop", "_checkpoint"),
+    "window fit": ("rumination.agent.context", "ContextBudget", "fit"),
 }
 
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from rumination.reports.render import render_report
-
 from rumination import Settings, research
-from rumination.demo import DEMO_QUESTION, run_demo
 from rumination.events import Event
+from rumination.jobs.demo import DEMO_QUESTION, run_demo
+from rumination.reports.render import render_report
 
 
 def show(event: Event) -> None:

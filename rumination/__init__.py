@@ -9,9 +9,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .agent import Researcher
-    from .api import research
-    from .errors import (
+    from rumination.agent.researcher import Researcher
+    from rumination.agent.sync import research
+    from rumination.errors import (
         BackendError,
         ConfigError,
         ContextLengthExceeded,
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
         RuminationError,
         UsageError,
     )
-    from .events import Event
-    from .models import (
+    from rumination.events import Event
+    from rumination.models import (
         CheckedStatement,
         Citation,
         Message,
@@ -37,12 +37,13 @@ if TYPE_CHECKING:
         Turn,
         Usage,
     )
-    from .settings import Settings
+    from rumination.settings import Settings
 
 __version__ = "0.1.0"
 
 _HOMES = {
-    "Researcher": "agent", "research": "api", "Event": "events", "Settings": "settings",
+    "Researcher": "agent.researcher", "research": "agent.sync", "Event": "events",
+    "Settings": "settings",
     **dict.fromkeys(["BackendError", "ConfigError", "ContextLengthExceeded", "FetchError",
                      "FetchRefused", "Interrupted", "LLMError", "LLMUnavailable",
                      "RuminationError", "UsageError"], "errors"),

@@ -1,5 +1,5 @@
 """`python -m rumination` is the `rumination` command."""
 
-from .cli import main
+from rumination.cli import main
 
 main()

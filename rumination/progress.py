@@ -11,8 +11,8 @@ from typing import IO, Any
 from rich.console import Console
 from rich.markup import escape
 
-from .events import Event
-from .wording import counts_phrase, plural
+from rumination.events import Event
+from rumination.wording import counts_phrase, plural
 
 EventHandlerLike = Callable[[Event], None]
 

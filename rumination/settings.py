@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from . import defaults
-from .database import redacted
-from .errors import ConfigError
-from .models import Mode, ReportFormat
+from rumination import defaults
+from rumination.errors import ConfigError
+from rumination.models import Mode, ReportFormat
+from rumination.urls import redacted
 
 ENV_PREFIX = "RUMINATION_"
 
@@ -79,7 +79,7 @@ class Settings(BaseModel):
     backends: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="options per backend: [backends.NAME] tables in the config file; "
-        "RUMINATION_<NAME>_<OPTION> in the environment (see rumination.backends)",
+        "RUMINATION_<NAME>_<OPTION> in the environment (see rumination.agent.backends)",
     )
     corpus: str | None = None
     search_limit: int = Field(10, gt=0, le=50)
@@ -305,7 +305,7 @@ def _read_config_file(path: Path, named_by: str | None) -> dict[str, Any]:
 def _read_environment(model: type[BaseModel]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name in model.model_fields:
-        if name == "backends":  # per-backend variables are read by rumination.backends
+        if name == "backends":  # per-backend variables are read by rumination.agent.backends
             continue
         raw = os.environ.get(ENV_PREFIX + name.upper())
         if raw is not None:

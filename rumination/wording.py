@@ -17,7 +17,8 @@ def cited(citations: int, sources_cited: int) -> str:
 
 
 def counts_phrase(counts: Mapping[str, Any]) -> str:
-    """The counts of rumination.figures.report_counts (or of a `finished` event, which carries
-    the same fields) in words: "3 citations of 1 source, 5 sources seen, 0 warnings"."""
+    """The counts of rumination.support.figures.report_counts (or of a `finished` event,
+    which carries the same fields) in words:
+    "3 citations of 1 source, 5 sources seen, 0 warnings"."""
     return (f"{cited(counts['citations'], counts['sources_cited'])}, "
             f"{plural(counts['sources'], 'source')} seen, {plural(counts['warnings'], 'warning')}")

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rumination.search_backends.local import LocalCorpusBackend
 
 from rumination import Researcher, Settings, UsageError
 from rumination.errors import ContextLengthExceeded
 from rumination.events import Event
-from rumination.fetch import PageFetcher
-from rumination.llm import Completion
+from rumination.llm.client import Completion
 from rumination.models import Message, Usage
+from rumination.reading.fetch import PageFetcher
+from rumination.search_backends.local import LocalCorpusBackend
 from rumination.testing import FunctionModel, ScriptedModel, SimulatorModel
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import Field, SecretStr
 
-from rumination.backends import BackendOptions, backend_options, describe_options, env_name
-from rumination.cli import _run_settings
+from rumination.agent.backends import BackendOptions, backend_options, describe_options, env_name
+from rumination.cli.common import run_settings
 from rumination.errors import ConfigError, UsageError
 from rumination.settings import Settings
 
@@ -63,13 +63,13 @@ def test_an_unknown_option_is_refused() -> None:
 
 
 def test_cli_backend_opt_applies_to_the_chosen_backend() -> None:
-    settings = _run_settings(
+    settings = run_settings(
         None, None, "demo", None, None, None, None, ["url=https://cli.example", "limit=3"]
     )
     assert settings.backends["demo"] == {"url": "https://cli.example", "limit": "3"}
     assert backend_options(settings, "demo", DemoOptions).limit == 3
     with pytest.raises(UsageError, match="OPTION=VALUE"):
-        _run_settings(None, None, "demo", None, None, None, None, ["nonsense"])
+        run_settings(None, None, "demo", None, None, None, None, ["nonsense"])
 
 
 def test_recorded_settings_mask_secrets_and_resume_takes_them_from_the_environment(

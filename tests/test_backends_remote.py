@@ -22,6 +22,14 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from typer.testing import CliRunner
+
+from rumination import Researcher, Settings
+from rumination.agent.backends import available_backends, create_backend
+from rumination.cli import app
+from rumination.errors import BackendError, ConfigError
+from rumination.models import Page, SearchHit
+from rumination.reading.fetch import PageFetcher
 from rumination.search_backends import http
 from rumination.search_backends.brave import BraveBackend
 from rumination.search_backends.elasticsearch import ElasticsearchBackend
@@ -29,14 +37,6 @@ from rumination.search_backends.http import HttpBackend, retry_after_seconds
 from rumination.search_backends.searxng import SearxngBackend
 from rumination.search_backends.tavily import TavilyBackend
 from rumination.search_backends.wikipedia import WikipediaBackend
-from typer.testing import CliRunner
-
-from rumination import Researcher, Settings
-from rumination.backends import available_backends, create_backend
-from rumination.cli import app
-from rumination.errors import BackendError, ConfigError
-from rumination.fetch import PageFetcher
-from rumination.models import Page, SearchHit
 from rumination.testing import ScriptedModel
 
 FIXTURES = Path(__file__).parent / "fixtures" / "backends"

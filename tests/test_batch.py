@@ -13,7 +13,7 @@ from conftest import SigkillAfterTurns
 from typer.testing import CliRunner
 
 from rumination.cli import app
-from rumination.store import RunStore
+from rumination.store.run_store import RunStore
 from rumination.testing import SimulatorConfig, SimulatorServer, simulate
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ from types import ModuleType
 import pytest
 from conftest import load_bench
 
-from rumination.lexical import LexicalJudge
+from rumination.support.lexical import LexicalJudge
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,7 +1,8 @@
-"""rumination.browser: search / click / open against a fake backend and a mocked web.
+"""rumination.agent.browser: search / click / open against a fake backend and a mocked web.
 
 The web is an httpx.MockTransport; hosts ending in `.test` are allowed past the address
-check (they would otherwise need DNS), everything else goes through rumination.fetch's rules.
+check (they would otherwise need DNS), everything else goes through rumination.reading.fetch's
+rules.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from rumination.browser import Browser
+from rumination.agent.browser import Browser
+from rumination.agent.sources import SourceRegistry
 from rumination.errors import BackendError, FetchError, FetchRefused
-from rumination.fetch import PageFetcher, check_url
 from rumination.models import Page, SearchHit, Source, ToolCall
-from rumination.sources import SourceRegistry, normalize_url
+from rumination.reading.fetch import PageFetcher, check_url
+from rumination.urls import normalize_url
 
 pytestmark = pytest.mark.anyio
 
@@ -529,7 +531,7 @@ async def test_a_registry_passed_in_is_continued(backend: FakeBackend, web: Fake
     assert [s.source_id for s in registry.all()] == [0, 1, 2]
 
 
-# --- rumination.fetch.check_url --------------------------------------------------------------
+# --- rumination.reading.fetch.check_url ----------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -616,7 +618,7 @@ async def test_fetcher_refuses_oversized_pages(web: FakeWeb) -> None:
         await fetcher.aclose()
 
 
-# --- rumination.sources.normalize_url --------------------------------------------------------
+# --- rumination.agent.sources.normalize_url ----------------------------------------
 
 
 @pytest.mark.parametrize(

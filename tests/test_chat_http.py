@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rumination.chat_http import ChatHTTP, proxied
-from rumination.llm import LLMClient
+from rumination.llm.chat_http import ChatHTTP, proxied
+from rumination.llm.client import LLMClient
 from rumination.models import Message
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
@@ -258,7 +258,7 @@ def test_https_verifies_the_server_against_the_given_context(
 
 def test_an_idle_connection_past_its_expiry_is_not_reused(monkeypatch: pytest.MonkeyPatch,
                                                           ) -> None:
-    monkeypatch.setattr("rumination.chat_http.KEEPALIVE_EXPIRY_S", 0.05)
+    monkeypatch.setattr("rumination.llm.chat_http.KEEPALIVE_EXPIRY_S", 0.05)
 
     async def main() -> None:
         async with server(sse_forever) as (url, connections):

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from rumination.search_backends.local import LocalCorpusBackend
-
 from rumination import Researcher, Settings
-from rumination.fetch import PageFetcher
 from rumination.models import Source, Turn
-from rumination.store import RunStore
+from rumination.reading.fetch import PageFetcher
+from rumination.search_backends.local import LocalCorpusBackend
+from rumination.store.run_store import RunStore
 from rumination.testing import SimulatorModel
 
 

@@ -1,4 +1,4 @@
-"""rumination.citations.resolve_citations: find markers, validate ids, renumber 1..k."""
+"""rumination.support.citations.resolve_citations: find markers, validate ids, renumber 1..k."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from rumination.citations import resolve_citations
 from rumination.models import Citation, Source
+from rumination.support.citations import resolve_citations
 
 
 def sources(*ids: int) -> list[Source]:

@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 from conftest import StartSimulator, committed_turns
-from rumination.reports.render import render_report
 
 from rumination import Settings
-from rumination.batch import Batch, JobResult
-from rumination.claims import FINISHED, JobClaims
-from rumination.jobs import Job
-from rumination.store import RunStore
+from rumination.jobs.batch import Batch, JobResult
+from rumination.jobs.files import Job
+from rumination.reports.render import render_report
+from rumination.store.claims import FINISHED, JobClaims
+from rumination.store.run_store import RunStore
 from rumination.testing import SimulatorConfig, SimulatorServer, simulate
 
 JOBS = [f"job-{i}" for i in range(8)]

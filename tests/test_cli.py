@@ -117,7 +117,7 @@ def test_trace_file_gets_every_event_as_json_lines(tmp_path: Path, corpus_db: Pa
 def test_report_files_get_ordinary_permissions(tmp_path: Path) -> None:
     import os
 
-    from rumination.output import write_atomic
+    from rumination.jobs.output import write_atomic
 
     old = os.umask(0o022)
     try:

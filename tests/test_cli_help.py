@@ -10,13 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 import rumination
+from rumination.agent.preview import FILE_TYPES
 from rumination.cli import app
-from rumination.preview import FILE_TYPES
 from rumination.settings import Settings
 
 runner = CliRunner()
 HEAVY = ("httpx", "pydantic", "rich", "trafilatura", "lxml", "jinja2", "sqlite3", "asyncio",
-         "rumination.agent", "rumination.settings", "rumination.models")
+         "rumination.agent.researcher", "rumination.settings", "rumination.models")
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"]])

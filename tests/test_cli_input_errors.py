@@ -17,12 +17,12 @@ import pytest
 from typer.testing import CliRunner
 
 from rumination import defaults
-from rumination.agent import Researcher
+from rumination.agent.researcher import Researcher
 from rumination.cli import app
 from rumination.errors import CannotListen, ConfigError, RuminationError, UsageError
-from rumination.output import report_format
+from rumination.jobs.output import report_format
 from rumination.settings import Settings
-from rumination.store import RunStore
+from rumination.store.run_store import RunStore
 from rumination.testing import SimulatorModel
 
 runner = CliRunner()

@@ -9,16 +9,16 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+
+import rumination.agent.backends
+from rumination.agent.backends import SearchBackend, available_backends
+from rumination.errors import BackendError, ConfigError, UsageError
+from rumination.models import Page, SearchHit
 from rumination.search_backends.composite import (
     FallbackBackend,
     MergeBackend,
     reciprocal_rank_fusion,
 )
-
-import rumination.backends
-from rumination.backends import SearchBackend, available_backends
-from rumination.errors import BackendError, ConfigError, UsageError
-from rumination.models import Page, SearchHit
 from rumination.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -280,7 +280,7 @@ class FakeRegistry:
 @pytest.fixture
 def registry(monkeypatch: pytest.MonkeyPatch) -> FakeRegistry:
     fakes = FakeRegistry(["local", "web", "wiki"])
-    monkeypatch.setattr(rumination.backends, "_entry_points", fakes.entry_points)
+    monkeypatch.setattr(rumination.agent.backends, "_entry_points", fakes.entry_points)
     return fakes
 
 
@@ -288,7 +288,7 @@ async def test_from_settings_builds_children_in_the_configured_order(
     registry: FakeRegistry,
 ) -> None:
     settings = Settings(backend="fallback", backends={"fallback": {"backends": ["web", "local"]}})
-    fallback = rumination.backends.create_backend(settings)
+    fallback = rumination.agent.backends.create_backend(settings)
     assert isinstance(fallback, FallbackBackend)
     assert [child.name for child in fallback.children] == ["web", "local"]
     assert urls(await fallback.search("q", limit=3)) == ["u://web"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rumination import Researcher, Settings
-from rumination.context import ContextBudget, ContextTooSmall, elided
+from rumination.agent.context import ContextBudget, ContextTooSmall, elided
 from rumination.models import Message
 from rumination.testing import SimulatorConfig, SimulatorServer
 from rumination.testing.server import count_tokens, render_prompt

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rumination.documents import parse_document
 from rumination.errors import UsageError
+from rumination.reading.documents import parse_document
 from rumination.search_backends.corpus import SCHEMA_VERSION, Corpus, IndexStats
 from rumination.search_backends.fts_query import fts_query
 from rumination.search_backends.local import LocalCorpusBackend, demo_corpus_path

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from rumination.reading.untrusted import neutralise
 from rumination.search_backends.corpus import HIGHLIGHT, Corpus
 from rumination.search_backends.fts_query import MAX_QUERY_TERMS, fts_query
-
-from rumination.untrusted import neutralise
 
 DOCS = {
     "retreat.md": "# Retreat\n\nGlacier retreat exposes bare moraine in the Alps every summer.",

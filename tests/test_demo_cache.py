@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rumination import Settings
-from rumination.httpcache import HttpCache
+from rumination.reading.httpcache import HttpCache
 from rumination.search_backends.corpus import Corpus
 from rumination.search_backends.local import index_demo_corpus
 
@@ -103,7 +103,7 @@ def test_http_cache_in_an_unwritable_cache_folder_uses_a_stand_in(
     in_the_way.write_text("not a folder", encoding="utf-8")
     monkeypatch.setenv("XDG_CACHE_HOME", str(in_the_way))
     caches = []
-    with caplog.at_level(logging.WARNING, logger="rumination.cachedir"):
+    with caplog.at_level(logging.WARNING, logger="rumination.reading.cachedir"):
         for _ in range(2):
             cache = HttpCache.from_settings(Settings(http_cache=True))
             assert cache is not None

@@ -10,7 +10,7 @@ from conftest import LocalWeb, StartSimulator
 from typer.testing import CliRunner
 
 from rumination.cli import app
-from rumination.doctor import Diagnosis, diagnose
+from rumination.llm.doctor import Diagnosis, diagnose
 from rumination.testing import scripted, simulate
 
 MODEL = "glm-z1-rumination-simulator"

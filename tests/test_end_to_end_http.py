@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rumination.reports.render import render_report
-
 from rumination import Researcher, Settings
-from rumination.demo import run_demo
+from rumination.jobs.demo import run_demo
+from rumination.reports.render import render_report
 from rumination.testing import SimulatorServer, scripted
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from rumination import Researcher, Settings
 from rumination import cli as cli_mod
-from rumination.endpoints import EndpointPool
 from rumination.errors import LLMUnavailable
-from rumination.llm import ChatModel, LLMClient
+from rumination.llm.client import ChatModel, LLMClient
+from rumination.llm.endpoints import EndpointPool
 from rumination.models import Message
 from rumination.testing import SimulatorServer, simulate
 
@@ -179,7 +179,7 @@ def test_cli_llm_url_may_be_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
             seen.append(settings)
             raise Stop
 
-    monkeypatch.setattr("rumination.api.Researcher", Capture)
+    monkeypatch.setattr("rumination.agent.sync.Researcher", Capture)
     runner = CliRunner()
     runner.invoke(app_args := cli_mod.app, ["research", "q", "--llm-url", "http://a/v1"])
     runner.invoke(app_args, ["research", "q", "--llm-url", "http://a/v1", "--llm-url", "http://b/v1"])

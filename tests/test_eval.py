@@ -10,20 +10,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rumination.reports import render_report
 from typer.testing import CliRunner
 
 from rumination.cli import app
 from rumination.errors import UsageError
-from rumination.evaluation import (
+from rumination.jobs.evaluation import (
     EvalItem,
     deltas,
     load_suite,
     run_eval,
     summary_table,
 )
-from rumination.scoring import answer_in_report, exact_match, normalize, short_answer, token_f1
+from rumination.reports import render_report
 from rumination.settings import Settings
+from rumination.support.scoring import (
+    answer_in_report,
+    exact_match,
+    normalize,
+    short_answer,
+    token_f1,
+)
 from rumination.testing import SimulatorServer, simulate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ from types import ModuleType
 
 import pytest
 
-import rumination.backends
-from rumination.backends import (
+import rumination.agent.backends
+from rumination.agent.backends import (
     ENTRY_POINT_GROUP,
     SearchBackend,
     available_backends,
@@ -38,7 +38,7 @@ def declared(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, EntryPoint]]
     table = project["project"]["entry-points"][ENTRY_POINT_GROUP]
     points = {name: EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in table.items()}
     monkeypatch.syspath_prepend(str(PACKAGE_DIR))
-    monkeypatch.setattr(rumination.backends, "_entry_points", lambda: points)
+    monkeypatch.setattr(rumination.agent.backends, "_entry_points", lambda: points)
     yield points
 
 
@@ -54,7 +54,7 @@ def test_the_pyproject_entry_point_names_an_importable_backend_class(
     factory = declared["glossary"].load()
     assert factory is example.GlossaryBackend
     assert factory.requires and callable(factory.from_settings)
-    assert issubclass(factory.options, rumination.backends.BackendOptions)
+    assert issubclass(factory.options, rumination.agent.backends.BackendOptions)
     lines = available_backends()["glossary"]
     assert lines[0] == factory.requires
     assert any(line.startswith("min_words (default 1; RUMINATION_GLOSSARY_MIN_WORDS)")

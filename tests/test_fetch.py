@@ -1,4 +1,4 @@
-"""rumination.fetch against a real HTTP server on 127.0.0.1 and a fake resolver.
+"""rumination.reading.fetch against a real HTTP server on 127.0.0.1 and a fake resolver.
 
 The server is reachable only because each test allows 127.0.0.1 through `allow_hosts` (the
 `fetch_allow_hosts` setting); without it the fetcher refuses loopback like any private
@@ -25,8 +25,8 @@ import pytest
 from conftest import make_pdf
 
 from rumination.errors import FetchError, FetchRefused
-from rumination.extract import decode
-from rumination.fetch import HostPolicy, PageFetcher, check_url, is_public
+from rumination.reading.extract import decode
+from rumination.reading.fetch import HostPolicy, PageFetcher, check_url, is_public
 from rumination.settings import Settings
 
 if TYPE_CHECKING:
@@ -232,7 +232,7 @@ def test_the_setting_takes_a_list_or_comma_separated_text(monkeypatch: pytest.Mo
 async def test_the_researcher_passes_the_setting_to_its_fetcher(corpus_db: Any) -> None:
     import contextlib
 
-    from rumination.agent import Researcher
+    from rumination.agent.researcher import Researcher
     from rumination.testing import SimulatorModel
 
     settings = Settings(fetch_allow_hosts=["intranet.corp", "10.0.0.0/8"], corpus=str(corpus_db))
@@ -592,7 +592,7 @@ class NoBackend:
 
 @pytest.fixture
 async def browser(fetcher: PageFetcher) -> Any:
-    from rumination.browser import Browser
+    from rumination.agent.browser import Browser
 
     return Browser(NoBackend(), fetcher, window_chars=2000)  # type: ignore[arg-type]
 
@@ -846,14 +846,14 @@ async def test_at_most_per_host_requests_reach_one_host_at_a_time(
     ],
 )
 def test_html_title_takes_the_title_else_the_first_heading(html: str, title: str) -> None:
-    from rumination.extract import html_title
+    from rumination.reading.extract import html_title
 
     assert html_title(html) == title
 
 
 def test_a_stated_publication_date_heads_the_page_and_none_is_guessed() -> None:
-    from rumination.extract import page_from_bytes
-    from rumination.preview import view
+    from rumination.agent.preview import view
+    from rumination.reading.extract import page_from_bytes
 
     body = ("<p>Kelp forests store carbon in their fronds and export some of it. </p>" * 6)
     dated = (
@@ -873,7 +873,7 @@ def test_a_stated_publication_date_heads_the_page_and_none_is_guessed() -> None:
 
 
 def test_readers_comments_are_left_out_of_a_page() -> None:
-    from rumination.extract import html_text
+    from rumination.reading.extract import html_text
 
     article = "The glacier lost forty metres of ice in one summer, the survey team reported. " * 6
     html = (

@@ -8,15 +8,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rumination.search_backends.corpus import Corpus
-from rumination.search_backends.local import LocalCorpusBackend
-
 from rumination import Researcher, Settings
 from rumination.events import Event
-from rumination.fetch import PageFetcher
+from rumination.llm.protocol import CallTurn, kept_text, parse_turn
 from rumination.models import Source, ToolCall, Turn
-from rumination.protocol import CallTurn, kept_text, parse_turn
-from rumination.store import INTERRUPTED, RunStore
+from rumination.reading.fetch import PageFetcher
+from rumination.search_backends.corpus import Corpus
+from rumination.search_backends.local import LocalCorpusBackend
+from rumination.store.run_store import INTERRUPTED, RunStore
 from rumination.testing import ScriptedModel, SimulatorServer, scripted
 from rumination.testing.server import render_prompt
 

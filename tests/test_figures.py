@@ -1,10 +1,10 @@
-"""rumination.figures.compute_figures on a known answer, and its helpers."""
+"""rumination.support.figures.compute_figures on a known answer, and its helpers."""
 
 from __future__ import annotations
 
-from rumination.citations import resolve_citations
-from rumination.figures import compute_figures, count_words, estimate_tokens, paragraphs
 from rumination.models import ReportFigures, Source
+from rumination.support.citations import resolve_citations
+from rumination.support.figures import compute_figures, count_words, estimate_tokens, paragraphs
 
 RAW = """# Heat pumps
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from rumination.cli import app
 from rumination.defaults import SIMULATOR_MODEL
-from rumination.server_answers import model_not_served
+from rumination.llm.server_answers import model_not_served
 from rumination.settings import Settings
 from rumination.testing import SimulatorConfig, SimulatorServer, simulate
 

@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from rumination.backends import create_backend
+from rumination.agent.backends import create_backend
 from rumination.cli import app
 from rumination.errors import ConfigError
 from rumination.events import Event

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rumination.reports.render import render_report
 
 from rumination.models import Citation, Report, ReportFigures, Source
+from rumination.reports.render import render_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TIMEOUT_S = 30.0
@@ -247,8 +247,8 @@ def test_a_flagged_citation_shows_its_evidence_on_hover_and_on_keyboard_focus(
 ) -> None:
     import asyncio
 
-    from rumination.lexical import LexicalJudge
-    from rumination.support import check_support
+    from rumination.support.check import check_support
+    from rumination.support.lexical import LexicalJudge
 
     page = "Cold-climate units keep a COP of 2.0 at -15 C. They need defrost cycles in frost."
     report = Report(

@@ -1,4 +1,4 @@
-"""rumination.httpcache: the optional on-disk page cache shared by runs."""
+"""rumination.reading.httpcache: the optional on-disk page cache shared by runs."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from rumination.errors import ConfigError, FetchRefused
-from rumination.fetch import PageFetcher
-from rumination.httpcache import HttpCache, freshness_lifetime
+from rumination.reading.fetch import PageFetcher
+from rumination.reading.httpcache import HttpCache, freshness_lifetime
 from rumination.settings import Settings
 
 if TYPE_CHECKING:

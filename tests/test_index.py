@@ -11,15 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import rumination.search_backends.corpus as corpus_module
 from conftest import make_pdf
+from typer.testing import CliRunner
+
+import rumination.search_backends.corpus as corpus_module
+from rumination.cli import app
+from rumination.cli.tools import _IndexProgress
+from rumination.errors import UsageError
 from rumination.search_backends.chunking import MAX_CHARS, passage_titles, split_passages
 from rumination.search_backends.corpus import SCHEMA_VERSION, Corpus, FileEvent, IndexStats
 from rumination.search_backends.local import LocalCorpusBackend
-from typer.testing import CliRunner
-
-from rumination.cli import _IndexProgress, app
-from rumination.errors import UsageError
 
 SECTIONS = ["Moraines", "Firn", "Crevasses", "Calving", "Albedo", "Surges"]
 FILLER = (

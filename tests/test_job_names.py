@@ -14,7 +14,7 @@ from servicekit import running_api, service_settings, simulator
 from typer.testing import CliRunner
 
 from rumination.cli import app
-from rumination.jobs import MAX_NAME_BYTES, Job
+from rumination.jobs.files import MAX_NAME_BYTES, Job
 from rumination.testing import SimulatorServer, simulate
 
 runner = CliRunner()

@@ -1,4 +1,4 @@
-"""Tests for rumination.llm.LLMClient against a mocked vLLM server (httpx.MockTransport).
+"""Tests for rumination.llm.client.LLMClient against a mocked vLLM server (httpx.MockTransport).
 
 No network: every request goes to an in-process handler that records it. Exponential
 backoff is patched to zero so retry tests do not sleep.
@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from rumination import llm
 from rumination.errors import ContextLengthExceeded, LLMError, LLMUnavailable
-from rumination.llm import STOP_STRINGS, LLMClient
+from rumination.llm import client as llm
+from rumination.llm.client import STOP_STRINGS, LLMClient
 from rumination.models import Message, Usage
 
 BASE = "http://vllm.test:8000/v1"

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from rumination import UsageError
 from rumination.cli import app
-from rumination.outdir import LocalDir, OutDir, RemoteDir
+from rumination.jobs.outdir import LocalDir, OutDir, RemoteDir
 from rumination.testing import SimulatorConfig, SimulatorServer, simulate
 
 runner = CliRunner()

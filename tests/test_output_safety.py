@@ -17,9 +17,9 @@ import pytest
 from conftest import wait_for_turns
 from typer.testing import CliRunner
 
-from rumination import output
 from rumination.cli import app
-from rumination.store import RunStore
+from rumination.jobs import output
+from rumination.store.run_store import RunStore
 from rumination.testing import SimulatorConfig, SimulatorServer, simulate
 
 runner = CliRunner()

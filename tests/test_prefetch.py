@@ -1,4 +1,4 @@
-"""rumination.prefetch: the run's page cache and speculative prefetch of search hits."""
+"""rumination.reading.prefetch: the run's page cache and speculative prefetch of search hits."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import httpx
 import pytest
 
 from rumination import Researcher, Settings
-from rumination.browser import Browser
+from rumination.agent.browser import Browser
 from rumination.errors import FetchError
-from rumination.fetch import PageFetcher
-from rumination.llm import Completion
+from rumination.llm.client import Completion
 from rumination.models import Message, Page, SearchHit
-from rumination.prefetch import PageCache
+from rumination.reading.fetch import PageFetcher
+from rumination.reading.prefetch import PageCache
 from rumination.testing import ScriptedModel
 
 pytestmark = pytest.mark.anyio

@@ -1,4 +1,4 @@
-"""Table-driven tests for rumination.protocol: one assistant text -> call, answer or error."""
+"""Table-driven tests for rumination.llm.protocol: one assistant text -> call, answer or error."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from rumination.protocol import (
+from rumination.llm.protocol import (
     AnswerTurn,
     CallTurn,
     ProtocolError,

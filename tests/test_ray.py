@@ -18,12 +18,12 @@ from conftest import StartSimulator
 from typer.testing import CliRunner
 
 from rumination import Settings
-from rumination.batch import Batch
 from rumination.cli import app
-from rumination.executors import LocalExecutor, RayExecutor
-from rumination.jobs import Job
+from rumination.jobs.batch import Batch
+from rumination.jobs.executors import LocalExecutor, RayExecutor
+from rumination.jobs.files import Job
 from rumination.reports.render import render_report
-from rumination.store import RunStore
+from rumination.store.run_store import RunStore
 from rumination.testing import simulate
 
 

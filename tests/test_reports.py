@@ -13,14 +13,14 @@ from urllib.parse import unquote, urlsplit
 
 import jsonschema
 import pytest
-from rumination.reports import check_format, render_report, report_schema
-from rumination.reports.html import _parser
 from typer.testing import CliRunner
 
 from rumination.cli import app
-from rumination.demo import run_demo
 from rumination.errors import ConfigError, UsageError
+from rumination.jobs.demo import run_demo
 from rumination.models import Citation, Report, ReportFigures, Source
+from rumination.reports import check_format, render_report, report_schema
+from rumination.reports.html import _parser
 from rumination.settings import Settings
 
 runner = CliRunner()

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from rumination.llm.request_body import MessageEncoder
 from rumination.models import Message
-from rumination.request_body import MessageEncoder
 
 MESSAGES = [
     Message(role="user", content="Kelp forests: \"carbon\" stores?\n【0†x】 ünïcode 冰川"),

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from rumination.cli import app
 from rumination.errors import UsageError
 from rumination.events import Event
-from rumination.outdir import OutDir
-from rumination.schedule import Schedule, Scheduler, load_schedules
+from rumination.jobs.outdir import OutDir
+from rumination.jobs.schedule import Schedule, Scheduler, load_schedules
 
 
 def schedules_file(tmp_path: Path, cron: str = "0 6 * * MON", extra: str = "") -> Path:

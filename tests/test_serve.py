@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rumination import serve as serve_mod
 from rumination.cli import app
 from rumination.errors import LLMUnavailable, RuminationError
-from rumination.serve import (
+from rumination.llm import serve as serve_mod
+from rumination.llm.serve import (
     ServeOptions,
     build_command,
     research_line,

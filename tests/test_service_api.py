@@ -24,10 +24,10 @@ from servicekit import (  # noqa: E402
     wait_status,
 )
 
-from rumination.agent import Researcher  # noqa: E402
+from rumination.agent.researcher import Researcher  # noqa: E402
 from rumination.service.app import create_app  # noqa: E402
 from rumination.settings import Settings  # noqa: E402
-from rumination.store import RunStore  # noqa: E402
+from rumination.store.run_store import RunStore  # noqa: E402
 
 QUESTION = "How well do air-source heat pumps perform in cold climates?"
 OPENAPI = Path(__file__).parent.parent / "docs" / "openapi.json"

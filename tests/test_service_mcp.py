@@ -18,7 +18,7 @@ from mcp import Client  # noqa: E402
 from mcp.client.stdio import StdioServerParameters  # noqa: E402
 from servicekit import SIM_MODEL, running_app, simulator  # noqa: E402
 
-from rumination.store import RunStore  # noqa: E402
+from rumination.store.run_store import RunStore  # noqa: E402
 from rumination.wording import counts_phrase  # noqa: E402
 
 QUESTION = "How well do air-source heat pumps perform in cold climates?"

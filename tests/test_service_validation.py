@@ -18,7 +18,7 @@ from servicekit import SIM_MODEL, running_api, service_settings, simulator
 from rumination.service.runner import CANCELLED, QUEUED
 from rumination.service.views import RunStatus
 from rumination.settings import Settings
-from rumination.store import FAILED, FINISHED, INTERRUPTED, RUNNING, RunStore
+from rumination.store.run_store import FAILED, FINISHED, INTERRUPTED, RUNNING, RunStore
 from rumination.testing import SimulatorServer
 
 QUESTION = "How do otters help kelp?"

@@ -24,7 +24,7 @@ from servicekit import SIM_MODEL, Gate, simulator  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from rumination.cli import app  # noqa: E402
-from rumination.store import RunStore  # noqa: E402
+from rumination.store.run_store import RunStore  # noqa: E402
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

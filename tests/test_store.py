@@ -12,15 +12,21 @@ from typing import Any
 
 import pytest
 from conftest import SigkillAfterTurns
-from rumination.search_backends.local import LocalCorpusBackend
 from typer.testing import CliRunner
 
 from rumination import LLMUnavailable, Researcher, Settings, UsageError
 from rumination.cli import app
-from rumination.fetch import PageFetcher
-from rumination.llm import Completion
+from rumination.llm.client import Completion
 from rumination.models import Message
-from rumination.store import FINISHED, INTERRUPTED, MIGRATIONS, POSTGRES_MIGRATIONS, RunStore
+from rumination.reading.fetch import PageFetcher
+from rumination.search_backends.local import LocalCorpusBackend
+from rumination.store.run_store import (
+    FINISHED,
+    INTERRUPTED,
+    MIGRATIONS,
+    POSTGRES_MIGRATIONS,
+    RunStore,
+)
 from rumination.testing import SimulatorConfig, SimulatorModel, SimulatorServer, simulate
 
 

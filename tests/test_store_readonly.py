@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from rumination.cli import app
 from rumination.errors import UsageError
-from rumination.store import MIGRATIONS, RunStore
+from rumination.store.run_store import MIGRATIONS, RunStore
 from rumination.testing.postgres import LocalPostgres
 
 runner = CliRunner()

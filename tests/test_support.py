@@ -10,16 +10,16 @@ from pathlib import Path
 import httpx
 import jsonschema
 import pytest
-from rumination.reports import render_report, report_schema
 
-from rumination.evidence import evidence_by_source
-from rumination.judge_cache import JudgementCache
-from rumination.lexical import LexicalJudge
-from rumination.llm import LLMClient
-from rumination.llm_judge import LLMJudge, focus_evidence, parse_verdicts
+from rumination.llm.client import LLMClient
 from rumination.models import Citation, Report, ReportFigures, Source
-from rumination.statements import cited_statements, references
-from rumination.support import check_support
+from rumination.reports import render_report, report_schema
+from rumination.support.check import check_support
+from rumination.support.evidence import evidence_by_source
+from rumination.support.judge_cache import JudgementCache
+from rumination.support.lexical import LexicalJudge
+from rumination.support.llm_judge import LLMJudge, focus_evidence, parse_verdicts
+from rumination.support.statements import cited_statements, references
 from rumination.templates import render
 
 PAGE = (

@@ -8,13 +8,13 @@ import json
 
 import jsonschema
 import pytest
-from rumination.reports import render_report, report_schema
 
-from rumination.agent import Researcher
+from rumination.agent.researcher import Researcher
+from rumination.agent.writer import run_write
 from rumination.models import Report
+from rumination.reports import render_report, report_schema
 from rumination.settings import Settings
 from rumination.testing import SimulatorConfig, SimulatorServer, with_unsupported
-from rumination.writer import run_write
 
 QUESTION = "How well do air-source heat pumps perform in cold climates?"
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rumination.browser import Browser
+from rumination.agent.browser import Browser
 from rumination.cli import app
-from rumination.documents import parse_document, read_document
-from rumination.extract import decode
-from rumination.fetch import PageFetcher
+from rumination.reading.documents import parse_document, read_document
+from rumination.reading.extract import decode
+from rumination.reading.fetch import PageFetcher
 from rumination.search_backends.corpus import Corpus
 from rumination.search_backends.local import LocalCorpusBackend
 

@@ -8,9 +8,9 @@ import ssl
 import httpx
 import pytest
 
-from rumination import tls
-from rumination.fetch import PageFetcher
-from rumination.llm import LLMClient
+from rumination.llm import tls
+from rumination.llm.client import LLMClient
+from rumination.reading.fetch import PageFetcher
 
 
 def test_clients_share_one_context_per_http2_setting(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,10 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from rumination.llm import LLMClient
-from rumination.models import Message
-from rumination.testing import FunctionModel, SimulatorServer
-from rumination.tokens import (
+from rumination.llm.client import LLMClient
+from rumination.llm.tokens import (
     MESSAGE_OVERHEAD_TOKENS,
     TEMPLATE_OVERHEAD_TOKENS,
     TokenCounter,
@@ -30,6 +28,8 @@ from rumination.tokens import (
     estimate_tokens,
     rendered_content,
 )
+from rumination.models import Message
+from rumination.testing import FunctionModel, SimulatorServer
 
 SAMPLES = json.loads(
     (Path(__file__).parent / "fixtures" / "token_samples.json").read_text(encoding="utf-8")

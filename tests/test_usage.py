@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from rumination.llm import LLMClient, _usage
+from rumination.llm.client import LLMClient, _usage
 from rumination.models import Message, Report, Usage
 from rumination.testing import SimulatorConfig, SimulatorServer
 

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rumination.cli import app
-from rumination.store import RunStore
+from rumination.store.run_store import RunStore
 from rumination.testing import SimulatorServer, with_unsupported
 
 runner = CliRunner()

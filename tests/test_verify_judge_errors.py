@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rumination.agent import Researcher
+from rumination.agent.researcher import Researcher
 from rumination.cli import app
 from rumination.reports.render import render_report
 from rumination.settings import Settings
-from rumination.store import RunStore
+from rumination.store.run_store import RunStore
 from rumination.testing import SimulatorModel, SimulatorServer, simulate
 
 runner = CliRunner()

@@ -10,15 +10,15 @@ from typing import Any
 
 import jsonschema
 import pytest
-from rumination.reports import report_schema
 from typer.testing import CliRunner
 
+from rumination.agent.writer import plan_queries, truncate, write_report
 from rumination.cli import app
 from rumination.errors import FetchError, UsageError
 from rumination.models import Page, SearchHit
+from rumination.reports import report_schema
 from rumination.settings import Settings
 from rumination.testing import FunctionModel, SimulatorConfig, SimulatorServer, simulate
-from rumination.writer import plan_queries, truncate, write_report
 
 runner = CliRunner()
 

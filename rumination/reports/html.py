@@ -21,9 +21,8 @@ from markupsafe import Markup
 
 from rumination.errors import UsageError
 from rumination.models import CheckedStatement, Report
+from rumination.reports.render import provenance_label
 from rumination.templates import render
-
-from .render import provenance_label
 
 if TYPE_CHECKING:
     from markdown_it import MarkdownIt

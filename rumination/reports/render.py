@@ -19,7 +19,7 @@ def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     if fmt == "html":
-        from .html import require_markdown
+        from rumination.reports.html import require_markdown
 
         require_markdown()
     return fmt
@@ -93,7 +93,7 @@ def render_report(report: Report, fmt: str = "md", *, citation_style: str = "num
     if fmt == "md":
         return render_markdown(report, citation_style)
     if fmt == "html":
-        from .html import render_html
+        from rumination.reports.html import render_html
 
         return render_html(report)
     raise ValueError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")

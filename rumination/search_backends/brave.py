@@ -14,8 +14,7 @@ import httpx
 from pydantic import Field, SecretStr
 
 from rumination.models import SearchHit
-
-from .http import HttpBackend, KeyOptions, error_field, hits_from, present
+from rumination.search_backends.http import HttpBackend, KeyOptions, error_field, hits_from, present
 
 API_URL = "https://api.search.brave.com/res/v1/web/search"
 _LANGUAGES = {"ja": "jp"}  # Brave's search_lang codes that differ from ISO 639-1

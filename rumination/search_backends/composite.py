@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 from pydantic import AfterValidator, Field
 
-from rumination.backends import (
+from rumination.agent.backends import (
     BackendOptions,
     CommaList,
     SearchBackend,
@@ -36,7 +36,7 @@ from rumination.backends import (
 )
 from rumination.errors import BackendError, ConfigError
 from rumination.models import Page, SearchHit
-from rumination.sources import normalize_url
+from rumination.urls import normalize_url
 
 if TYPE_CHECKING:
     from rumination.settings import Settings

@@ -33,21 +33,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from rumination.database import immediate_transaction
-from rumination.documents import (
+from rumination.errors import UsageError
+from rumination.models import Page, SearchHit
+from rumination.reading.documents import (
     SUPPORTED_SUFFIXES,
     ParsedDocument,
     Unreadable,
     read_document,
     read_file,
 )
-from rumination.errors import UsageError
-from rumination.models import Page, SearchHit
+from rumination.search_backends.chunking import Chunk, passage_titles, passage_url, split_passages
+from rumination.search_backends.common_terms import TermCounts
+from rumination.search_backends.fts_query import fts_terms
+from rumination.store.database import immediate_transaction
 from rumination.wording import plural
-
-from .chunking import Chunk, passage_titles, passage_url, split_passages
-from .common_terms import TermCounts
-from .fts_query import fts_terms
 
 SCHEMA_VERSION = 3
 COMMIT_EVERY = 200

@@ -15,10 +15,9 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr, model_validator
 
-from rumination.backends import CommaList, env_name
+from rumination.agent.backends import CommaList, env_name
 from rumination.models import Page, SearchHit
-
-from .http import (
+from rumination.search_backends.http import (
     HttpBackend,
     HttpOptions,
     HttpUrl,

@@ -28,11 +28,11 @@ import httpx
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from rumination.backends import BackendOptions, backend_options, env_name
+from rumination.agent.backends import BackendOptions, backend_options, env_name
 from rumination.errors import BackendError
+from rumination.llm.retrying import backoff_seconds, retry_after_seconds
 from rumination.models import Page, SearchHit
-from rumination.retrying import backoff_seconds, retry_after_seconds
-from rumination.untrusted import one_line
+from rumination.reading.untrusted import one_line
 
 if TYPE_CHECKING:
     from rumination.settings import Settings

@@ -15,10 +15,9 @@ from importlib.resources import as_file, files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rumination.cachedir import user_cache_dir
 from rumination.models import Page, SearchHit
-
-from .corpus import Corpus
+from rumination.reading.cachedir import user_cache_dir
+from rumination.search_backends.corpus import Corpus
 
 if TYPE_CHECKING:
     from rumination.settings import Settings

@@ -12,8 +12,7 @@ import httpx
 from pydantic import Field
 
 from rumination.models import SearchHit
-
-from .http import HttpBackend, HttpOptions, HttpUrl, hits_from, present
+from rumination.search_backends.http import HttpBackend, HttpOptions, HttpUrl, hits_from, present
 
 
 class SearxngOptions(HttpOptions):

@@ -11,10 +11,9 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field, SecretStr
 
-from rumination.backends import CommaList
+from rumination.agent.backends import CommaList
 from rumination.models import SearchHit
-
-from .http import HttpBackend, KeyOptions, hits_from, present, status_text
+from rumination.search_backends.http import HttpBackend, KeyOptions, hits_from, present, status_text
 
 API_URL = "https://api.tavily.com/search"
 # Tavily's own statuses beyond the usual ones.

@@ -16,8 +16,7 @@ import httpx
 from pydantic import Field
 
 from rumination.models import Page, SearchHit
-
-from .http import HttpBackend, HttpOptions, HttpUrl, strip_html
+from rumination.search_backends.http import HttpBackend, HttpOptions, HttpUrl, strip_html
 
 _WIKIPEDIA_HOST = re.compile(r"([a-z][a-z-]{1,15})\.(?:m\.)?wikipedia\.org")
 _LANGUAGE = re.compile(r"[a-z][a-z-]{1,15}")

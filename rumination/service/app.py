@@ -21,14 +21,21 @@ from starlette.exceptions import HTTPException
 
 from rumination.errors import LLMError, LLMUnavailable, NotAnLLMServer, UsageError
 from rumination.reports.render import render_report
+from rumination.service.auth import is_allowed
+from rumination.service.limits import BodySizeLimit
+from rumination.service.pages import page_router
+from rumination.service.runner import Conflict, NotFound, QueueFull, RunQueue
+from rumination.service.views import (
+    ErrorBody,
+    RunList,
+    RunRequest,
+    RunStatus,
+    RunView,
+    listing,
+    view,
+)
 from rumination.settings import Settings
-from rumination.store import RunStore, open_store
-
-from .auth import is_allowed
-from .limits import BodySizeLimit
-from .pages import page_router
-from .runner import Conflict, NotFound, QueueFull, RunQueue
-from .views import ErrorBody, RunList, RunRequest, RunStatus, RunView, listing, view
+from rumination.store.run_store import RunStore, open_store
 
 RUN_ID = Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the run id")
 REPORT_TYPES = {"md": "text/markdown; charset=utf-8", "html": "text/html; charset=utf-8",

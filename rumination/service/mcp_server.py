@@ -10,14 +10,14 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from rumination import __version__
-from rumination.agent import Researcher
+from rumination.agent.researcher import Researcher
 from rumination.errors import RuminationError
 from rumination.events import Event
-from rumination.figures import report_figures
 from rumination.models import Citation, ReportFigures, Source
 from rumination.reports.render import render_report
 from rumination.settings import Settings
-from rumination.store import RunStore, open_store
+from rumination.store.run_store import RunStore, open_store
+from rumination.support.figures import report_figures
 from rumination.wording import counts_phrase
 
 INSTRUCTIONS = (
@@ -135,7 +135,7 @@ def build_server(settings: Settings, store: RunStore | None = None) -> MCPServer
 
 def http_app(settings: Settings, host: str, store: RunStore | None = None) -> Any:
     """The streamable HTTP app (at /mcp), behind the api_token setting when it is set."""
-    from .auth import TokenGate
+    from rumination.service.auth import TokenGate
 
     return TokenGate(build_server(settings, store).streamable_http_app(host=host),
                      settings.api_token)
@@ -145,7 +145,7 @@ def serve_mcp(settings: Settings, transport: str, host: str, port: int) -> None:
     if transport == "stdio":
         build_server(settings).run("stdio")
         return
-    from .server import check_exposure, listening_socket, run_uvicorn
+    from rumination.service.server import check_exposure, listening_socket, run_uvicorn
 
     check_exposure(host, settings)
     with listening_socket(host, port) as listener:

@@ -9,12 +9,11 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from rumination.service.auth import COOKIE, is_allowed, matches
+from rumination.service.runner import RunQueue
+from rumination.service.views import listing, view
 from rumination.settings import Settings
 from rumination.templates import render
-
-from .auth import COOKIE, is_allowed, matches
-from .runner import RunQueue
-from .views import listing, view
 
 PACKAGE = "rumination.service"
 # The page's own scripts only; the report is framed from the same origin.

@@ -17,18 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rumination.agent import Researcher, new_run_id
-from rumination.backends import installed_backend
-from rumination.endpoints import EndpointPool
+from rumination.agent.backends import installed_backend
+from rumination.agent.researcher import Researcher, new_run_id
 from rumination.errors import LLMError, RuminationError, UsageError
 from rumination.events import Event
-from rumination.fetch import PageFetcher
-from rumination.llm import LLMClient
-from rumination.server_answers import model_not_served
+from rumination.llm.client import LLMClient
+from rumination.llm.endpoints import EndpointPool
+from rumination.llm.server_answers import model_not_served
+from rumination.reading.fetch import PageFetcher
+from rumination.service.eventlog import EventLog
 from rumination.settings import Settings
-from rumination.store import FINISHED, INTERRUPTED, RUNNING, RunRecord, RunStore
-
-from .eventlog import EventLog
+from rumination.store.run_store import FINISHED, INTERRUPTED, RUNNING, RunRecord, RunStore
 
 QUEUED, CANCELLED = "queued", "cancelled"  # states a run has only inside the service
 PROBE_TIMEOUT_S = 5.0  # for the /v1/models check before a run is queued

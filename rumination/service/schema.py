@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 import sys
 
+from rumination.service.app import create_app
 from rumination.settings import Settings
-
-from .app import create_app
 
 
 def openapi_text() -> str:

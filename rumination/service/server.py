@@ -33,9 +33,8 @@ def check_exposure(host: str, settings: Settings) -> None:
 
 
 def serve_api(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
-    from rumination.store import open_store
-
-    from .app import create_app
+    from rumination.service.app import create_app
+    from rumination.store.run_store import open_store
 
     check_exposure(host, settings)
     # the store is opened here, not in the app's startup, so a bad one is one line too

@@ -9,9 +9,8 @@ from pydantic import BaseModel, Field
 
 from rumination.errors import UsageError
 from rumination.models import ReportFigures
-from rumination.store import FAILED, INTERRUPTED, RUNNING, RunRecord, RunStore
-
-from .runner import CANCELLED, QUEUED, NotFound, RunQueue, Ticket
+from rumination.service.runner import CANCELLED, QUEUED, NotFound, RunQueue, Ticket
+from rumination.store.run_store import FAILED, INTERRUPTED, RUNNING, RunRecord, RunStore
 
 LIVE = (QUEUED, RUNNING)
 RunStatus = Literal["queued", "running", "finished", "interrupted", "failed", "cancelled"]

@@ -4,10 +4,10 @@ HTTP), fake chat models, and a guard against real network calls.
 Everything here is a simulator: it speaks the model's protocol, it is not the model.
 """
 
-from .fakes import FunctionModel, ScriptedModel, SimulatorModel
-from .guard import NetworkBlocked, no_network
-from .server import SimulatorConfig, SimulatorServer
-from .simulator import scripted, simulate, with_unsupported
+from rumination.testing.fakes import FunctionModel, ScriptedModel, SimulatorModel
+from rumination.testing.guard import NetworkBlocked, no_network
+from rumination.testing.server import SimulatorConfig, SimulatorServer
+from rumination.testing.simulator import scripted, simulate, with_unsupported
 
 __all__ = [
     "FunctionModel",

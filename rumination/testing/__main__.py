@@ -9,9 +9,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..defaults import SIMULATOR_MODEL
-from .server import SimulatorConfig, SimulatorServer
-from .simulator import scripted, simulate, with_unsupported
+from rumination.defaults import SIMULATOR_MODEL
+from rumination.testing.server import SimulatorConfig, SimulatorServer
+from rumination.testing.simulator import scripted, simulate, with_unsupported
 
 
 def _load_script(path: Path) -> list[str]:

@@ -2,7 +2,7 @@
 
 `FunctionModel(fn)` answers each request with `fn(messages)`; `SimulatorModel()` plays the
 rumination protocol (see simulator.py); `ScriptedModel(texts)` replays recorded turns.
-All implement rumination.llm.ChatModel.
+All implement rumination.llm.client.ChatModel.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..defaults import SIMULATOR_MODEL
-from ..llm import Completion, OnDelta
-from ..models import Message, Usage
-from .simulator import scripted, simulate
+from rumination.defaults import SIMULATOR_MODEL
+from rumination.llm.client import Completion, OnDelta
+from rumination.models import Message, Usage
+from rumination.testing.simulator import scripted, simulate
 
 Responder = Callable[[list[dict[str, Any]]], str]
 

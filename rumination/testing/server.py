@@ -26,7 +26,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ..defaults import SIMULATOR_MODEL
+from rumination.defaults import SIMULATOR_MODEL
 
 Responder = Callable[[list[dict[str, Any]]], str]
 

@@ -2,7 +2,7 @@
 
 It shows every part a rumination backend needs:
 
-1. the protocol (`rumination.backends.SearchBackend`): a `name`, `async search(query, *,
+1. the protocol (`rumination.agent.backends.SearchBackend`): a `name`, `async search(query, *,
    limit, language=None)` returning `SearchHit`s, `async fetch(url)` returning the `Page`
    behind a URL it holds (or None: rumination then fetches the URL from the web), and
    `async aclose()`;
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from rumination.backends import BackendOptions, backend_options
+from rumination.agent.backends import BackendOptions, backend_options
 from rumination.errors import ConfigError
 from rumination.models import Page, SearchHit
 

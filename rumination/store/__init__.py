@@ -1,0 +1,2 @@
+"""What runs leave behind: the database (SQLite, PostgreSQL), the run store, job claims and
+exports."""
