@@ -11,8 +11,11 @@ the client adds. Two clients run the same session against it, in one run:
   corpus searches and reads, with the same durability: each turn is committed to SQLite
   (WAL, synchronous=FULL) before the next request.
 
-Prints each client's median and p90 gap, their ratio (target: at most 2x), and the harness's
-CPU per turn. `--breakdown` also runs the harness once with timestamps around each step of
+Prints each client's median and p90 gap, their ratio (target: at most 2x), the harness's
+CPU per turn, and each client's share: the sum of its gaps over the sum of the model's
+generation times (request arrival to response end, on the simulator's clock) in the same
+sessions, i.e. how much the client adds to the model's time (target for rumination: at most
+1.5% at 25 ms/token). `--breakdown` also runs the harness once with timestamps around each step of
 the gap (on the simulator's clock) and prints the median of each; `--profile` runs it under
 cProfile and prints where its own time goes, by package and by function.
 
@@ -59,6 +62,11 @@ ANSWER_TOKENS = 256  # both clients cut the final answer here: its length is not
 def gaps_ms(timings: Sequence[ChatTiming]) -> list[float]:
     """Milliseconds from each response's end to the next request's arrival."""
     return [1000 * (after.arrived - before.done) for before, after in pairwise(timings)]
+
+
+def generation_s(timings: Sequence[ChatTiming]) -> float:
+    """Seconds the model spent on these requests: each one's arrival to its response's end."""
+    return sum(timing.done - timing.arrived for timing in timings)
 
 
 def percentile(samples: Sequence[float], share: float) -> float:
@@ -324,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gaps: dict[str, list[float]] = defaultdict(list)
     cpu: dict[str, float] = defaultdict(float)
     requests: dict[str, int] = defaultdict(int)
+    model_s: dict[str, float] = defaultdict(float)
     with tempfile.TemporaryDirectory() as tmp:
         corpus = write_corpus(Path(tmp, "corpus"), args.docs, args.words)
         for round_ in range(args.repeat):
@@ -335,18 +344,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                     timings = sim.stop()
                 gaps[name] += gaps_ms(timings)
                 requests[name] += len(timings)
+                model_s[name] += generation_s(timings)
         rows = [(name, requests[name], statistics.median(gaps[name]),
-                 percentile(gaps[name], 0.9), 1000 * cpu[name] / requests[name])
+                 percentile(gaps[name], 0.9), 1000 * cpu[name] / requests[name],
+                 100 * sum(gaps[name]) / 1000 / model_s[name])
                 for name in clients]
         print(f"{args.turns} tool calls at {args.ms_per_token:g} ms/token, {args.docs} documents,"
               f" {args.repeat} sessions per client; gap = response end to next request, as the"
               " simulator saw it")
         print(f"{'client':<12} {'requests':>8} {'gap p50 ms':>11} {'gap p90 ms':>11} "
-              f"{'CPU ms/request':>15}")
-        for name, requests, p50, p90, cpu_ms in rows:
-            print(f"{name:<12} {requests:>8} {p50:>11.2f} {p90:>11.2f} {cpu_ms:>15.2f}")
+              f"{'CPU ms/request':>15} {'gaps / model time':>18}")
+        for name, requests, p50, p90, cpu_ms, share in rows:
+            print(f"{name:<12} {requests:>8} {p50:>11.2f} {p90:>11.2f} {cpu_ms:>15.2f} "
+                  f"{share:>17.2f}%")
         ratio = rows[0][2] / rows[1][2]
         print(f"median gap ratio rumination / reference: {ratio:.2f}x (target <= 2x)")
+        print(f"harness time between responses: {rows[0][5]:.2f}% of model time at "
+              f"{args.ms_per_token:g} ms/token (target <= 1.5%; the bare loop: {rows[1][5]:.2f}%)")
         if args.breakdown:
             workdir = Path(tmp, "timed")
             workdir.mkdir()
