@@ -118,8 +118,7 @@ class Citation(BaseModel):
 
 
 class ReportFigures(BaseModel):
-    """What a report's citations amount to; computed by
-    rumination.support.figures.compute_figures."""
+    """What a report's citations amount to; computed by support.figures.compute_figures."""
 
     citations: int = Field(0, description="citation references kept in the answer")
     distinct_sources_cited: int = 0

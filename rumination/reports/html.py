@@ -21,7 +21,7 @@ from markupsafe import Markup
 
 from rumination.errors import UsageError
 from rumination.models import CheckedStatement, Report
-from rumination.reports.render import provenance_label
+from rumination.reports.labels import provenance_label
 from rumination.templates import render
 
 if TYPE_CHECKING:

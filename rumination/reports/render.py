@@ -7,6 +7,7 @@ import re
 
 from rumination.errors import UsageError
 from rumination.models import Report
+from rumination.reports.labels import provenance_label
 from rumination.templates import render
 
 FORMATS = ("md", "json", "html")
@@ -23,13 +24,6 @@ def check_format(fmt: str) -> str:
 
         require_markdown()
     return fmt
-
-
-def provenance_label(report: Report) -> str:
-    label = f"Report by rumination, mode {report.mode}, model {report.model}, run {report.run_id}"
-    if report.simulated:
-        label += " — SIMULATED: written by the built-in protocol simulator, not by an LLM"
-    return label
 
 
 def support_line(report: Report) -> str:
