@@ -50,39 +50,71 @@ class Settings(BaseModel):
 
     # LLM server (vLLM's OpenAI-compatible API). Several endpoints: a list, or comma-separated
     # in a string; stored comma-separated, read them as `llm_urls`.
-    llm_url: str = defaults.LLM_URL
+    llm_url: str = Field(
+        defaults.LLM_URL,
+        description="base URL of the LLM server's OpenAI-compatible API (ending in /v1); "
+        "several, comma-separated: runs spread over them, each run staying on one",
+    )
     endpoint_cooldown_s: float = Field(
         30.0, ge=0, description="seconds a failed endpoint rests before it is tried again"
     )
-    model: str = defaults.MODEL
-    api_key: str | None = None
-    temperature: float = Field(0.95, ge=0.0, le=2.0)
-    top_p: float = Field(0.7, gt=0.0, le=1.0)
+    model: str = Field(
+        defaults.MODEL, description="model name sent with every request; the server must serve it"
+    )
+    api_key: str | None = Field(
+        None, description="bearer token for the LLM server (and the llm judge's); masked "
+        "wherever settings are recorded"
+    )
+    temperature: float = Field(0.95, ge=0.0, le=2.0, description="sampling temperature")
+    top_p: float = Field(0.7, gt=0.0, le=1.0, description="nucleus sampling: top_p")
     max_tokens: int = Field(16384, gt=0, description="new tokens per turn")
     answer_max_tokens: int = Field(16384, gt=0, description="new tokens for the final answer")
-    request_timeout_s: float = Field(600.0, gt=0)
-    connect_timeout_s: float = Field(10.0, gt=0)
-    retries: int = Field(4, ge=0)
-    stream: bool = True
+    request_timeout_s: float = Field(
+        600.0, gt=0, description="longest silence of the LLM server while sending or receiving"
+    )
+    connect_timeout_s: float = Field(10.0, gt=0, description="to connect to the LLM server")
+    retries: int = Field(
+        4, ge=0, description="further tries of an LLM request after a connection error, 429 or "
+        "5xx (backing off, honouring Retry-After); other 4xx answers are not retried"
+    )
+    stream: bool = Field(
+        True, description="stream answers as server-sent events; off: one JSON answer per request"
+    )
     context_window: int | None = Field(
         None, gt=0, description="tokens; default: the server's max_model_len, else 32768"
     )
 
     # Research loop
-    mode: Mode = defaults.MODE
-    max_turns: int = Field(defaults.MAX_TURNS, gt=0)
-    tell_date: bool = True
-    max_wall_time_s: float = Field(7200.0, gt=0)
+    mode: Mode = Field(
+        defaults.MODE, description="rumination: the model calls search / click / open / finish; "
+        "write: the framework searches, then one writing call (for chat models)"
+    )
+    max_turns: int = Field(
+        defaults.MAX_TURNS, gt=0, description="model turns before the final answer is asked for"
+    )
+    tell_date: bool = Field(
+        True, description="start the question with today's date (the model's fixed prompt "
+        "says the year is 2025)"
+    )
+    max_wall_time_s: float = Field(
+        7200.0, gt=0, description="research time (checked before each turn) before the final "
+        "answer is asked for"
+    )
 
     # Search and reading
-    backend: str = defaults.BACKEND
+    backend: str = Field(
+        defaults.BACKEND, description="search backend by name (`rumination backends` lists them)"
+    )
     backends: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="options per backend: [backends.NAME] tables in the config file; "
         "RUMINATION_<NAME>_<OPTION> in the environment (see rumination.agent.backends)",
     )
-    corpus: str | None = None
-    search_limit: int = Field(10, gt=0, le=50)
+    corpus: str | None = Field(
+        None, description="the local backend's SQLite corpus (`rumination index` builds one); "
+        "default: the bundled demo corpus"
+    )
+    search_limit: int = Field(10, gt=0, le=50, description="results asked for per search")
     search_language: str | None = Field(
         None, description="language code passed to backends that support one (e.g. de, ja)"
     )
@@ -93,9 +125,13 @@ class Settings(BaseModel):
     )
     page_window_chars: int = Field(12000, ge=500, description="page characters per click")
     fetch_timeout_s: float = Field(20.0, gt=0, description="whole fetch, redirects included")
-    fetch_connect_timeout_s: float = Field(10.0, gt=0)
+    fetch_connect_timeout_s: float = Field(
+        10.0, gt=0, description="to connect to a page's server (at most fetch_timeout_s)"
+    )
     fetch_read_timeout_s: float = Field(15.0, gt=0, description="longest wait between reads")
-    fetch_max_redirects: int = Field(5, ge=0, le=30)
+    fetch_max_redirects: int = Field(
+        5, ge=0, le=30, description="redirects followed per fetch, each target checked anew"
+    )
     fetch_max_bytes: int = Field(
         5_000_000, gt=0, description="body cap, as sent and once decompressed"
     )
@@ -116,14 +152,20 @@ class Settings(BaseModel):
         86400.0, gt=0, description="longest a cached page is reused, whatever its headers say"
     )
     http_cache_max_mb: float = Field(512.0, gt=0, description="oldest pages dropped past this")
-    user_agent: str = "rumination/0.1 (+deep-research harness)"
+    user_agent: str = Field(
+        "rumination/0.1 (+deep-research harness)",
+        description="User-Agent of page fetches and remote search backends",
+    )
 
     # Write mode: planned searches, fetched pages, one writing call
     write_max_sources: int = Field(8, gt=0, le=50, description="pages handed to the writer")
     write_source_chars: int = Field(6000, ge=200, description="characters kept per source")
 
     # Run store (every turn committed; runs resumable)
-    keep_runs: bool = True
+    keep_runs: bool = Field(
+        True, description="record every run (resumable, `runs` commands, judge cache); "
+        "off: nothing is stored"
+    )
     run_store: str | None = Field(None, description="default: $XDG_DATA_HOME/rumination/runs.db")
     store_url: str | None = Field(
         None, description="sqlite:///PATH or postgresql://USER@HOST/DB; wins over run_store"
@@ -161,8 +203,14 @@ class Settings(BaseModel):
     )
 
     # Output
-    format: ReportFormat = defaults.FORMAT
-    citation_style: Literal["numbered", "footnotes"] = "numbered"
+    format: ReportFormat = Field(
+        defaults.FORMAT, description="report format; an --out file name's extension or "
+        "--format wins"
+    )
+    citation_style: Literal["numbered", "footnotes"] = Field(
+        "numbered", description="Markdown reports: [k] with a numbered source list, or "
+        "footnotes"
+    )
 
     @field_validator("llm_url", mode="before")
     @classmethod
@@ -305,9 +353,14 @@ def _read_config_file(path: Path, named_by: str | None) -> dict[str, Any]:
 def _read_environment(model: type[BaseModel]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name in model.model_fields:
-        if name == "backends":  # per-backend variables are read by rumination.agent.backends
-            continue
-        raw = os.environ.get(ENV_PREFIX + name.upper())
+        variable = environment_variable(name)
+        raw = None if variable is None else os.environ.get(variable)
         if raw is not None:
             values[name] = raw
     return values
+
+
+def environment_variable(field: str) -> str | None:
+    """The variable that sets `field`; None for `backends`, whose options have a variable each
+    (RUMINATION_<NAME>_<OPTION>, read by rumination.agent.backends)."""
+    return None if field == "backends" else ENV_PREFIX + field.upper()

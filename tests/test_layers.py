@@ -11,7 +11,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "rumination"
 # lowest first; a module may import its own layer and the ones before it
 LAYERS: list[set[str]] = [
     {"models", "errors", "defaults", "wording", "events", "templates", "settings", "progress",
-     "prompts", "reports", "urls"},  # the shared vocabulary, and rendering reports from it
+     "prompts", "reports", "urls",
+     "settings_reference"},  # the shared vocabulary, and rendering reports and docs from it
     {"store"},
     {"llm"},
     {"reading"},
