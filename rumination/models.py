@@ -141,6 +141,26 @@ class ReportFigures(BaseModel):
 
 
 class Report(BaseModel):
+    """A finished research job: the answer with its citations resolved and numbered from 1,
+    the sources the run showed the model (ids from 0), and what the run cost.
+    `rumination.reports.render_report(report, "md" | "html" | "json")` writes it for readers.
+
+    Attributes:
+        question: the question as asked.
+        answer_markdown: the answer, citations written `[k]`.
+        citations: the numbered sources the answer cites, in order of first citation.
+        sources: every source the run showed the model, cited or not.
+        turns: model turns before the answer, one tool call each (1 in write mode).
+        usage: prompt and completion tokens of the run's requests.
+        warnings: what the reader should know (invalid ids removed, budgets hit, SIMULATED).
+        run_id: the run's id in the run store (`rumination runs show RUN_ID`).
+        model: the model that wrote it (the name sent to the server).
+        mode: `rumination` (the model drives) or `write` (one writing call).
+        figures: what the citations amount to (counts, citation accuracy).
+        simulated: written by the protocol simulator, not by a model.
+        statements: every cited statement with its support verdict.
+    """
+
     question: str
     answer_markdown: str
     citations: list[Citation] = Field(default_factory=list)

@@ -42,7 +42,8 @@ def new_run_id() -> str:
 
 
 class Researcher:
-    """Runs research jobs. Parts not given are built from settings and closed after each run."""
+    """Runs research jobs. Parts not given (`llm`, `backend`, `fetcher`, `store`, `pool`) are
+    built from `settings` (`Settings.load()` when none are given) and closed after each run."""
 
     def __init__(
         self,
