@@ -155,3 +155,12 @@ def test_usage_is_summed_over_turns(corpus_db: Path) -> None:
     assert report.usage.completion_tokens > 0
     assert isinstance(report.usage, Usage)
     assert report.usage.prompt_tokens >= sum(len(r) for r in model.requests)
+
+
+def test_research_validates_overrides_given_with_settings(corpus_db: Path) -> None:
+    from rumination import research
+    from rumination.errors import ConfigError
+    from rumination.settings import Settings
+
+    with pytest.raises(ConfigError, match="max_turns"):
+        research("q", settings=Settings(), max_turns=-3)

@@ -9,9 +9,10 @@ The named class must provide `from_settings(settings)` and the `SearchBackend` m
 
 Options: a backend that needs options (a URL, an API key, an index name) declares them as a
 `BackendOptions` model in its `options` attribute and reads them with `backend_options()`.
-Users set them, lowest layer first, in the config file (`[backends.NAME]` table), in the
-environment (`RUMINATION_<NAME>_<OPTION>`, e.g. `RUMINATION_SEARXNG_URL`), or on the command
-line (`--backend-opt OPTION=VALUE`, for the chosen backend). Options whose names contain
+Users set them, lowest layer first, in the environment (`RUMINATION_<NAME>_<OPTION>`, e.g.
+`RUMINATION_SEARXNG_URL`), in the config file (`[backends.NAME]` table; a run's recorded or
+API-given values sit in the same place), or on the command line (`--backend-opt OPTION=VALUE`,
+for the chosen backend). Unlike ordinary settings, the environment is the lowest layer here. Options whose names contain
 key, token, secret or password are masked wherever settings are recorded or shown; declare
 them as `pydantic.SecretStr` so they never appear in a repr or a log line either.
 """

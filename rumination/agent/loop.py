@@ -1,5 +1,5 @@
 """One run's turn loop: generate within the window, execute the call, checkpoint, repeat;
-then the final answer. Researcher (agent.py) builds the parts and hands them over."""
+then the final answer. Researcher (agent/researcher.py) builds the parts and hands them over."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ def research(
     if settings is None:
         settings = Settings.load(**overrides)
     elif overrides:
-        settings = settings.model_copy(update=overrides)
+        settings = Settings.load_over(settings, overrides)
     if settings.mode == "write":
         return asyncio.run(run_write(question, settings, on_event=on_event))
     return asyncio.run(Researcher(settings).run(question, on_event=on_event))
