@@ -12,9 +12,10 @@ Options: a backend that needs options (a URL, an API key, an index name) declare
 Users set them, lowest layer first, in the environment (`RUMINATION_<NAME>_<OPTION>`, e.g.
 `RUMINATION_SEARXNG_URL`), in the config file (`[backends.NAME]` table; a run's recorded or
 API-given values sit in the same place), or on the command line (`--backend-opt OPTION=VALUE`,
-for the chosen backend). Unlike ordinary settings, the environment is the lowest layer here. Options whose names contain
-key, token, secret or password are masked wherever settings are recorded or shown; declare
-them as `pydantic.SecretStr` so they never appear in a repr or a log line either.
+for the chosen backend). Unlike ordinary settings, the environment is the lowest layer here.
+Options whose names contain key, token, secret or password are masked wherever settings are
+recorded or shown; declare them as `pydantic.SecretStr` so they never appear in a repr or a
+log line either.
 """
 
 from __future__ import annotations
