@@ -1,5 +1,6 @@
 """A newcomer's first run: model names that work, wrong URLs and names explained in one
-line (exit 2), the simulator saying what it serves, and its reports labeled SIMULATED."""
+line (exit 2), the simulator saying what it serves, and its reports labeled SIMULATED.
+The examples of the README and of the documentation pages (docs/*.md) run as written."""
 
 from __future__ import annotations
 
@@ -21,7 +22,29 @@ from rumination.settings import Settings
 from rumination.testing import SimulatorConfig, SimulatorServer, simulate
 
 runner = CliRunner()
-README = Path(__file__).parent.parent / "README.md"
+ROOT = Path(__file__).parent.parent
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]  # the front door, then the site
+
+
+def documentation() -> dict[str, str]:
+    """Every page a reader may copy an example from, by its path in the repository."""
+    return {page.relative_to(ROOT).as_posix(): page.read_text(encoding="utf-8")
+            for page in PAGES}
+
+
+def first_match(pattern: str) -> tuple[str, re.Match[str]]:
+    """The page holding an example, and the example: wherever the example now lives."""
+    for name, text in documentation().items():
+        if found := re.search(pattern, text, re.S):
+            return name, found
+    raise AssertionError(f"no page holds an example matching {pattern!r}")
+
+
+def fenced_blocks(language: str) -> list[tuple[str, str]]:
+    """(page, code) of every ```language block of the README and the docs pages."""
+    return [(name, code) for name, text in documentation().items()
+            for code in re.findall(rf"^```{language}\n(.*?)^```", text, re.S | re.M)]
 
 
 @pytest.fixture(autouse=True)
@@ -35,8 +58,8 @@ def error_line(stderr: str) -> str:
     return lines[0]
 
 
-def test_readme_model_names_are_names_that_are_served() -> None:
-    text = README.read_text(encoding="utf-8")
+def test_model_names_in_the_docs_are_names_that_are_served() -> None:
+    text = "\n".join(documentation().values())
     text = re.sub(r"```text\n.*?```", "", text, flags=re.S)  # transcripts show wrong names too
     names = set(re.findall(r"--model[ =]([\w.-]+)|model=\"([\w.-]+)\"", text))
     used = {name for pair in names for name in pair if name and not name.isupper()}
@@ -156,19 +179,16 @@ def test_one_warnings_count_everywhere(tmp_path: Path, corpus_db: Path) -> None:
 
 
 def as_a_reader_adapts_it(example: str, host: str) -> str:
-    """A README example pointed at the simulator: its host, and the model name the README
-    says to pass for the simulator. An example that names no model cannot be adapted."""
+    """A documented example pointed at the simulator: its host, and the model name the docs
+    say to pass for the simulator. An example that names no model cannot be adapted."""
     return example.replace("HOST:8000", host).replace(Settings().model, SIMULATOR_MODEL)
 
 
-def test_readme_batch_example_runs_as_written(
+def test_documented_batch_example_runs_as_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    text = README.read_text(encoding="utf-8")
-    jobs = re.search(r"```yaml\n(jobs:\n.*?)```", text, re.S)
-    line = re.search(r"```bash\n(rumination batch jobs\.yaml --out-dir reports/.*?)\n```",
-                     text, re.S)
-    assert jobs and line
+    _, jobs = first_match(r"```yaml\n(jobs:\n.*?)```")
+    _, line = first_match(r"```bash\n(rumination batch jobs\.yaml --out-dir reports/.*?)\n```")
     (tmp_path / "jobs.yaml").write_text(jobs.group(1), encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     with SimulatorServer(simulate) as server:
@@ -180,37 +200,94 @@ def test_readme_batch_example_runs_as_written(
     assert result.stdout.startswith("finished  cold-climate  ")
 
 
-def test_readme_python_example_runs_as_written(
-    corpus_db: Path, capsys: pytest.CaptureFixture[str]
+# The MCP client example (docs/service.md) needs the MCP SDK's client starting `rumination mcp`
+# over stdio; tests/test_service_mcp.py runs that client against the server.
+PYTHON_EXAMPLES = [(page, code) for page, code in fenced_blocks("python") if "from mcp" not in code]
+
+
+def test_the_python_examples_are_found_where_they_live() -> None:
+    assert {"README.md", "docs/python-api.md"} <= {page for page, _ in PYTHON_EXAMPLES}
+
+
+@pytest.mark.parametrize(("page", "code"), PYTHON_EXAMPLES,
+                         ids=[f"{page}-{n}" for n, (page, _) in enumerate(PYTHON_EXAMPLES)])
+def test_documented_python_examples_run_as_written(
+    page: str, code: str, corpus_db: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## From Python", 1)[1]
-    code = section.split("```python\n", 1)[1].split("```", 1)[0]
     with SimulatorServer(simulate) as server:  # serves only the simulator's name
         host = server.url.removeprefix("http://").removesuffix("/v1")
         exec(compile(as_a_reader_adapts_it(code, host).replace("docs.db", str(corpus_db)),
-                     "README.md", "exec"), {"__name__": "readme"})
-        assert len(server.requests) > 4
+                     page, "exec"), {"__name__": "docs_example"})
+        requests = len(server.requests)
     printed = capsys.readouterr().out
-    assert "sources cited" in printed and "Event(kind='finished'" in printed
+    assert printed.strip()
+    if "HOST:8000" in code:  # the example's runs went to the server it names
+        assert requests > 4
+    if "on_event=print" in code:
+        assert "Event(kind='finished'" in printed
 
 
-def test_readme_names_only_files_that_are_in_the_repository() -> None:
+def test_readme_tour_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tour = README.read_text(encoding="utf-8").split("## A one-minute tour", 1)[1]
+    block = tour.split("```bash\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    serve, *steps = [shlex.split(line) for line in block.splitlines()]
+    assert serve[:4] == ["python", "-m", "rumination.testing", "serve"] and serve[-1] == "&"
+    written_port = serve[serve.index("--port") + 1]
+    serve[serve.index("--port") + 1] = "0"
+    monkeypatch.chdir(tmp_path)
+    proc = subprocess.Popen([sys.executable, *serve[1:-1]], stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        started = re.search(r" at http://(127\.0\.0\.1:\d+)/v1", proc.stderr.readline())
+        assert started
+        results = []
+        for step in steps:
+            assert step[0] == "rumination"
+            args = [a.replace(f"127.0.0.1:{written_port}", started.group(1)) for a in step[1:]]
+            results.append(runner.invoke(app, args))
+            assert results[-1].exit_code == 0, (step, results[-1].output)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    research, verify, runs_list = results  # what the tour's transcript shows
+    assert "2 unsupported" in research.stderr
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    dropped = [s for s in report["statements"] if s["action"] == "dropped"]
+    assert len(dropped) == 2 and verify.stderr.startswith("report written to report.json")
+    assert runs_list.stdout.startswith(f"{report['run_id']}\tfinished\t")
+
+
+def test_readme_is_the_front_door() -> None:
     text = README.read_text(encoding="utf-8")
-    root = README.parent
-    assert "DESIGN.md" not in text
-    paths = set(re.findall(r"`((?:prompts|reports|tests|bench|examples|search_backends|"
-                           r"rumination)/[\w./-]+)`", text))
-    assert paths
-    missing = sorted(p for p in paths if not (root / p.rstrip("/")).exists())
+    assert len(text.splitlines()) <= 400
+    linked = set(re.findall(r"\]\(docs/([\w-]+\.md)", text))
+    pages = {page.name for page in PAGES[1:]}
+    assert linked == pages, pages ^ linked  # every page of the site, and nothing else
+
+
+def test_docs_name_only_files_that_are_in_the_repository() -> None:
+    paths: set[str] = set()
+    missing = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        assert "DESIGN.md" not in text, page
+        named = set(re.findall(r"`((?:prompts|reports|tests|bench|examples|search_backends|"
+                               r"rumination|docs)/[\w./-]+)`", text))
+        missing += [f"{page.name}: {p}" for p in named if not (ROOT / p.rstrip("/")).exists()]
+        paths |= named
+        for link in re.findall(r"\]\((?!https?:|#|mailto:)([^)#\s]+)", text):
+            if not (page.parent / link).exists():
+                missing.append(f"{page.name}: link {link}")
+    assert len(paths) >= 10  # the check has something to check
     assert missing == []
 
 
-def test_readme_documents_python_version_settings_and_the_jobs_form() -> None:
+def test_docs_give_the_python_version_settings_and_the_jobs_form() -> None:
     text = README.read_text(encoding="utf-8")
     assert "Python 3.11" in text and "python3 -m venv .venv" in text
+    everything = "\n".join(documentation().values())
     for setting in ("keep_runs", "max_wall_time_s", "jobs:"):
-        assert setting in text, setting
+        assert setting in everything, setting
 
 
 def test_reports_from_the_in_process_simulator_are_labeled_too(corpus_db: Path) -> None:
