@@ -49,6 +49,7 @@ def test_the_layers_stack_as_the_page_says(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("RUMINATION_FETCH_ALLOW_HOSTS", "intranet.example, 10.0.0.0/8")
     loaded = Settings.load(max_turns=9, prefetch=None)  # None: not given
     assert (loaded.max_turns, loaded.prefetch, loaded.stream) == (9, 5, False)
-    assert loaded.search_limit == Settings().search_limit  # the named file replaces the default place
+    # the named file replaces the default place
+    assert loaded.search_limit == Settings().search_limit
     assert loaded.fetch_allow_hosts == ["intranet.example", "10.0.0.0/8"]
     assert Settings().max_turns == Settings.model_fields["max_turns"].default  # reads no layer
