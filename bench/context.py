@@ -17,8 +17,9 @@ from typing import Any
 
 from rumination import Researcher, Settings
 from rumination.events import Event
+from rumination.llm.tokens import estimate_tokens
 from rumination.testing import SimulatorConfig, SimulatorServer
-from rumination.testing.server import count_tokens, render_prompt
+from rumination.testing.server import render_prompt
 from rumination.testing.simulator import long_corpus, long_reader
 
 
@@ -31,8 +32,8 @@ def shared_prefix_share(requests: list[dict[str, Any]]) -> float:
         limit = min(len(before), len(after))
         while n < limit and before[n] == after[n]:
             n += 1
-        shared += count_tokens(after[:n])
-        total += count_tokens(after)
+        shared += estimate_tokens(after[:n])
+        total += estimate_tokens(after)
     return shared / total if total else 1.0
 
 

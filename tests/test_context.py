@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from rumination import Researcher, Settings
+from rumination.agent.browser import page_window
 from rumination.agent.context import ContextBudget, ContextTooSmall, elided
+from rumination.llm.tokens import estimate_tokens
 from rumination.models import Message
 from rumination.testing import SimulatorConfig, SimulatorServer
-from rumination.testing.server import count_tokens, render_prompt
+from rumination.testing.server import render_prompt
 from rumination.testing.simulator import GLACIER_WORDS, long_corpus, long_reader
 
 
@@ -21,7 +23,7 @@ class ExactCounter:
     """Counts like the simulator server does (its /tokenize), without HTTP."""
 
     async def count(self, messages: Sequence[Message]) -> int:
-        return count_tokens(render_prompt([m.model_dump() for m in messages]))
+        return estimate_tokens(render_prompt([m.model_dump() for m in messages]))
 
 
 def page(source_id: int, size: int) -> Message:
@@ -46,6 +48,12 @@ def test_elided_keeps_id_title_and_url() -> None:
     assert short.content.startswith("【7†T7†u7】\n")
     assert "Click 7 to read it again" in short.content
     assert elided(Message(role="user", content="【1†a†b】\nVisible: 0% - 1%")) is None
+
+
+def test_a_page_with_a_published_date_is_elided_too() -> None:
+    text, _ = page_window(5, "T5", "u5", "Ice moves. " * 200, 0, 500, published="2024-05-17")
+    short = elided(Message(role="observation", content=text))
+    assert short is not None and short.content.startswith("【5†T5†u5】\n(Page text removed")
 
 
 def test_fit_does_nothing_under_the_high_water_mark() -> None:

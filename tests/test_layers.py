@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "rumination"
 # lowest first; a module may import its own layer and the ones before it
 LAYERS: list[set[str]] = [
     {"models", "errors", "defaults", "wording", "events", "templates", "settings", "progress",
-     "prompts", "reports", "urls",
+     "prompts", "reports", "urls", "cjk", "citation_marks",
      "settings_reference"},  # the shared vocabulary, and rendering reports and docs from it
     {"store"},
     {"llm"},

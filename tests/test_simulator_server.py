@@ -12,12 +12,9 @@ import httpx
 import pytest
 from conftest import StartSimulator
 
-from rumination.testing.server import (
-    SimulatorConfig,
-    SimulatorServer,
-    count_tokens,
-    render_prompt,
-)
+from rumination.llm.tokens import estimate_messages, estimate_tokens
+from rumination.models import Message
+from rumination.testing.server import SimulatorConfig, SimulatorServer, render_prompt
 
 ANSWER = (
     '<think>Start with a broad search.</think>{"name": "search", "arguments": '
@@ -103,14 +100,14 @@ def test_tokenize_count_matches_chat_usage(server: SimulatorServer, client: http
     )
     assert response.status_code == 200
     body = response.json()
-    assert body["count"] == len(body["tokens"]) == count_tokens(render_prompt(MESSAGES))
+    assert body["count"] == len(body["tokens"]) == estimate_tokens(render_prompt(MESSAGES))
     assert all(isinstance(t, int) for t in body["tokens"])
     assert body["max_model_len"] == 131072
     usage = chat(client, server, max_tokens=100).json()["usage"]
     assert usage["prompt_tokens"] == body["count"]
 
     plain = client.post(f"{root(server)}/tokenize", json={"model": MODEL, "prompt": "hello world"})
-    assert plain.json()["count"] == count_tokens("hello world")
+    assert plain.json()["count"] == estimate_tokens("hello world")
     assert client.post(f"{server.url}/tokenize", json={"prompt": "x"}).status_code == 404  # /v1
 
 
@@ -127,7 +124,20 @@ def test_render_prompt_follows_the_rumination_template() -> None:
     assert text.startswith("[gMASK]<sop><|system|>\n")
     assert text.endswith("<|user|>\nQ<|assistant|>\ncall<|observation|>\nresult<|assistant|>")
     assert "dropped" not in text and "lost" not in text and "old" not in text
-    assert count_tokens("你好") == 2 and count_tokens("abcdefg") == 2
+
+
+def test_the_client_estimate_never_falls_below_the_simulators_count(
+    server: SimulatorServer, client: httpx.Client
+) -> None:
+    """The simulator tokenizes its rendered prompt with the client's estimator; the client's
+    fallback estimate of the same messages, which reserves room for the real template's
+    fixed prompt, is never below what the simulator then counts."""
+    conversations = [MESSAGES, [*MESSAGES, {"role": "observation", "content": "热泵很好。" * 50}],
+                     [{"role": "user", "content": "x"}]]
+    for messages in conversations:
+        count = client.post(f"{root(server)}/tokenize", json={"messages": messages}).json()["count"]
+        assert count == estimate_tokens(render_prompt(messages))
+        assert estimate_messages([Message(**m) for m in messages]) >= count
 
 
 def test_non_stream_completion_shape(server: SimulatorServer, client: httpx.Client) -> None:
@@ -147,7 +157,7 @@ def test_non_stream_completion_shape(server: SimulatorServer, client: httpx.Clie
     }
     assert choice["finish_reason"] == "stop" and choice["stop_reason"] is None
     usage = body["usage"]
-    assert usage["completion_tokens"] == count_tokens(ANSWER)
+    assert usage["completion_tokens"] == estimate_tokens(ANSWER)
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     assert usage["prompt_tokens_details"] is None
     assert server.requests[-1]["max_tokens"] == 1000
@@ -188,7 +198,7 @@ def test_streaming_chunks_concatenate_to_the_answer_then_usage_then_done(
     assert final["choices"][0]["delta"] == {}
     assert final["choices"][0]["finish_reason"] == "stop"
     assert usage_chunk["choices"] == []
-    assert usage_chunk["usage"]["completion_tokens"] == count_tokens(ANSWER)
+    assert usage_chunk["usage"]["completion_tokens"] == estimate_tokens(ANSWER)
     assert usage_chunk["usage"]["total_tokens"] == (
         usage_chunk["usage"]["prompt_tokens"] + usage_chunk["usage"]["completion_tokens"]
     )
@@ -234,7 +244,7 @@ def test_stop_strings_cut_at_the_first_occurrence(start: Start, client: httpx.Cl
 
 def test_context_overflow_is_vllms_400(start: Start, client: httpx.Client) -> None:
     server = start(max_model_len=1000)
-    prompt = count_tokens(render_prompt(MESSAGES))
+    prompt = estimate_tokens(render_prompt(MESSAGES))
     response = chat(client, server, max_tokens=990)
     assert response.status_code == 400
     error = response.json()["error"]
@@ -328,6 +338,6 @@ def test_context_manager_and_latency(client: httpx.Client) -> None:
     with SimulatorServer(lambda m: ANSWER, config) as server:
         response = chat(client, server)
         assert response.status_code == 200
-        assert response.elapsed.total_seconds() >= 0.01 + 0.001 * count_tokens(ANSWER) * 0.9
+        assert response.elapsed.total_seconds() >= 0.01 + 0.001 * estimate_tokens(ANSWER) * 0.9
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{server.url}/models", timeout=2.0)

@@ -5,7 +5,7 @@ GLM-4's own tokenizer cannot be installed offline, so the estimator is checked a
 exact byte-level BPE tokenizers that `quicktok-v1` ships (test extra): cl100k_base and o200k_base
 (same pre-tokenizer as GLM-4, digit groups included) and Qwen3 (a 151k vocabulary built for
 Chinese and English, like GLM-4's). The reference count for a sample is the largest of them,
-except that cl100k is not a reference for Chinese (see rumination/tokens.py). Nothing here is
+except that cl100k is not a reference for Chinese (see rumination/llm/tokens.py). Nothing here is
 a claimed GLM-4 count apart from the one published example below.
 """
 

@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from rumination.citation_marks import PAGE_HEADER
 from rumination.models import Message
 from rumination.templates import render
 
-_PAGE_HEADER = re.compile(r"\A【(\d+)†([^†\n]*)†([^\n】]*)】\nVisible: ")
+_PAGE_HEADER = re.compile(PAGE_HEADER)
 
 
 class PromptCounter(Protocol):

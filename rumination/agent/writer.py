@@ -19,6 +19,7 @@ from datetime import date
 
 from rumination.agent.backends import SearchBackend, create_backend
 from rumination.agent.sources import SourceRegistry
+from rumination.cjk import has_cjk
 from rumination.errors import BackendError, ContextLengthExceeded, FetchError, UsageError
 from rumination.events import EventHandler, emit
 from rumination.llm.client import ChatModel, LLMClient
@@ -38,7 +39,6 @@ from rumination.urls import normalize_url
 
 MAX_QUERIES = 3
 FETCH_CONCURRENCY = 4
-_CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _STOPWORDS = frozenset(
     """a an and are as at be by can do does for from how in is it its of on or that the this
     to was what when where which who why will with their they there these than then into
@@ -52,10 +52,6 @@ class _Candidate:
     text: str
     fetched: bool
     problem: str = ""
-
-
-def has_cjk(text: str) -> bool:
-    return _CJK.search(text) is not None
 
 
 def plan_queries(question: str) -> list[str]:

@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+from rumination.cjk import CJK_CHARACTER
 from rumination.errors import LLMError
 from rumination.models import Message
 
@@ -66,12 +67,6 @@ _PIECE = re.compile(
     r"|\s*[\r\n]+"
     r"|\s+(?!\S)"
     r"|\s+"
-)
-# CJK ideographs, kana, hangul, CJK symbols and fullwidth forms.
-_CJK = re.compile(
-    "[\u2e80-\u2fff\u3000-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
-    "\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef"
-    "\U00020000-\U0003ffff]"
 )
 _CJK_COST = 0.95  # per character (fit: Qwen3 0.72, o200k 0.87 on Chinese prose)
 _NON_ASCII_BYTE_COST = 0.6  # per UTF-8 byte of other non-ASCII text (accents, Cyrillic, emoji)
@@ -104,8 +99,8 @@ def _piece_cost(piece: str) -> float:
             return 1.0
         n = len(piece.strip())  # long runs (`------`, `====`) have tokens of their own
         return 1.0 if n <= 2 else 1.0 + 0.5 * (min(n, 8) - 2) + 0.25 * max(0, n - 8)
-    cjk = len(_CJK.findall(piece))
-    rest = _CJK.sub("", piece) if cjk else piece
+    cjk = len(CJK_CHARACTER.findall(piece))  # ideographs, kana, hangul, CJK punctuation
+    rest = CJK_CHARACTER.sub("", piece) if cjk else piece
     ascii_letters = sum(1 for ch in rest if ch.isascii() and ch.isalpha())
     other = len(rest.encode("utf-8")) - sum(1 for ch in rest if ch.isascii())
     cost = cjk * _CJK_COST + other * _NON_ASCII_BYTE_COST
@@ -114,12 +109,21 @@ def _piece_cost(piece: str) -> float:
     return max(1.0, cost)
 
 
-@lru_cache(maxsize=2048)
 def estimate_tokens(text: str) -> int:
     """A safe (over-)estimate of GLM-4 tokens for `text` with no special tokens in it."""
+    return _remembered_estimate(text) if len(text) <= _REMEMBER_MAX_CHARS else _estimate(text)
+
+
+def _estimate(text: str) -> int:
     if not text:
         return 0
     return math.ceil(sum(map(_piece_cost, _PIECE.findall(text))) * SAFETY_FACTOR)
+
+
+# Messages are counted again turn after turn; a whole rendered prompt (the simulator counts
+# those) would only fill the memory.
+_REMEMBER_MAX_CHARS = 50_000
+_remembered_estimate = lru_cache(maxsize=2048)(_estimate)
 
 
 def rendered_content(message: Message) -> str:

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 from markupsafe import Markup
 
+from rumination.citation_marks import REFERENCE
+from rumination.cjk import has_cjk
 from rumination.errors import UsageError
 from rumination.models import CheckedStatement, Report
 from rumination.reports.labels import provenance_label
@@ -30,8 +32,6 @@ if TYPE_CHECKING:
     from markdown_it.token import Token
 
 HTML_EXTRA = "html"
-_REFERENCE = re.compile(r"\[(\d+)\](?!\()")
-_CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _LINKABLE_SCHEMES = ("http", "https", "file")  # file: a local corpus document
 _LEADING_H1 = re.compile(r"\A\s*#[ \t]+(.+?)[ \t#]*(?:\n|\Z)")
 
@@ -47,7 +47,7 @@ def require_markdown() -> None:
 
 
 def _citation_rule(state: StateInline, silent: bool) -> bool:
-    match = _REFERENCE.match(state.src, state.pos, state.posMax)
+    match = REFERENCE.match(state.src, state.pos, state.posMax)
     if match is None or int(match.group(1)) not in state.env.get("citation_titles", {}):
         return False
     if not silent:
@@ -130,7 +130,7 @@ def render_html(report: Report) -> str:
         "report.html", package="rumination.reports",
         report=report,
         answer=answer_html(report),
-        lang="zh" if _CJK.search(report.question) else "en",
+        lang="zh" if has_cjk(report.question) else "en",
         today=date.today().isoformat(),
         accessed=fetched,
         uncited=[s for s in report.sources if s.source_id not in cited],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from rumination.citation_marks import REFERENCE
 from rumination.errors import UsageError
 from rumination.models import Report
 from rumination.reports.labels import provenance_label
@@ -12,7 +13,6 @@ from rumination.templates import render
 
 FORMATS = ("md", "json", "html")
 CITATION_STYLES = ("numbered", "footnotes")
-_REFERENCE = re.compile(r"\[(\d+)\](?!\()")
 
 
 def check_format(fmt: str) -> str:
@@ -50,7 +50,7 @@ def _md_url(url: str) -> str:
 
 def to_footnotes(answer: str, numbers: set[int]) -> str:
     """`[k]` citation references written as Markdown footnote references `[^k]`."""
-    return _REFERENCE.sub(
+    return REFERENCE.sub(
         lambda m: f"[^{m.group(1)}]" if int(m.group(1)) in numbers else m.group(0), answer
     )
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-_HEADER = re.compile(r"【(\d+)†([^†\n】]*)†([^\n】]*)(】)?\n?")
+from rumination.citation_marks import SOURCE_HEADER
+
+_HEADER = re.compile(SOURCE_HEADER + r"(】)?\n?")
 _VISIBLE = re.compile(r"^Visible: \d+% - \d+%[^\n]*\n?", re.MULTILINE)
 
 

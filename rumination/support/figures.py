@@ -2,22 +2,23 @@
 
 `compute_figures(answer_markdown, resolved, sources)` takes the answer after citation
 resolution (references written `[k]`), the resolution result and every source the run
-showed the model.
+showed the model. `tokens_estimate` is the answer's length by the estimate the context budget
+uses (rumination.llm.tokens.estimate_tokens): on the measured samples never below real
+tokenizers, and 6-35% above them.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 
+from rumination.citation_marks import REFERENCE
+from rumination.cjk import CJK_CHARACTER, CJK_LETTER
+from rumination.llm.tokens import estimate_tokens
 from rumination.models import Report, ReportFigures, Source
 from rumination.support.citations import CitationResult
 
-_CJK = re.compile(r"[\u2e80-\u2fdf\u3040-\u9fff\uac00-\ud7af\uf900-\ufaff]")
-_FULLWIDTH_PUNCT = re.compile(r"[\uff00-\uffef]")
 _WORD = re.compile(r"\d+(?:[.,]\d+)*|\w+(?:['’-]\w+)*")
-_REFERENCE = re.compile(r"\[(\d+)\](?!\()")
 _FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.MULTILINE | re.DOTALL)
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}(\s|$)")
@@ -25,19 +26,10 @@ _RULE = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 
 
-def estimate_tokens(text: str) -> int:
-    """A tokenizer-free estimate: one token per CJK character, 3.5 UTF-8 bytes per other
-    token (close to GLM-4's tokenizer on English prose)."""
-    cjk = len(_CJK.findall(text))
-    rest = _CJK.sub("", text) if cjk else text
-    return cjk + math.ceil(len(rest.encode("utf-8")) / 3.5)
-
-
 def count_words(text: str) -> int:
-    """Words of Latin-script text plus one per CJK character (CJK has no spaces)."""
-    cjk = len(_CJK.findall(text))
-    rest = _FULLWIDTH_PUNCT.sub(" ", _CJK.sub(" ", text))
-    return cjk + len(_WORD.findall(rest))
+    """Words of Latin-script text plus one per CJK letter (CJK has no spaces); CJK
+    punctuation and fullwidth forms are not words."""
+    return len(CJK_LETTER.findall(text)) + len(_WORD.findall(CJK_CHARACTER.sub(" ", text)))
 
 
 def paragraphs(markdown: str) -> list[str]:
@@ -69,12 +61,12 @@ def compute_figures(
     numbers = {c.number for c in resolved.citations}
 
     def references(text: str) -> int:
-        return sum(1 for m in _REFERENCE.finditer(text) if int(m.group(1)) in numbers)
+        return sum(1 for m in REFERENCE.finditer(text) if int(m.group(1)) in numbers)
 
     units = paragraphs(answer_markdown)
     cited_units = sum(1 for unit in units if references(unit))
     cited_ids = {c.source_id for c in resolved.citations}
-    prose = _REFERENCE.sub(" ", answer_markdown)
+    prose = REFERENCE.sub(" ", answer_markdown)
     return ReportFigures(
         citations=references(_FENCE.sub("", answer_markdown)),
         distinct_sources_cited=len(cited_ids),

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from rumination.cjk import CJK_LETTER
 from rumination.models import Support, Verdict
 
 NAME = "lexical"
@@ -22,7 +23,6 @@ SPAN_CHARS = 300
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*|\n+")
 _LETTER = re.compile(r"[^\W\d_]")
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 CROSS_LANGUAGE = (
     "statement and source are in different scripts; the lexical judge compares words "
     "(use judge = llm)"
@@ -99,7 +99,7 @@ def content_terms(text: str) -> _Terms:
             continue
         elif lowered in _STOPWORDS:
             continue
-        elif not token.isascii() and _CJK.search(token):
+        elif not token.isascii() and CJK_LETTER.search(token):
             # no spaces between words: character pairs stand in for them
             pairs = {token[i:i + 2] for i in range(max(1, len(token) - 1))}
             stems.update(pairs)
@@ -140,7 +140,7 @@ def _names(statement: str) -> set[str]:
 
 def _mostly_cjk(text: str) -> bool:
     letters = len(_LETTER.findall(text[:4000]))
-    return bool(letters) and len(_CJK.findall(text[:4000])) / letters > 0.3
+    return bool(letters) and len(CJK_LETTER.findall(text[:4000])) / letters > 0.3
 
 
 def _weight(term: str) -> float:

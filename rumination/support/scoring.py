@@ -12,6 +12,7 @@ import re
 import string
 from collections import Counter
 
+from rumination.citation_marks import REFERENCE
 from rumination.errors import LLMError
 from rumination.llm.client import ChatModel
 from rumination.models import Message
@@ -19,7 +20,6 @@ from rumination.support.figures import paragraphs
 from rumination.templates import render
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_REFERENCE = re.compile(r"\[\d+\](?!\()")
 _PUNCTUATION = str.maketrans("", "", string.punctuation + "“”‘’–—")
 GRADES = ("correct", "incorrect", "not_attempted")
 _GRADE_LETTERS = {"A": "correct", "B": "incorrect", "C": "not_attempted"}
@@ -34,7 +34,7 @@ def normalize(text: str) -> str:
 def short_answer(answer_markdown: str) -> str:
     """The report's first prose paragraph, without citation references."""
     for unit in paragraphs(answer_markdown):
-        text = " ".join(_REFERENCE.sub("", unit).split())
+        text = " ".join(REFERENCE.sub("", unit).split())
         if text:
             return text
     return ""
@@ -57,7 +57,7 @@ def token_f1(expected: str, predicted: str) -> float:
 
 def answer_in_report(expected: str, answer_markdown: str) -> float:
     gold = normalize(expected)
-    report = normalize(_REFERENCE.sub(" ", answer_markdown))
+    report = normalize(REFERENCE.sub(" ", answer_markdown))
     return float(bool(gold) and f" {gold} " in f" {report} ")
 
 

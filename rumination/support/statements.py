@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_REFERENCE = re.compile(r"\[(\d+)\](?!\()")
-_GROUP = re.compile(r"(?:\s*\[\d+\](?!\())+")
+from rumination.citation_marks import REFERENCE
+
+_GROUP = re.compile(r"(?:\s*" + REFERENCE.pattern + ")+")  # references side by side
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s|\n|(?<=[。！？])")
 _FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.MULTILINE | re.DOTALL)
 _MARKDOWN = re.compile(
@@ -49,18 +50,18 @@ def cited_statements(answer: str, numbers: set[int]) -> list[CitedStatement]:
     occurrence = 0
     clause_start = 0
     for group in _GROUP.finditer(masked):
-        refs = [int(m.group(1)) for m in _REFERENCE.finditer(group.group(0))]
+        refs = [int(m.group(1)) for m in REFERENCE.finditer(group.group(0))]
         begin = group.start()
         sentence_start = max((s for s in starts if s <= begin), default=0)
         before = masked[sentence_start:begin]
-        if not _WORD.search(_REFERENCE.sub(" ", before)):
+        if not _WORD.search(REFERENCE.sub(" ", before)):
             # the group follows a full stop: it cites the sentence before
             previous = max((s for s in starts if s < sentence_start), default=0)
             sentence_start, before = previous, masked[previous:begin]
         start = max(sentence_start, clause_start)
-        clause = _plain(_REFERENCE.sub(" ", masked[start:begin]))
+        clause = _plain(REFERENCE.sub(" ", masked[start:begin]))
         if len(_WORD.findall(clause)) < 2:  # a bare fragment: judge the whole sentence
-            clause = _plain(_REFERENCE.sub(" ", before))
+            clause = _plain(REFERENCE.sub(" ", before))
         clause_start = group.end()
         for number in refs:
             if number in numbers:
@@ -73,4 +74,4 @@ def references(answer: str, numbers: set[int]) -> list[re.Match[str]]:
     """Every reference `[k]` with k in `numbers` outside code fences, in text order (the
     `occurrence` index of CitedStatement counts these)."""
     masked = _FENCE.sub(lambda m: " " * len(m.group(0)), answer)
-    return [m for m in _REFERENCE.finditer(masked) if int(m.group(1)) in numbers]
+    return [m for m in REFERENCE.finditer(masked) if int(m.group(1)) in numbers]

@@ -2,7 +2,9 @@
 
 `FunctionModel(fn)` answers each request with `fn(messages)`; `SimulatorModel()` plays the
 rumination protocol (see simulator.py); `ScriptedModel(texts)` replays recorded turns.
-All implement rumination.llm.client.ChatModel.
+All implement rumination.llm.client.ChatModel. They have no /tokenize, so the client
+estimates prompts (rumination.llm.tokens); their usage reports that same estimate, so the
+prompt size a turn's usage makes known agrees with the client's own count.
 """
 
 from __future__ import annotations
@@ -12,14 +14,11 @@ from typing import Any
 
 from rumination.defaults import SIMULATOR_MODEL
 from rumination.llm.client import Completion, OnDelta
+from rumination.llm.tokens import estimate_messages, estimate_tokens
 from rumination.models import Message, Usage
 from rumination.testing.simulator import scripted, simulate
 
 Responder = Callable[[list[dict[str, Any]]], str]
-
-
-def _estimate_tokens(text: str) -> int:
-    return max(1, len(text.encode("utf-8")) // 4)
 
 
 class FunctionModel:
@@ -45,11 +44,12 @@ class FunctionModel:
             result = on_delta(text)
             if result is not None:
                 await result
-        prompt = sum(_estimate_tokens(m.content) for m in messages)
+        usage = Usage(prompt_tokens=estimate_messages(messages),
+                      completion_tokens=estimate_tokens(text))
         return Completion(
             content=text,
             reasoning=None,
-            usage=Usage(prompt_tokens=prompt, completion_tokens=_estimate_tokens(text)),
+            usage=usage,
             finish_reason="stop",
         )
 

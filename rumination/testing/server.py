@@ -3,14 +3,14 @@
 It speaks vLLM's wire formats over a real socket (routes, JSON shapes, SSE chunks, error
 bodies, Prometheus metrics); the assistant text comes from a pluggable responder. It is labeled
 a simulator (`x-rumination-simulator: 1`, `owned_by: "rumination-simulator"`) and never claims
-to be the model. Token counts are estimates."""
+to be the model. Token counts are estimates: the client's own (rumination.llm.tokens) applied
+to the prompt as `render_prompt` renders it."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
 import json
-import math
 import os
 import re
 import socket
@@ -27,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from rumination.defaults import SIMULATOR_MODEL
+from rumination.llm.tokens import estimate_tokens
 
 Responder = Callable[[list[dict[str, Any]]], str]
 
@@ -35,15 +36,7 @@ FIXED_PROMPT = (  # approximates the fixed prompt of the model's template, not i
     "first; make at least 10 tool calls; the year is 2025. Tools: search(query: str); "
     'click(link_id: int); open(url: str); finish(). Call one as {"name": ..., "arguments": {}}'
 )
-_CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
 _WORD = re.compile(r"\s*\S{1,12}|\s+")
-
-
-def count_tokens(text: str) -> int:
-    """Deterministic estimate: one token per CJK character, 3.5 UTF-8 bytes per other token."""
-    cjk = len(_CJK.findall(text))
-    rest = _CJK.sub("", text) if cjk else text
-    return cjk + math.ceil(len(rest.encode("utf-8")) / 3.5)
 
 
 def render_prompt(
@@ -69,12 +62,12 @@ def apply_limits(text: str, stop: list[str], max_tokens: int) -> tuple[str, str,
     hits = [(text.find(s), s) for s in stop if s and s in text]
     index, stop_reason = min(hits) if hits else (len(text), None)
     text = text[:index]
-    if count_tokens(text) <= max_tokens:
+    if estimate_tokens(text) <= max_tokens:
         return text, "stop", stop_reason
     lo, hi = 0, len(text)  # the estimate grows with the prefix: binary search the cut
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if count_tokens(text[:mid]) <= max_tokens else (lo, mid - 1)
+        lo, hi = (mid, hi) if estimate_tokens(text[:mid]) <= max_tokens else (lo, mid - 1)
     return text[:lo], "length", None
 
 
@@ -225,7 +218,7 @@ class SimulatorServer:
                                  self.config.template)
         elif not isinstance(text, str):
             raise _Reject(400, "Either `prompt` (a string) or `messages` (a list) is required.")
-        n, data = count_tokens(text), text.encode("utf-8")
+        n, data = estimate_tokens(text), text.encode("utf-8")
         step = len(data) / max(n, 1)
         pieces = [data[int(i * step) : int((i + 1) * step)] for i in range(n)]
         ids = [zlib.crc32(piece) % 151552 for piece in pieces]  # fake ids below GLM-4's vocab
@@ -250,7 +243,7 @@ class SimulatorServer:
         stop = [stop] if isinstance(stop, str) else [str(s) for s in stop]
         prompt = render_prompt(messages, template=self.config.template)
         limit = self.config.max_model_len
-        n = count_tokens(prompt)
+        n = estimate_tokens(prompt)
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
             raise _Reject(400, f"max_tokens must be at least 1, got {max_tokens}.", "max_tokens")
@@ -283,7 +276,7 @@ class SimulatorServer:
             recent = self._recent if self.config.prefix_caching else ()
             hit = max((_common_prefix(prompt, p) for p in recent), default=0)
             self._recent.append(prompt)
-        cached = min(count_tokens(prompt[:hit]), n)
+        cached = min(estimate_tokens(prompt[:hit]), n)
         self._track(n, 1, prompt=n, queries=n, hits=cached)
         try:
             time.sleep(cfg.base_latency_s)
@@ -292,7 +285,7 @@ class SimulatorServer:
             except Exception as exc:  # a broken responder is a 500, as an engine error is
                 raise _Reject(500, f"Simulator responder failed: {exc!r}") from exc
             content, finish, stop_reason = apply_limits(text, stop, max_tokens)
-            n_out = count_tokens(content)
+            n_out = estimate_tokens(content)
             usage: dict[str, Any] = {"prompt_tokens": n, "total_tokens": n + n_out,
                                      "completion_tokens": n_out}  # fmt: skip
             details = {"cached_tokens": cached} if cfg.prompt_tokens_details else None
@@ -334,7 +327,7 @@ class SimulatorServer:
         words = _WORD.findall(content)
         for i in range(0, len(words), 3):  # a few words per chunk, paced like generation
             piece = "".join(words[i : i + 3])
-            time.sleep(self._token_delay() * count_tokens(piece))
+            time.sleep(self._token_delay() * estimate_tokens(piece))
             yield chunk({"content": piece})
         yield chunk({}, finish, stop_reason=stop_reason)
         if with_usage:

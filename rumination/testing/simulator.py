@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rumination.citation_marks import PAGE_HEADER, SOURCE_HEADER
+
 STOPWORDS = frozenset(
     """a an and are as at be by can do does for from how in is it its of on or that the
     this to was what when where which who why will with what's their they there these
@@ -27,11 +29,12 @@ MAX_SEARCHES = 3
 SENTENCES_PER_SOURCE = 2
 
 # a search hit in either observation style: 【id†title†url】\nsnippet, or 【id†title†url\nsnippet】
-_HIT = re.compile(r"^【(\d+)†[^†\n]*†[^\n】]*】?$", re.MULTILINE)
-_PAGE = re.compile(r"\A【(\d+)†([^†\n]*)†([^\n】]*)】\nVisible: [^\n]*\n(.*)\Z", re.DOTALL)
+_HIT = re.compile(f"^{SOURCE_HEADER}】?$", re.MULTILINE)
+# a page window: groups id, title, url, visible from, visible to, then the page text
+_PAGE = re.compile(rf"\A{PAGE_HEADER}[^\n]*\n(.*)\Z", re.DOTALL)
 # a source of the search-based writing mode: 【id†title†url】, a newline, then its text
 _SOURCE = re.compile(
-    r"^【(\d+)†([^†\n]*)†([^\n】]*)】\n(.*?)(?=\n\n【\d+†[^\n]*】\n|\Z)", re.MULTILINE | re.DOTALL
+    rf"^{SOURCE_HEADER}】\n(.*?)(?=\n\n{SOURCE_HEADER}】\n|\Z)", re.MULTILINE | re.DOTALL
 )
 _DATE_LINE = re.compile(r"\AToday's date is [^\n]*\n+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -105,7 +108,7 @@ def read_history(messages: Sequence[dict[str, Any]]) -> _History:
             page = _PAGE.match(text.strip())
             if page:
                 sid = int(page.group(1))
-                history.pages[sid] = _Page(sid, page.group(2), page.group(4))
+                history.pages[sid] = _Page(sid, page.group(2), page.group(6))
             elif history.searches:
                 history.searches[-1].hits.extend(int(m.group(1)) for m in _HIT.finditer(text))
     return history
@@ -258,7 +261,7 @@ def scripted(texts: Sequence[str]) -> Any:
     return respond
 
 
-_VISIBLE_END = re.compile(r"\A【(\d+)†[^\n]*\nVisible: \d+% - (\d+)%")
+_PAGE_WINDOW = re.compile(PAGE_HEADER)
 
 
 def long_reader(tool_calls: int) -> Any:
@@ -273,8 +276,8 @@ def long_reader(tool_calls: int) -> Any:
         if made >= tool_calls:
             return _think("Call budget reached.") + _call("finish")
         last = _content(messages[-1]).strip() if messages[-1].get("role") == "observation" else ""
-        window = _VISIBLE_END.match(last)
-        if window and int(window.group(2)) < 100:
+        window = _PAGE_WINDOW.match(last)
+        if window and int(window.group(5)) < 100:
             return _think("Reading on.") + _call("click", link_id=int(window.group(1)))
         hits = [i for s in history.searches for i in s.hits if i not in history.clicked]
         if hits:
