@@ -338,6 +338,26 @@ def test_streaming_stops_at_done() -> None:
     assert result.content == "kept"
 
 
+def test_streaming_keeps_unicode_line_separators_inside_the_json() -> None:
+    """JSON leaves U+2028, U+2029 and U+0085 unescaped; only CR and LF end event lines."""
+    pieces = ["one\u2028two", "\u2029three\u0085", "four\x1cfive"]
+    server = Server(sse_response(sse_body(pieces), split=5))
+    assert run(chat(client(server))).content == "".join(pieces)
+
+
+def test_streaming_skips_comments_and_events_without_data() -> None:
+    body = ": keep-alive\n\nevent: ping\n\n" + sse_body(["ok"])
+    assert run(chat(client(Server(sse_response(body))))).content == "ok"
+
+
+def test_a_streamed_request_answered_without_an_event_stream_is_llm_error() -> None:
+    server = Server(ok_completion("not streamed"))
+    with pytest.raises(LLMError, match=r"answered a streamed chat request with application/json,"
+                                       r" not an event stream"):
+        run(chat(client(server)))
+    assert server.calls == 1
+
+
 # --- retries --------------------------------------------------------------------------------
 
 

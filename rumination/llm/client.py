@@ -8,13 +8,12 @@ the chat template), streams with usage, retries what is worth retrying (connect 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import httpx
+from httpx_sse import EventSource, ServerSentEvent, SSEError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -23,7 +22,6 @@ from tenacity import (
 )
 
 from rumination.errors import ContextLengthExceeded, LLMError, LLMUnavailable
-from rumination.llm.chat_http import ChatHTTP, StreamedResponse, proxied
 from rumination.llm.provenance import SIMULATOR_HEADER
 from rumination.llm.request_body import JSON_HEADERS, MessageEncoder
 from rumination.llm.retrying import backoff_seconds, retry_after_seconds
@@ -47,6 +45,9 @@ CONTEXT_ERROR_PREFIX = "This model's maximum context length is"
 #   "You passed M input tokens and requested K output tokens. However, the model's context length
 #    is only N tokens…" (newer releases)
 CONTEXT_ERROR_MARKERS = (CONTEXT_ERROR_PREFIX, "the model's context length is only")
+# an idle connection older than this is not reused: servers close theirs (uvicorn, which vLLM
+# runs on, after 5 s), and a request sent as that close crosses it would fail
+KEEPALIVE_EXPIRY_S = 4.0
 
 OnDelta = Callable[[str], Awaitable[None] | None]
 
@@ -134,11 +135,15 @@ class LLMClient:
         self._encoder = MessageEncoder()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
-        tls = verifying_context(http2=False)
-        self._http = httpx.AsyncClient(verify=tls, headers=headers, timeout=timeout,
-                                       transport=transport)
-        self._chat_http = None if transport is not None or proxied(self.base_url) else ChatHTTP(
-            self.base_url, headers=headers, timeout=timeout, ssl_context=tls)
+        # One keep-alive HTTP/1.1 pool for every request of this client (a custom transport
+        # brings its own). A batch shares one client among all its runs, and the batch's
+        # concurrency already bounds their requests: httpx's default cap of 100 connections
+        # would queue streams behind each other. No transport is built here, so httpx still
+        # honours proxy variables.
+        pool = httpx.Limits(max_connections=None, max_keepalive_connections=None,
+                            keepalive_expiry=KEEPALIVE_EXPIRY_S)
+        self._http = httpx.AsyncClient(verify=verifying_context(http2=False), headers=headers,
+                                       timeout=timeout, limits=pool, transport=transport)
 
     @property
     def server_root(self) -> str:
@@ -146,8 +151,6 @@ class LLMClient:
         return self.base_url.removesuffix("/v1")
 
     async def aclose(self) -> None:
-        if self._chat_http is not None:
-            await self._chat_http.aclose()
         await self._http.aclose()
 
     async def chat(
@@ -229,7 +232,7 @@ class LLMClient:
         self._note(response)
         return response.status_code < 500
 
-    def _note(self, response: httpx.Response | StreamedResponse) -> None:
+    def _note(self, response: httpx.Response) -> None:
         if response.headers.get(SIMULATOR_HEADER) == "1":
             self.simulated = True
 
@@ -291,34 +294,26 @@ class LLMClient:
             finish_reason=choice.get("finish_reason"),
         )
 
-    def _post_streamed(self, url: str, body: bytes,
-                       ) -> AbstractAsyncContextManager[httpx.Response | StreamedResponse]:
-        if self._chat_http is None:
-            return self._http.stream("POST", url, content=body, headers=JSON_HEADERS)
-        parts = urlsplit(url)
-        target = f"{parts.path}?{parts.query}" if parts.query else parts.path
-        return self._chat_http.post(target, body, JSON_HEADERS)
-
     async def _stream_once(self, body: bytes, on_delta: OnDelta | None) -> Completion:
         url = f"{self.base_url}/chat/completions"
         content: list[str] = []
         reasoning: list[str] = []
         usage = Usage()
         finish_reason: str | None = None
-        async with self._post_streamed(url, body) as response:
+        async with self._http.stream("POST", url, content=body, headers=JSON_HEADERS,
+                                     ) as response:
             self._note(response)
             if response.status_code >= 400 or "html" in response.headers.get("content-type", ""):
                 answer = (await response.aread()).decode("utf-8", "replace")
                 self._check(url, response.status_code, response.headers, answer)
             done = False
-            async for line in response.aiter_lines():  # read to the end: keeps the connection
-                if done or not line.startswith("data:"):
+            async for event in _events(response, url):  # read to the end: keeps the connection
+                if done or not event.data:
                     continue
-                data = line[5:].strip()
-                if data == "[DONE]":
+                if event.data == "[DONE]":
                     done = True
                     continue
-                chunk = json.loads(data)
+                chunk = json.loads(event.data)
                 if chunk.get("usage"):
                     usage = _usage(chunk["usage"])
                 for choice in chunk.get("choices") or []:
@@ -340,6 +335,20 @@ class LLMClient:
             usage=usage,
             finish_reason=finish_reason,
         )
+
+
+async def _events(response: httpx.Response, url: str) -> AsyncIterator[ServerSentEvent]:
+    """The response's server-sent events. httpx-sse splits lines on CR, LF and CRLF only, as
+    the event-stream format says (httpx's own `aiter_lines` also splits on U+2028 and the
+    like, which JSON leaves unescaped), after httpx has undone any gzip or deflate."""
+    try:
+        async for event in EventSource(response).aiter_sse():
+            yield event
+    except SSEError:
+        kind = response.headers.get("content-type", "").split(";", 1)[0].strip()
+        raise LLMError(f"{url} answered a streamed chat request with {kind or 'no content type'}"
+                       ", not an event stream; for a server that cannot stream, set stream = false "
+                       "(RUMINATION_STREAM=false)") from None
 
 
 def _detail(exc: Exception) -> str:

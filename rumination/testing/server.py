@@ -112,6 +112,10 @@ class _HTTPServer(ThreadingHTTPServer):
     must look dead to clients that still hold a connection (as a killed vLLM does)."""
 
     daemon_threads = True
+    # the standard library's backlog is 5: a batch of a hundred runs connecting at once then
+    # waits out dropped SYNs (1 s, 3 s, …) until connects time out; uvicorn (vLLM) listens
+    # with 2048
+    request_queue_size = 2048
 
     def __init__(self, address: tuple[str, int]) -> None:
         super().__init__(address, _Handler)
