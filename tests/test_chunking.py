@@ -6,6 +6,7 @@ import random
 import re
 
 import pytest
+
 from rumination.search_backends.chunking import (
     MAX_CHARS,
     MIN_CHARS,
