@@ -206,9 +206,9 @@ def reference_run(url: str, corpus_path: Path, workdir: Path, turns: int) -> flo
 
 # ---- the profile -----------------------------------------------------------------------------
 
-_PACKAGES = ("rumination", "httpx", "httpcore", "h11", "anyio", "asyncio", "pydantic", "jinja2",
-             "tenacity", "json", "sqlite3", "selectors", "socket", "ssl", "re", "threading",
-             "concurrent")
+_PACKAGES = ("rumination", "httpx", "httpx_sse", "httpcore", "h11", "anyio", "asyncio",
+             "pydantic", "jinja2", "tenacity", "json", "sqlite3", "selectors", "socket", "ssl",
+             "re", "threading", "concurrent")
 
 
 def _package(filename: str, function: str) -> str:
