@@ -19,6 +19,7 @@ conversation fills a 131072-token window (compaction keeps it under), at 0 ms/to
 RSS of this process above its level before the batch, divided by the runs.
 
     python bench/batch.py [--ms-per-token 25] [--slowdown 0 --slowdown 0.02] [--waves 2]
+                          [--concurrency 1 --concurrency 128] [--single-pool]
                           [--memory-runs 32]
 """
 
@@ -33,6 +34,7 @@ from pathlib import Path
 
 from simproc import fixed, simulator_process
 
+import rumination.llm.client as llm_client
 from rumination.jobs.batch import Batch
 from rumination.jobs.files import Job
 from rumination.reports.render import render_report
@@ -96,16 +98,21 @@ def run_batch(jobs: list[Job], settings: Settings, out: Path, concurrency: int) 
     return elapsed
 
 
-def throughput(concurrency: int, jobs: int, config: SimulatorConfig, workdir: Path) -> float:
+def throughput(concurrency: int, jobs: int, config: SimulatorConfig,
+               workdir: Path) -> tuple[float, float]:
+    """(jobs/s, this process's CPU seconds per job): the CPU figure hardly moves with the
+    machine's load, so it compares versions measured at different times."""
     questions = [
         f"What matters about heat pump {TOPICS[i % len(TOPICS)]}? (job {i})" for i in range(jobs)
     ]
     with simulator_process(fixed, (simulate,), config) as sim:
         settings = Settings(llm_url=sim.url, model=config.model, corpus=str(demo_corpus_path()),
                             run_store=str(workdir / f"runs-{concurrency}.db"))
+        cpu_before = time.process_time()
         elapsed = run_batch([Job(question=q) for q in questions], settings,
                             workdir / f"out-{concurrency}", concurrency)
-    return jobs / elapsed
+        cpu = time.process_time() - cpu_before
+    return jobs / elapsed, cpu / jobs
 
 
 def memory_per_run(runs: int, workdir: Path) -> tuple[float, float, float]:
@@ -124,7 +131,8 @@ def memory_per_run(runs: int, workdir: Path) -> tuple[float, float, float]:
     return above / runs, above, elapsed
 
 
-def throughput_table(ms_per_token: float, slowdown: float, waves: int, workdir: Path) -> None:
+def throughput_table(ms_per_token: float, slowdown: float, waves: int,
+                     concurrencies: list[int], workdir: Path) -> None:
     config = SimulatorConfig(model="sim", latency_per_token_s=ms_per_token / 1000,
                              batch_slowdown=slowdown)
     print(f"simulator in its own process: {ms_per_token:g} ms/token, "
@@ -132,14 +140,15 @@ def throughput_table(ms_per_token: float, slowdown: float, waves: int, workdir: 
     workdir.mkdir()
     base = None
     print(f"{'concurrency':>11} {'jobs':>5} {'jobs/s':>8} {'ratio':>7} {'ceiling':>8} "
-          f"{'of ceiling':>10}")
-    for concurrency in CONCURRENCIES:
+          f"{'of ceiling':>10} {'CPU ms/job':>10}")
+    for concurrency in concurrencies:
         jobs = max(3, waves * concurrency)
-        rate = throughput(concurrency, jobs, config, workdir)
+        rate, cpu_per_job = throughput(concurrency, jobs, config, workdir)
         base = base or rate
         ceiling = concurrency / (1 + slowdown * (concurrency - 1))
         print(f"{concurrency:>11} {jobs:>5} {rate:>8.3f} {rate / base:>6.2f}x "
-              f"{ceiling:>7.2f}x {rate / base / ceiling:>10.3f}", flush=True)
+              f"{ceiling:>7.2f}x {rate / base / ceiling:>10.3f} {1000 * cpu_per_job:>10.0f}",
+              flush=True)
 
 
 def main() -> None:
@@ -149,11 +158,19 @@ def main() -> None:
                         help="per extra request in flight; repeat for several tables "
                         "(default: 0 and 0.02)")
     parser.add_argument("--waves", type=int, default=2, help="jobs per level: waves x concurrency")
+    parser.add_argument("--concurrency", type=int, action="append",
+                        help="levels to run, repeatable; the first is the base of the ratios "
+                        f"(default: {' '.join(map(str, CONCURRENCIES))})")
+    parser.add_argument("--single-pool", action="store_true",
+                        help="one httpx pool for the whole batch, as before the pools were split")
     parser.add_argument("--memory-runs", type=int, default=32, help="0: skip the memory run")
     args = parser.parse_args()
+    if args.single_pool:
+        llm_client.SHARD_SIZE = None  # type: ignore[assignment]
     with tempfile.TemporaryDirectory() as tmp:
         for slowdown in args.slowdown or [0.0, 0.02]:
-            throughput_table(args.ms_per_token, slowdown, args.waves, Path(tmp, f"s{slowdown}"))
+            throughput_table(args.ms_per_token, slowdown, args.waves,
+                             args.concurrency or list(CONCURRENCIES), Path(tmp, f"s{slowdown}"))
         if args.memory_runs:
             per_run, above, seconds = memory_per_run(args.memory_runs, Path(tmp))
             print(f"memory: {args.memory_runs} concurrent runs filling a {LONG_WINDOW}-token "

@@ -21,6 +21,7 @@ from rumination.errors import LLMUnavailable
 from rumination.llm import client as llm
 from rumination.llm import tls
 from rumination.llm.client import Completion, LLMClient
+from rumination.llm.pools import SHARD_SIZE
 from rumination.models import Message
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -220,6 +221,50 @@ def test_concurrent_streams_do_not_queue_for_a_connection() -> None:
 
     completions = asyncio.run(main())
     assert len(completions) == streams
+    assert server.connections == streams
+
+
+def test_a_second_wave_of_streams_reuses_the_pools_connections() -> None:
+    """The streams are spread over pools of at most SHARD_SIZE (httpcore's bookkeeping grows
+    with the square of a pool's size); when a wave ends, the next reuses its connections."""
+    streams = 40
+    arrived = 0
+    everyone = asyncio.Event()
+
+    async def wait_for_all_then_answer(reader: asyncio.StreamReader,
+                                       writer: asyncio.StreamWriter) -> None:
+        nonlocal arrived
+        while True:
+            await read_request(reader)
+            arrived += 1
+            if arrived == streams:
+                everyone.set()
+            await everyone.wait()
+            writer.write(sse_answer())
+            await writer.drain()
+
+    server = Server(wait_for_all_then_answer)
+
+    async def wave(client: LLMClient) -> None:
+        everyone.clear()
+        nonlocal arrived
+        arrived = 0
+        await asyncio.wait_for(asyncio.gather(*(
+            client.chat([Message(role="user", content="q")], max_tokens=10)
+            for _ in range(streams))), timeout=20)
+
+    async def main() -> int:
+        async with server.running() as url:
+            client = LLMClient(url, "m", retries=0)
+            try:
+                await wave(client)
+                await wave(client)
+                return client._http.shards
+            finally:
+                await client.aclose()
+
+    shards = asyncio.run(main())
+    assert shards == -(-streams // SHARD_SIZE)
     assert server.connections == streams
 
 

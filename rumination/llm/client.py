@@ -22,6 +22,7 @@ from tenacity import (
 )
 
 from rumination.errors import ContextLengthExceeded, LLMError, LLMUnavailable
+from rumination.llm.pools import SHARD_SIZE, ShardedClient
 from rumination.llm.provenance import SIMULATOR_HEADER
 from rumination.llm.request_body import JSON_HEADERS, MessageEncoder
 from rumination.llm.retrying import backoff_seconds, retry_after_seconds
@@ -135,15 +136,20 @@ class LLMClient:
         self._encoder = MessageEncoder()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
-        # One keep-alive HTTP/1.1 pool for every request of this client (a custom transport
+        # Keep-alive HTTP/1.1 pools shared by every request of this client (a custom transport
         # brings its own). A batch shares one client among all its runs, and the batch's
-        # concurrency already bounds their requests: httpx's default cap of 100 connections
-        # would queue streams behind each other. No transport is built here, so httpx still
-        # honours proxy variables.
-        pool = httpx.Limits(max_connections=None, max_keepalive_connections=None,
-                            keepalive_expiry=KEEPALIVE_EXPIRY_S)
-        self._http = httpx.AsyncClient(verify=verifying_context(http2=False), headers=headers,
-                                       timeout=timeout, limits=pool, transport=transport)
+        # concurrency already bounds their requests, so no pool is capped: httpx's default cap
+        # of 100 connections would queue streams behind each other. No transport is built
+        # here, so httpx still honours proxy variables.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None,
+                              keepalive_expiry=KEEPALIVE_EXPIRY_S)
+        verify = verifying_context(http2=False)
+
+        def make_client() -> httpx.AsyncClient:
+            return httpx.AsyncClient(verify=verify, headers=headers, timeout=timeout,
+                                     limits=limits, transport=transport)
+
+        self._http = ShardedClient(make_client, shard_size=None if transport else SHARD_SIZE)
 
     @property
     def server_root(self) -> str:
@@ -226,7 +232,8 @@ class LLMClient:
         """False when the server is unreachable or says it is not ready (5xx). A server
         without a /health route (404: not vLLM) counts as healthy."""
         try:
-            response = await self._http.get(f"{self.server_root}/health")
+            async with self._http.lease() as http:
+                response = await http.get(f"{self.server_root}/health")
         except httpx.TransportError:
             return False
         self._note(response)
@@ -273,7 +280,8 @@ class LLMClient:
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        response = await self._http.request(method, url, **kwargs)
+        async with self._http.lease() as http:
+            response = await http.request(method, url, **kwargs)
         self._note(response)
         self._check(url, response.status_code, response.headers, response.text)
         return response
@@ -300,8 +308,8 @@ class LLMClient:
         reasoning: list[str] = []
         usage = Usage()
         finish_reason: str | None = None
-        async with self._http.stream("POST", url, content=body, headers=JSON_HEADERS,
-                                     ) as response:
+        async with self._http.lease() as http, http.stream(
+                "POST", url, content=body, headers=JSON_HEADERS) as response:
             self._note(response)
             if response.status_code >= 400 or "html" in response.headers.get("content-type", ""):
                 answer = (await response.aread()).decode("utf-8", "replace")
