@@ -503,7 +503,7 @@ def test_a_schema_2_corpus_gains_the_stat_column_in_place(tmp_path: Path, folder
     reopened = Corpus(db)
     try:
         version = reopened._db.execute("SELECT value FROM meta WHERE key='schema_version'")
-        assert version.fetchone() == (str(SCHEMA_VERSION),) == ("3",)
+        assert version.fetchone() == (str(SCHEMA_VERSION),) == ("4",)
         assert len(reopened) == stats.added - stats.skipped
         again, _ = index(reopened, folder)
         assert again.unchanged == len(reopened) and again.updated == again.added == 0

@@ -14,8 +14,14 @@ Files and folders whose names start with "." are left out. Work is committed eve
 COMMIT_EVERY files, so an interrupted run keeps what it had done.
 
 Schema 2 (passages) replaced schema 1 (one row per file); schema 3 added the size and mtime
-(`stat`). Older corpora are upgraded in place when opened: schema 1 by splitting the stored
-texts into passages, schema 2 by adding the column; no file is re-read for either.
+(`stat`); schema 4 the document's id in its collection (`doc_id`: the path relative to the
+indexed folder, or the id of an imported record; what `rumination search --trec` prints).
+Older corpora are upgraded in place when opened: schema 1 by splitting the stored texts into
+passages, schemas 2 and 3 by adding the columns (`doc_id` stays empty for the files they
+hold: the absolute path stands in); no file is re-read for any of them.
+
+This is the `sqlite` engine; `engines.tantivy_corpus` keeps the same documents table and
+indexes the passages with Tantivy instead (see `engines.protocol`).
 """
 
 from __future__ import annotations
@@ -28,10 +34,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 from rumination.errors import UsageError
 from rumination.models import Page, SearchHit
@@ -44,11 +49,13 @@ from rumination.reading.documents import (
 )
 from rumination.search_backends.chunking import Chunk, passage_titles, passage_url, split_passages
 from rumination.search_backends.common_terms import TermCounts
+from rumination.search_backends.engines.protocol import RankedHit
 from rumination.search_backends.fts_query import fts_terms
+from rumination.search_backends.index_events import FileAction as FileAction  # re-exported
+from rumination.search_backends.index_events import FileEvent, IndexStats
 from rumination.store.database import immediate_transaction
-from rumination.wording import plural
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 COMMIT_EVERY = 200
 INDEX_CACHE_KIB = 256 * 1024
 MERGE_SHARE = 0.25
@@ -59,7 +66,7 @@ _RANK = "bm25(5.0, 1.0)"
 # passages fetched per hit asked for: a document's best passage is the one shown
 PASSAGES_PER_HIT = 3
 
-_SCHEMA = (
+DOCUMENT_TABLES = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS documents (
         id INTEGER PRIMARY KEY,
@@ -69,7 +76,8 @@ _SCHEMA = (
         body TEXT NOT NULL,
         sha256 TEXT NOT NULL,
         indexed_at TEXT NOT NULL,
-        stat TEXT
+        stat TEXT,
+        doc_id TEXT
     )""",
     """CREATE TABLE IF NOT EXISTS passages (
         id INTEGER PRIMARY KEY,
@@ -82,6 +90,9 @@ _SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS passages_document ON passages(document_id)",
     "CREATE INDEX IF NOT EXISTS passages_url ON passages(url)",
+)
+# the FTS5 index of the passages, kept up to date by triggers (the sqlite engine's own)
+_FTS_INDEX = (
     """CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5(
         title, body, content='passages', content_rowid='id', tokenize='porter unicode61'
     )""",
@@ -98,65 +109,16 @@ _SCHEMA_1_INDEX = (
     "DROP TRIGGER IF EXISTS documents_ad",
     "DROP TABLE IF EXISTS documents_fts",
 )
-FileAction = Literal["added", "updated", "unchanged", "removed", "skipped"]
-
-
-@dataclass(frozen=True)
-class FileEvent:
-    """What indexing did with one file: `position` of `total` files found in the folder
-    (removals come last, at position `total`); `reason` says why a file was skipped."""
-
-    path: Path
-    action: FileAction
-    passages: int = 0
-    reason: str = ""
-    position: int = 0
-    total: int = 0
-
-    def describe(self) -> str:
-        """One line for a progress log: `added: PATH (3 passages)`, `skipped: PATH: reason`."""
-        if self.action == "skipped":
-            return f"skipped: {self.path}: {self.reason}"
-        if self.action in ("added", "updated"):
-            plural = "" if self.passages == 1 else "s"
-            return f"{self.action}: {self.path} ({self.passages} passage{plural})"
-        return f"{self.action}: {self.path}"
-
-
-@dataclass(frozen=True)
-class IndexStats:
-    """Files per outcome of one `index_folder` run, and the passages it wrote."""
-
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    removed: int = 0
-    skipped: int = 0
-    passages: int = 0
-    seconds: float = field(default=0.0, compare=False)
-    unsupported: dict[str, int] = field(default_factory=dict, compare=False)  # by suffix
-
-    def summary(self, documents: int, passages: int) -> str:
-        """One line for a corpus now holding `documents` documents in `passages` passages."""
-        return (
-            f"{plural(documents, 'document')} ({self.added} added, {self.updated} updated, "
-            f"{self.unchanged} unchanged, {self.removed} removed), {self.skipped} skipped, "
-            f"{plural(passages, 'passage')} ({self.passages} written), "
-            f"{self.unsupported_line()}, {self.seconds:.1f}s"
-        )
-
-    def unsupported_line(self) -> str:
-        """`3 files of other types not read (2 .docx, 1 .png)`, or `no files of other types`."""
-        total = sum(self.unsupported.values())
-        if not total:
-            return "no files of other types"
-        kinds = ", ".join(f"{n} {suffix}" for suffix, n in
-                          sorted(self.unsupported.items(), key=lambda kv: (-kv[1], kv[0])))
-        return f"{plural(total, 'file')} of other types not read ({kinds})"
 
 
 class Corpus:
-    """One SQLite corpus file."""
+    """One SQLite corpus file: documents, passages and their FTS5 index (the `sqlite`
+    engine). Subclasses may index the passages elsewhere: they override the hooks
+    `_add_passages`, `_delete_passages`, `_best_passages`, `_commit_search_index`."""
+
+    engine = "sqlite"
+    # files (or records) per transaction: a bigger batch would keep more work at risk
+    commit_every: int | None = None  # None: COMMIT_EVERY
 
     def __init__(self, db_path: str | Path, *, create: bool = False) -> None:
         self.path = Path(db_path)
@@ -215,16 +177,18 @@ class Corpus:
         report = on_file or (lambda event: None)
         found, unsupported = _supported_files(folder)
         files = [(path, str(path.resolve())) for path in found]
+        batch = self.commit_every or COMMIT_EVERY
         known: dict[str, tuple[str, str | None]] = {
             path: (digest, stat)
             for path, digest, stat in self._db.execute("SELECT path, sha256, stat FROM documents")
         }
         counts: Counter[str] = Counter()
         now = datetime.now(UTC).isoformat()
-        for first in range(0, len(files), COMMIT_EVERY):
+        for first in range(0, len(files), batch):
             with self._transaction():
-                for position, (path, key) in enumerate(files[first : first + COMMIT_EVERY]):
-                    event = self._index_file(path, key, known.get(key), now)
+                for position, (path, key) in enumerate(files[first : first + batch]):
+                    doc_id = path.relative_to(folder).as_posix()
+                    event = self._index_file(path, key, known.get(key), now, doc_id)
                     counts[event.action] += 1
                     counts["passages"] += event.passages
                     report(replace(event, position=first + position + 1, total=len(files)))
@@ -257,35 +221,47 @@ class Corpus:
         """The best passage of each of the `limit` best-ranked documents for `query` (see
         `fts_terms`; words common in this corpus are left out, see `common_terms`), matched
         words in HIGHLIGHT marks in the snippets."""
+        return [ranked.hit for ranked in self.ranked(query, limit)]
+
+    def ranked(self, query: str, limit: int = 10) -> list[RankedHit]:
+        """`search`'s hits with each document's id in its collection and its score."""
         terms = fts_terms(query)
         if not terms or limit <= 0:
             return []
         with self._lock:
-            match = " OR ".join(self._term_counts.rarer(terms))
-        hits: dict[str, SearchHit] = {}  # document id -> its best passage, best first
+            match = self._match(self._term_counts.rarer(terms))
+        hits: dict[int, RankedHit] = {}  # document row -> its best passage, best first
         fetch = limit * PASSAGES_PER_HIT
         while True:
             with self._lock:
                 rows = self._best_passages(match, fetch)
-            for document_id, title, url, snippet in rows:
-                if document_id not in hits:
-                    hits[document_id] = SearchHit(
-                        title=title, url=url, snippet=" ".join(snippet.split())
-                    )
+            for document_row, doc_id, score, title, url, snippet in rows:
+                if document_row not in hits:
+                    hit = SearchHit(title=title, url=url, snippet=" ".join(snippet.split()))
+                    hits[document_row] = RankedHit(doc_id=doc_id, score=score, hit=hit)
             if len(hits) >= limit or len(rows) < fetch:
                 return list(hits.values())[:limit]
             hits.clear()
             fetch *= 4  # many passages of the same few documents: look deeper
 
-    def _best_passages(self, match: str, limit: int) -> list[tuple[str, str, str, str]]:
-        """The `limit` best-ranked passages: document id, title, URL, snippet. FTS5 sorts by
-        rank itself and computes snippets only for the rows it returns."""
+    def _match(self, terms: list[str]) -> object:
+        """What `_best_passages` searches for: here an FTS5 MATCH expression."""
+        return " OR ".join(terms)
+
+    def _best_passages(
+        self, match: object, limit: int
+    ) -> list[tuple[int, str, float, str, str, str]]:
+        """The `limit` best-ranked passages: document row, document id, score, title, URL,
+        snippet. FTS5 sorts by rank itself and computes snippets only for the rows it
+        returns."""
         return self._db.execute(
-            "SELECT p.document_id, p.title, p.url, m.snippet FROM"
+            "SELECT p.document_id, coalesce(d.doc_id, d.path), -m.rank, p.title, p.url,"
+            " m.snippet FROM"
             " (SELECT rowid, snippet(passages_fts, 1, ?, ?, ' … ', 40) AS snippet, rank"
             "  FROM passages_fts WHERE passages_fts MATCH ? AND rank MATCH ?"
             "  ORDER BY rank LIMIT ?) AS m"
-            " JOIN passages p ON p.id = m.rowid ORDER BY m.rank",
+            " JOIN passages p ON p.id = m.rowid JOIN documents d ON d.id = p.document_id"
+            " ORDER BY m.rank",
             (HIGHLIGHT, HIGHLIGHT, match, _RANK, limit),
         ).fetchall()
 
@@ -308,7 +284,7 @@ class Corpus:
                     content_type="text/markdown")
 
     def _index_file(
-        self, path: Path, key: str, old: tuple[str, str | None] | None, now: str
+        self, path: Path, key: str, old: tuple[str, str | None] | None, now: str, doc_id: str
     ) -> FileEvent:
         old_digest, old_stat = old or (None, None)
         try:
@@ -328,14 +304,65 @@ class Corpus:
         except Unreadable as exc:
             self._drop(key)  # an older version must not stay searchable
             return FileEvent(path, "skipped", reason=str(exc))
+        self.store(key, doc, chunks, digest=digest, stamp=stat, doc_id=doc_id, now=now)
+        return FileEvent(path, "updated" if old_digest else "added", passages=len(chunks))
+
+    # --- what importers use (inside `batch()`) ---
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction: everything stored or removed in it is kept, or none of it."""
+        with self._transaction():
+            yield
+
+    def known(self, key: str) -> tuple[str, str | None] | None:
+        """(sha256, stamp) of the document stored under `key`, or None."""
+        row = self._db.execute(
+            "SELECT sha256, stat FROM documents WHERE path = ?", (key,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def restamp(self, key: str, stamp: str) -> None:
+        self._db.execute("UPDATE documents SET stat = ? WHERE path = ?", (stamp, key))
+
+    def store(
+        self, key: str, doc: ParsedDocument, chunks: list[Chunk], *, digest: str,
+        stamp: str | None, doc_id: str, now: str,
+    ) -> None:
+        """Store `doc` under `key` with its passages, replacing what `key` held."""
         self._drop(key)
         cursor = self._db.execute(
-            "INSERT INTO documents(path, url, title, body, sha256, indexed_at, stat)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (key, doc.url, doc.title, doc.body, digest, now, stat),
+            "INSERT INTO documents(path, url, title, body, sha256, indexed_at, stat, doc_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, doc.url, doc.title, doc.body, digest, now, stamp, doc_id),
         )
         self._insert_passages(int(cursor.lastrowid or 0), doc, chunks)
-        return FileEvent(path, "updated" if old_digest else "added", passages=len(chunks))
+
+    def remove_stale(self, key_prefix: str, stamp: str) -> int:
+        """Removes the documents whose key starts with `key_prefix` and whose stamp is not
+        `stamp` (records an import no longer found); how many."""
+        keys = [row[0] for row in self._db.execute(
+            "SELECT path FROM documents WHERE substr(path, 1, ?) = ? AND stat IS NOT ?",
+            (len(key_prefix), key_prefix, stamp),
+        )]
+        for key in keys:
+            self._drop(key)
+        return len(keys)
+
+    def url_holder(self, url: str) -> str | None:
+        """The key of the document stored at `url`, if any."""
+        row = self._db.execute("SELECT path FROM documents WHERE url = ?", (url,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
 
     def _check_url_is_free(self, url: str, key: str) -> None:
         """Unreadable if another file that still exists holds `url`; a vanished one is dropped."""
@@ -350,31 +377,44 @@ class Corpus:
 
     def _insert_passages(self, document_id: int, doc: ParsedDocument, chunks: list[Chunk]) -> None:
         titles = passage_titles(doc.title, chunks)
+        rows = [
+            (document_id, number, chunk.start, passage_url(doc.url, number), title, chunk.text)
+            for number, (chunk, title) in enumerate(zip(chunks, titles, strict=True), 1)
+        ]
+        self._add_passages(rows)
+
+    def _add_passages(self, rows: list[tuple[int, int, int, str, str, str]]) -> None:
+        """Stores passages given as (document row, number, start, URL, title, text); FTS5
+        indexes them through the table's trigger."""
         self._db.executemany(
             "INSERT INTO passages(document_id, number, start, url, title, body)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (document_id, number, chunk.start, passage_url(doc.url, number), title,
-                 chunk.text)
-                for number, (chunk, title) in enumerate(zip(chunks, titles, strict=True), 1)
-            ],
+            rows,
         )
 
     def _drop(self, key: str) -> None:
         """Delete the document stored for the file `key`, with its passages."""
-        self._db.execute(
-            "DELETE FROM passages WHERE document_id IN (SELECT id FROM documents WHERE path = ?)",
-            (key,),
-        )
-        self._db.execute("DELETE FROM documents WHERE path = ?", (key,))
+        row = self._db.execute("SELECT id FROM documents WHERE path = ?", (key,)).fetchone()
+        if row is None:
+            return
+        self._delete_passages(int(row[0]))
+        self._db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
+
+    def _delete_passages(self, document_row: int) -> None:
+        self._db.execute("DELETE FROM passages WHERE document_id = ?", (document_row,))
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         try:
             with immediate_transaction(self._db):
                 yield
+                self._commit_search_index()
         finally:
             self._term_counts.forget()  # this connection's own commits leave data_version as is
+
+    def _commit_search_index(self) -> None:
+        """Makes the passages written in this transaction searchable, just before it commits
+        (FTS5 is part of the transaction: nothing to do)."""
 
     def _prepare(self) -> None:
         """Create the schema in a new file, check it in an old one, upgrade schema 1."""
@@ -389,8 +429,8 @@ class Corpus:
         if version == 1:
             self._upgrade_from_1()
             return
-        if version == 2:
-            self._upgrade_from_2()
+        if version in (2, 3):
+            self._upgrade_from_2_or_3()
             return
         if version is None:
             raise UsageError(f"not a rumination corpus: {self.path} (it has no corpus tables)")
@@ -408,12 +448,15 @@ class Corpus:
             return None
 
     def _create_schema(self) -> None:
-        for statement in _SCHEMA:
+        for statement in self._schema():
             self._db.execute(statement)
         self._db.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
             (str(SCHEMA_VERSION),),
         )
+
+    def _schema(self) -> tuple[str, ...]:
+        return DOCUMENT_TABLES + _FTS_INDEX
 
     def _upgrade_from_1(self) -> None:
         """Schema 1 had one FTS row per document: index the stored texts as passages."""
@@ -422,7 +465,7 @@ class Corpus:
             for statement in _SCHEMA_1_INDEX:
                 self._db.execute(statement)
             self._create_schema()
-            self._add_stat_column()
+            self._add_columns()
             rows = self._db.execute("SELECT id, url, title, body FROM documents").fetchall()
             for document_id, url, title, body in rows:
                 doc = ParsedDocument(title=title, url=url, body=body)
@@ -430,13 +473,13 @@ class Corpus:
 
         self._upgrade(steps)
 
-    def _upgrade_from_2(self) -> None:
+    def _upgrade_from_2_or_3(self) -> None:
         """Schema 3 adds each file's size and mtime (`stat`), so re-indexing can skip
         unchanged files without reading them; a schema-2 corpus gets the column (empty: each
-        file is read and hashed once more, then recorded)."""
+        file is read and hashed once more, then recorded). Schema 4 adds `doc_id` (empty)."""
 
         def steps() -> None:
-            self._add_stat_column()
+            self._add_columns()
             self._db.execute(
                 "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
             )
@@ -456,10 +499,11 @@ class Corpus:
                 f"({exc}); rebuild it with `rumination index FOLDER --db {self.path}`"
             ) from None
 
-    def _add_stat_column(self) -> None:
+    def _add_columns(self) -> None:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(documents)")}
-        if "stat" not in columns:
-            self._db.execute("ALTER TABLE documents ADD COLUMN stat TEXT")
+        for column in ("stat", "doc_id"):
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE documents ADD COLUMN {column} TEXT")
 
 
 def _stat_stamp(path: Path) -> str | None:

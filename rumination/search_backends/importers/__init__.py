@@ -1,0 +1,1 @@
+"""Collections read into a local corpus: JSONL files and Wikipedia XML dumps."""
