@@ -14,6 +14,8 @@ import pytest
 from rumination.errors import UsageError
 from rumination.reading.documents import parse_document
 from rumination.search_backends.corpus import SCHEMA_VERSION, Corpus, IndexStats
+from rumination.search_backends.engines.open import ENGINES, open_corpus
+from rumination.search_backends.engines.protocol import CorpusEngine
 from rumination.search_backends.fts_query import fts_query
 from rumination.search_backends.local import LocalCorpusBackend, demo_corpus_path
 
@@ -63,16 +65,25 @@ def docs(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every test that takes a corpus runs on each engine: the same behaviour is asked of
+    both."""
+    if request.param == "tantivy":
+        pytest.importorskip("tantivy")
+    return str(request.param)
+
+
 @pytest.fixture
-def corpus(tmp_path: Path, docs: Path) -> Iterator[Corpus]:
-    c = Corpus(tmp_path / "corpus.db", create=True)
+def corpus(tmp_path: Path, docs: Path, engine: str) -> Iterator[CorpusEngine]:
+    c = open_corpus(tmp_path / "corpus.db", engine=engine, create=True)
     stats = c.index_folder(docs)
     assert stats == IndexStats(added=4, passages=4)
     yield c
     c.close()
 
 
-def test_index_reads_titles_and_urls_of_every_format(corpus: Corpus, docs: Path) -> None:
+def test_index_reads_titles_and_urls_of_every_format(corpus: CorpusEngine, docs: Path) -> None:
     assert len(corpus) == 4
     rows = dict(corpus._db.execute("SELECT url, title FROM documents").fetchall())
     assert rows == {
@@ -91,7 +102,7 @@ def test_parse_document_strips_front_matter_from_the_body(tmp_path: Path) -> Non
     assert "title:" not in doc.body and "---" not in doc.body
 
 
-def test_search_ranks_the_relevant_document_first(corpus: Corpus) -> None:
+def test_search_ranks_the_relevant_document_first(corpus: CorpusEngine) -> None:
     hits = corpus.search("glacier retreat")
     # both glacier documents match; the one about glaciers ranks above the volcano page
     assert [h.title for h in hits] == ["Glaciers of the Alps", "Volcanic eruptions"]
@@ -112,12 +123,12 @@ def test_search_ranks_the_relevant_document_first(corpus: Corpus) -> None:
     )
 
 
-def test_search_respects_the_limit(corpus: Corpus) -> None:
+def test_search_respects_the_limit(corpus: CorpusEngine) -> None:
     assert len(corpus.search("glacier", limit=1)) == 1
     assert len(corpus.search("glacier", limit=10)) == 2
 
 
-def test_search_without_match_is_empty(corpus: Corpus) -> None:
+def test_search_without_match_is_empty(corpus: CorpusEngine) -> None:
     assert corpus.search("photosynthesis") == []
 
 
@@ -147,18 +158,18 @@ def test_search_without_match_is_empty(corpus: Corpus) -> None:
         "\x00",
     ],
 )
-def test_fts5_syntax_in_queries_never_raises(corpus: Corpus, query: str) -> None:
+def test_fts5_syntax_in_queries_never_raises(corpus: CorpusEngine, query: str) -> None:
     hits = corpus.search(query)
     assert isinstance(hits, list)
 
 
 @pytest.mark.parametrize("query", ['"', "*", "(", ")", "-", "^", ":", "!!! ???", "OR NOT", ""])
-def test_queries_without_matching_words_return_nothing(corpus: Corpus, query: str) -> None:
+def test_queries_without_matching_words_return_nothing(corpus: CorpusEngine, query: str) -> None:
     assert corpus.search(query) == []
 
 
 def test_fts5_operators_are_dropped_but_the_same_words_in_lower_case_are_searched(
-    corpus: Corpus,
+    corpus: CorpusEngine,
 ) -> None:
     # "and" / "near" occur in the texts: as words they match, as operators they are ignored
     assert corpus.search("NEAR") == []
@@ -168,7 +179,7 @@ def test_fts5_operators_are_dropped_but_the_same_words_in_lower_case_are_searche
 
 
 @pytest.mark.parametrize("query", ['"glacier', "glacier*", "(glacier", "-glacier", "{glacier}:"])
-def test_syntax_around_a_real_word_still_finds_it(corpus: Corpus, query: str) -> None:
+def test_syntax_around_a_real_word_still_finds_it(corpus: CorpusEngine, query: str) -> None:
     assert corpus.search(query)[0].title == "Glaciers of the Alps"
 
 
@@ -177,7 +188,7 @@ def test_fts_query_quotes_every_word() -> None:
     assert fts_query("!!! ???") == ""
 
 
-def test_get_returns_the_stored_text(corpus: Corpus, docs: Path) -> None:
+def test_get_returns_the_stored_text(corpus: CorpusEngine, docs: Path) -> None:
     page = corpus.get("https://example.org/glaciers")
     assert page is not None
     assert page.title == "Glaciers of the Alps"
@@ -191,7 +202,7 @@ def test_get_returns_the_stored_text(corpus: Corpus, docs: Path) -> None:
     assert corpus.get("https://example.org/nothing-here") is None
 
 
-def test_reindex_after_changing_one_file(corpus: Corpus, docs: Path) -> None:
+def test_reindex_after_changing_one_file(corpus: CorpusEngine, docs: Path) -> None:
     assert corpus.index_folder(docs) == IndexStats(unchanged=4)
 
     seen: list[tuple[str, str]] = []
@@ -206,7 +217,7 @@ def test_reindex_after_changing_one_file(corpus: Corpus, docs: Path) -> None:
     assert [h.title for h in corpus.search("bumblebees")] == ["honey bees"]
 
 
-def test_reindex_after_deleting_one_file(corpus: Corpus, docs: Path) -> None:
+def test_reindex_after_deleting_one_file(corpus: CorpusEngine, docs: Path) -> None:
     tides_url = (docs / "tides.html").resolve().as_uri()
     assert corpus.search("tides")[0].url == tides_url
 
@@ -217,19 +228,21 @@ def test_reindex_after_deleting_one_file(corpus: Corpus, docs: Path) -> None:
     assert corpus.get(tides_url) is None
 
 
-def test_reindex_adds_a_new_file(corpus: Corpus, docs: Path) -> None:
+def test_reindex_adds_a_new_file(corpus: CorpusEngine, docs: Path) -> None:
     (docs / "sub").mkdir()
     (docs / "sub" / "owls.md").write_text("# Owls\n\nOwls hunt at night.\n", encoding="utf-8")
     assert corpus.index_folder(docs) == IndexStats(added=1, unchanged=4, passages=1)
     assert [h.title for h in corpus.search("owls")] == ["Owls"]
 
 
-def test_reindex_leaves_documents_of_a_sibling_folder_alone(tmp_path: Path, docs: Path) -> None:
+def test_reindex_leaves_documents_of_a_sibling_folder_alone(
+    tmp_path: Path, docs: Path, engine: str
+) -> None:
     # "docs2" starts with the same characters as "docs": its files are not under docs/
     sibling = tmp_path / "docs2"
     sibling.mkdir()
     (sibling / "owls.md").write_text("# Owls\n\nOwls hunt at night.\n", encoding="utf-8")
-    c = Corpus(tmp_path / "two.db", create=True)
+    c = open_corpus(tmp_path / "two.db", engine=engine, create=True)
     try:
         assert c.index_folder(docs).added == 4
         assert c.index_folder(sibling) == IndexStats(added=1, passages=1)
@@ -240,7 +253,7 @@ def test_reindex_leaves_documents_of_a_sibling_folder_alone(tmp_path: Path, docs
         c.close()
 
 
-def test_index_of_a_missing_folder_is_a_usage_error(corpus: Corpus, tmp_path: Path) -> None:
+def test_index_of_a_missing_folder_is_a_usage_error(corpus: CorpusEngine, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not a folder"):
         corpus.index_folder(tmp_path / "nope")
 
@@ -263,13 +276,13 @@ def test_opening_a_non_sqlite_file_is_a_usage_error(tmp_path: Path) -> None:
         Corpus(bogus)
 
 
-def test_an_existing_corpus_reopens_with_its_documents(tmp_path: Path, corpus: Corpus) -> None:
-    again = Corpus(tmp_path / "corpus.db")
+def test_an_existing_corpus_reopens_with_its_documents(tmp_path: Path, corpus: CorpusEngine) -> None:
+    again = open_corpus(tmp_path / "corpus.db")
     try:
         assert len(again) == 4
         assert again.search("glacier")[0].title == "Glaciers of the Alps"
-        version = again._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        assert version == (str(SCHEMA_VERSION),)
+        assert again.engine == corpus.engine
+        assert again.meta("schema_version") == str(SCHEMA_VERSION)
     finally:
         again.close()
 
@@ -302,7 +315,7 @@ def anyio_backend() -> str:
 
 
 @pytest.mark.anyio
-async def test_local_backend_searches_and_fetches(corpus: Corpus, tmp_path: Path) -> None:
+async def test_local_backend_searches_and_fetches(corpus: CorpusEngine, tmp_path: Path) -> None:
     backend = LocalCorpusBackend(tmp_path / "corpus.db")
     try:
         hits = await backend.search("glacier", limit=5)

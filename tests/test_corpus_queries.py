@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from rumination.reading.untrusted import neutralise
-from rumination.search_backends.corpus import HIGHLIGHT, Corpus
+from rumination.search_backends.corpus import HIGHLIGHT
+from rumination.search_backends.engines.open import ENGINES, open_corpus
+from rumination.search_backends.engines.protocol import CorpusEngine
 from rumination.search_backends.fts_query import MAX_QUERY_TERMS, fts_query
 
 DOCS = {
@@ -22,57 +24,67 @@ DOCS = {
 }
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
+def needs_engine(engine: str) -> str:
+    if engine == "tantivy":
+        pytest.importorskip("tantivy")
+    return engine
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def corpus(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[CorpusEngine]:
+    """The same documents in each engine: every query test runs on both."""
+    engine = needs_engine(request.param)
     folder = tmp_path_factory.mktemp("queries")
     for name, text in DOCS.items():
         (folder / name).write_text(text, encoding="utf-8")
-    c = Corpus(folder / "corpus.db", create=True)
+    c = open_corpus(folder / "corpus.db", engine=engine, create=True)
     c.index_folder(folder)
     yield c
     c.close()
 
 
-def titles(corpus: Corpus, query: str) -> list[str]:
+def titles(corpus: CorpusEngine, query: str) -> list[str]:
     return [hit.title for hit in corpus.search(query)]
 
 
-def test_a_quoted_phrase_matches_only_those_words_in_that_order(corpus: Corpus) -> None:
+def test_a_quoted_phrase_matches_only_those_words_in_that_order(corpus: CorpusEngine) -> None:
     assert titles(corpus, '"glacier retreat"') == ["Retreat"]
     assert set(titles(corpus, "glacier retreat")) == {"Retreat", "Advance"}
     assert titles(corpus, '"bare moraine"') == ["Retreat"]
     assert titles(corpus, '"moraine bare"') == []
 
 
-def test_a_phrase_among_words_is_one_more_term_ored_with_them(corpus: Corpus) -> None:
+def test_a_phrase_among_words_is_one_more_term_ored_with_them(corpus: CorpusEngine) -> None:
     # "Advance" has both words of the phrase, but not as the phrase
     assert set(titles(corpus, 'granular "glacier retreat"')) == {"Retreat", "firn"}
 
 
-def test_a_star_after_a_word_is_a_prefix(corpus: Corpus) -> None:
+def test_a_star_after_a_word_is_a_prefix(corpus: CorpusEngine) -> None:
     assert set(titles(corpus, "glacio*")) == {"Glaciology"}
     assert set(titles(corpus, "glac*")) == {"Retreat", "Advance", "Glaciology"}
     assert titles(corpus, "glacio") == []  # without the star, a whole word
     assert titles(corpus, '"glacier ret"*') == ["Retreat"]  # a phrase ending in a prefix
 
 
-def test_a_one_letter_prefix_is_searched_as_the_word(corpus: Corpus) -> None:
+def test_a_one_letter_prefix_is_searched_as_the_word(corpus: CorpusEngine) -> None:
     assert fts_query("g*") == '"g"'
     assert corpus.search("g*") == []
 
 
-def test_an_unbalanced_quote_leaves_plain_words(corpus: Corpus) -> None:
+def test_an_unbalanced_quote_leaves_plain_words(corpus: CorpusEngine) -> None:
     assert fts_query('"glacier retreat') == '"glacier" OR "retreat"'
     assert set(titles(corpus, '"glacier retreat')) == {"Retreat", "Advance"}
     assert fts_query('glacier" retreat "firn') == '"glacier" OR "retreat" OR "firn"'
 
 
-def test_title_matches_weigh_more_than_body_matches(corpus: Corpus) -> None:
+def test_title_matches_weigh_more_than_body_matches(corpus: CorpusEngine) -> None:
     # "retreat" is the title of one document and in the body of both
     assert titles(corpus, "retreat") == ["Retreat", "Advance"]
 
 
-def test_snippets_mark_the_matched_words_in_plain_text(corpus: Corpus) -> None:
+def test_snippets_mark_the_matched_words_in_plain_text(corpus: CorpusEngine) -> None:
     (hit,) = corpus.search("granular snow")
     assert f"{HIGHLIGHT}granular{HIGHLIGHT} {HIGHLIGHT}snow{HIGHLIGHT}" in hit.snippet
     assert neutralise(hit.snippet) == hit.snippet
@@ -133,13 +145,13 @@ WITH_WORDS = [
 
 @pytest.mark.parametrize("query", SYNTAX_ONLY)
 def test_a_query_of_only_syntax_finds_nothing_and_never_raises(
-    corpus: Corpus, query: str
+    corpus: CorpusEngine, query: str
 ) -> None:
     assert corpus.search(query) == []
 
 
 @pytest.mark.parametrize("query", WITH_WORDS)
-def test_a_query_with_words_in_syntax_never_raises(corpus: Corpus, query: str) -> None:
+def test_a_query_with_words_in_syntax_never_raises(corpus: CorpusEngine, query: str) -> None:
     hits = corpus.search(query)
     assert isinstance(hits, list)
     if "glacier" in query.lower() and "glaciér" not in query:
@@ -152,9 +164,10 @@ ALPHABET = list('"*()-:^+{},.!?\'_ \t\n\x00') + [
 ]
 
 
-def test_random_queries_on_an_empty_corpus_never_raise(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_random_queries_on_an_empty_corpus_never_raise(tmp_path: Path, engine: str) -> None:
     rng = random.Random(20240611)
-    corpus = Corpus(tmp_path / "empty.db", create=True)
+    corpus = open_corpus(tmp_path / "empty.db", engine=needs_engine(engine), create=True)
     try:
         for _ in range(600):
             query = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 24)))
@@ -163,7 +176,7 @@ def test_random_queries_on_an_empty_corpus_never_raise(tmp_path: Path) -> None:
         corpus.close()
 
 
-def test_random_queries_against_documents_never_raise(corpus: Corpus) -> None:
+def test_random_queries_against_documents_never_raise(corpus: CorpusEngine) -> None:
     rng = random.Random(7)
     for _ in range(600):
         query = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 24)))

@@ -229,7 +229,7 @@ class Corpus:
         if not terms or limit <= 0:
             return []
         with self._lock:
-            match = self._match(self._term_counts.rarer(terms))
+            match = self._match(self._rarer(terms))
         hits: dict[int, RankedHit] = {}  # document row -> its best passage, best first
         fetch = limit * PASSAGES_PER_HIT
         while True:
@@ -243,6 +243,10 @@ class Corpus:
                 return list(hits.values())[:limit]
             hits.clear()
             fetch *= 4  # many passages of the same few documents: look deeper
+
+    def _rarer(self, terms: list[str]) -> list[str]:
+        """`terms` without the words common in this corpus (see `common_terms`)."""
+        return self._term_counts.rarer(terms)
 
     def _match(self, terms: list[str]) -> object:
         """What `_best_passages` searches for: here an FTS5 MATCH expression."""

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 from rumination.models import Page, SearchHit
 from rumination.reading.cachedir import user_cache_dir
 from rumination.search_backends.corpus import Corpus
+from rumination.search_backends.engines.open import open_corpus
+from rumination.search_backends.engines.protocol import RankedHit
 
 if TYPE_CHECKING:
     from rumination.settings import Settings
@@ -70,14 +72,16 @@ def _files_are_gone(db_path: Path) -> bool:
 
 
 class LocalCorpusBackend:
-    """Search backend over a local SQLite FTS5 corpus: a hit is the best passage of a
-    document, and fetching its URL reads the document from that passage on."""
+    """Search backend over a local corpus (either engine, found from the corpus itself): a
+    hit is the best passage of a document, and fetching its URL reads the document from
+    that passage on."""
 
     name = "local"
-    requires = "--corpus FILE built by `rumination index` (default: the bundled demo corpus)"
+    requires = ("--corpus PATH built by `rumination index` (a SQLite file, or a tantivy "
+                "folder; default: the bundled demo corpus)")
 
     def __init__(self, corpus_path: str | Path) -> None:
-        self.corpus = Corpus(corpus_path)
+        self.corpus = open_corpus(corpus_path)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalCorpusBackend:
@@ -87,6 +91,10 @@ class LocalCorpusBackend:
         self, query: str, *, limit: int, language: str | None = None
     ) -> list[SearchHit]:
         return await asyncio.to_thread(self.corpus.search, query, limit)
+
+    async def ranked(self, query: str, *, limit: int) -> list[RankedHit]:
+        """Hits with their documents' collection ids and scores (`rumination search --trec`)."""
+        return await asyncio.to_thread(self.corpus.ranked, query, limit)
 
     async def fetch(self, url: str) -> Page | None:
         return await asyncio.to_thread(self.corpus.get, url)
