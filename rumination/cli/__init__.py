@@ -14,7 +14,7 @@ import typer
 from rumination.cli.app import app
 
 # each group registers its commands on the app when imported: this is `rumination --help`'s order
-COMMAND_GROUPS = ("research", "jobs", "runs", "tools", "service")
+COMMAND_GROUPS = ("research", "jobs", "runs", "tools", "search", "service")
 for _group in COMMAND_GROUPS:
     importlib.import_module(f"rumination.cli.{_group}")
 

@@ -6,49 +6,55 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
+from rumination.cli.app import app
+from rumination.cli.common import guarded
+from rumination.cli.index_progress import ImportProgressDisplay, _IndexProgress
+from rumination.cli.options import ModelOpt
 from rumination.errors import RuminationError, UsageError
 from rumination.llm.serve import DEFAULT_MODEL_PATH, ServeOptions
 from rumination.wording import plural
 
-if TYPE_CHECKING:  # the framework is imported inside each command: `--help` stays fast
-    from rumination.search_backends.corpus import FileEvent
-from rumination.cli.app import app
-from rumination.cli.common import guarded
-from rumination.cli.options import ModelOpt
-
 
 @app.command()
 def index(
-    path: Annotated[Path, typer.Argument(help="folder of .md, .txt, .html and .pdf files")],
-    db: Annotated[Path, typer.Option("--db", help="corpus database to create or update")],
+    source: Annotated[Path, typer.Argument(
+        metavar="SOURCE", help="a folder of .md, .txt, .html and .pdf files, a JSONL collection "
+        "(.jsonl[.gz|.bz2]) or a Wikipedia XML dump (.xml, .xml.bz2)")],
+    db: Annotated[Path, typer.Option(
+        "--db", help="corpus to create or update: a SQLite file, or a folder for tantivy")],
+    engine: Annotated[str | None, typer.Option(
+        "--engine", metavar="ENGINE", help="sqlite or tantivy (rumination[tantivy]) "
+        "[default: the corpus's own; sqlite for a new one]")] = None,
 ) -> None:
-    """Build or update a local corpus from a folder: each file is split into passages; only
-    changed files are re-read. PDFs need pypdf (rumination[pdf])."""
+    """Build or update a local corpus: files are split into passages, and only changed files
+    (or records) are read again. An interrupted import resumes where it stopped. PDFs need
+    pypdf (rumination[pdf]), dumps mwparserfromhell (rumination[wikidump])."""
 
     def body() -> None:
         from rumination.reading.documents import SUPPORTED_SUFFIXES
-        from rumination.search_backends.corpus import Corpus
+        from rumination.search_backends.engines.open import open_corpus
 
-        if not path.is_dir():
-            raise UsageError(f"not a folder: {path}")
+        if not source.is_dir():
+            _import_collection(source, db, engine)
+            return
         new_corpus = not db.exists()
-        corpus = Corpus(db, create=True)
+        corpus = open_corpus(db, engine=engine, create=True)
         try:
             with _IndexProgress() as show:
-                stats = corpus.index_folder(path, on_file=show)
+                stats = corpus.index_folder(source, on_file=show)
             documents = len(corpus)
             line = stats.summary(documents, corpus.passage_count())
         finally:
             corpus.close()
         if not documents:
             if new_corpus:  # an empty corpus this run made would only hide the mistake
-                db.unlink(missing_ok=True)
+                _discard(db)
             found = stats.skipped + sum(stats.unsupported.values())
-            raise UsageError(f"{path}: nothing to index: {plural(found, 'file')} found, "
+            raise UsageError(f"{source}: nothing to index: {plural(found, 'file')} found, "
                              f"{stats.skipped} unreadable, {stats.unsupported_line()}; "
                              f"index reads {', '.join(sorted(SUPPORTED_SUFFIXES))}")
         typer.echo(f"{db}: {line}")
@@ -56,41 +62,36 @@ def index(
     guarded(body)
 
 
-class _IndexProgress:
-    """Index progress on stderr. On a terminal: a bar, with updated, removed and skipped
-    files printed above it. Otherwise one plain line per added, updated, removed or skipped
-    file (unchanged files are not mentioned)."""
+def _import_collection(source: Path, db: Path, engine: str | None) -> None:
+    """`rumination index` of a JSONL file or a Wikipedia dump."""
+    from rumination.search_backends.engines.open import open_corpus
+    from rumination.search_backends.importers.records import import_records
+    from rumination.search_backends.importers.sources import source_for
 
-    def __init__(self, force_terminal: bool | None = None) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    collection = source_for(source)
+    new_corpus = not db.exists()
+    corpus = open_corpus(db, engine=engine, create=True)
+    try:
+        with ImportProgressDisplay() as show:
+            stats = import_records(corpus, collection, on_progress=show)
+        documents = len(corpus)
+        line = stats.summary(documents, corpus.passage_count())
+    finally:
+        corpus.close()
+    if not documents and new_corpus:
+        _discard(db)
+        raise UsageError(f"{source}: no document to index ({stats.skipped} records skipped)")
+    typer.echo(f"{db}: {line}")
 
-        self.console = Console(stderr=True, highlight=False, force_terminal=force_terminal)
-        self.bar = Progress(
-            TextColumn("indexing"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.description}", markup=False, style="dim"),  # file names raw
-            console=self.console, transient=True,
-        ) if self.console.is_terminal else None
-        self.task = self.bar.add_task("", total=None) if self.bar else None
 
-    def __enter__(self) -> _IndexProgress:
-        if self.bar:
-            self.bar.start()
-        return self
+def _discard(db: Path) -> None:
+    """Delete a corpus this run created and left empty: a SQLite file or a tantivy folder."""
+    import shutil
 
-    def __exit__(self, *exc_info: object) -> None:
-        if self.bar:
-            self.bar.stop()
-
-    def __call__(self, event: FileEvent) -> None:
-        if self.bar is None or self.task is None:
-            if event.action != "unchanged":
-                typer.echo(event.describe(), err=True)
-            return
-        self.bar.update(self.task, completed=event.position, total=event.total,
-                        description=event.path.name)
-        if event.action not in ("unchanged", "added"):
-            self.console.print(event.describe(), markup=False)
+    if db.is_dir():
+        shutil.rmtree(db, ignore_errors=True)
+    else:
+        db.unlink(missing_ok=True)
 
 
 @app.command()

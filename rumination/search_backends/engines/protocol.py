@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Protocol
 from rumination.models import Page, SearchHit
 
 if TYPE_CHECKING:
-    from rumination.search_backends.chunking import Chunk
     from rumination.reading.documents import ParsedDocument
+    from rumination.search_backends.chunking import Chunk
     from rumination.search_backends.index_events import FileEvent, IndexStats
 
 

@@ -161,6 +161,7 @@ class TantivyCorpus(Corpus):
         snippets = tantivy.SnippetGenerator.create(searcher, match, self._schema_t, "body")
         snippets.set_max_num_chars(SNIPPET_CHARS)
         rows = []
+        seen: set[int] = set()  # a document's later passages are never shown: no snippet
         for score, address in found:
             stored = searcher.doc(address)
             document, number = stored["document"][0], stored["number"][0]
@@ -172,7 +173,9 @@ class TantivyCorpus(Corpus):
             if row is None:  # an interrupted batch's passage (see the module's docstring)
                 continue
             url, title, doc_id = row
-            snippet = _snippet(snippets.snippet_from_doc(stored), stored["body"][0])
+            snippet = "" if document in seen else _snippet(
+                snippets.snippet_from_doc(stored), stored["body"][0])
+            seen.add(document)
             rows.append((document, doc_id, float(score), title, url, snippet))
         return rows
 

@@ -84,8 +84,9 @@ def _one_field(schema: tantivy.Schema, field: str, tokens: list[str], prefix: bo
     if prefix and len(tokens) == 1:
         # tokens are letters and digits only: nothing to escape in the pattern
         return tantivy.Query.regex_query(schema, field, tokens[0] + ".*")
+    words: list[str | tuple[int, str]] = list(tokens)
     if prefix:
-        return tantivy.Query.phrase_prefix_query(schema, field, tokens)
+        return tantivy.Query.phrase_prefix_query(schema, field, words)
     if len(tokens) == 1:
         return tantivy.Query.term_query(schema, field, tokens[0])
-    return tantivy.Query.phrase_query(schema, field, tokens)
+    return tantivy.Query.phrase_query(schema, field, words)
