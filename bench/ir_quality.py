@@ -1,18 +1,24 @@
-"""Retrieval quality of the local backend's corpus (SQLite FTS5 bm25) beside plain bm25s.
+"""Retrieval quality of the local backend's corpus, both engines (SQLite FTS5 and Tantivy),
+beside plain bm25s.
 
-Reads BEIR-format collections (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), writes each
-document as a file with front matter `url: doc://<id>`, indexes the folder with rumination's
-Corpus and runs every judged query at limit 100 (passage hits `doc://<id>#...` count as their
-document, at its first place). The same data goes through bm25s (its own tokenizer, English
-stopwords). Prints, per collection and side by side in one run: nDCG@10 (graded gains, log2
-discount), recall@100 (share of the positively judged documents in the first 100), the number
-of queries, index time, queries per second and median query latency.
+Reads BEIR-format collections (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), imports
+corpus.jsonl into a corpus of each engine exactly as `rumination index corpus.jsonl --db ...
+--engine ...` does, and runs every judged query at limit 100 (a document counts at the place
+of its best passage; ids are the records' own, as `rumination search --trec` prints them). The
+same data goes through bm25s (its own tokenizer, English stopwords). Prints, per collection
+and side by side in one run: nDCG@10 (graded gains, log2 discount), recall@100 (share of the
+positively judged documents in the first 100), the number of queries, index time, queries per
+second and median query latency.
+
+`--score RUN` instead scores a TREC run file (`rumination search --queries queries.jsonl
+--trec -n 100`) against the collection's qrels with the same measures.
 
 No collection ships with rumination (none may be committed here). By default the SciFact and
 Cranfield folders of `../shared/data/ir/` (beside the repository) are read; `--data` (repeatable)
 names others. bm25s is optional (`pip install bm25s`); without it its row is skipped with a note.
 
-    python bench/ir_quality.py [--data PATH/TO/scifact ...] [--split test]
+    python bench/ir_quality.py [--data PATH/TO/scifact ...] [--split test] [--engine tantivy]
+    python bench/ir_quality.py --data PATH/TO/scifact --score run.trec
 """
 
 from __future__ import annotations
@@ -30,11 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rumination.search_backends.corpus import Corpus
+from rumination.search_backends.engines.open import ENGINES, open_corpus
+from rumination.search_backends.importers.jsonl import JsonlSource
+from rumination.search_backends.importers.records import import_records
 
 K = 10
 DEPTH = 100  # recall@DEPTH; every query asks for this many documents
-DOC_SCHEME = "doc://"
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
 
 
@@ -80,11 +87,6 @@ def recall_at_k(ranked: Sequence[str], gains: Mapping[str, int], k: int = DEPTH)
 
 def first_occurrences(items: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(items))
-
-
-def doc_id(url: str) -> str:
-    """The BEIR id behind a hit URL: `doc://<id>` or a passage of it, `doc://<id>#...`."""
-    return url.removeprefix(DOC_SCHEME).split("#", 1)[0]
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -135,14 +137,6 @@ def load_beir(folder: Path, split: str = "test") -> Collection:
     return Collection(docs, queries, {qid: qrels[qid] for qid in queries})
 
 
-def write_documents(docs: Mapping[str, tuple[str, str]], folder: Path) -> None:
-    """One Markdown file per document; front matter gives its title and `doc://<id>` URL."""
-    for n, (did, (title, text)) in enumerate(docs.items()):
-        title_line = f"title: {' '.join(title.split())}\n" if title.strip() else ""
-        front = f"---\n{title_line}url: {DOC_SCHEME}{did}\n---\n"
-        (folder / f"{n:07d}.md").write_text(front + text + "\n", encoding="utf-8")
-
-
 # ---- systems ---------------------------------------------------------------------------------
 
 
@@ -163,23 +157,36 @@ def evaluate(system: str, search: Search, collection: Collection, index_s: float
                   index_s, 1000 * len(millis) / sum(millis), statistics.median(millis))
 
 
-def run_local(collection: Collection, workdir: Path) -> Result:
-    """rumination's Corpus (what the `local` backend searches) over one file per document."""
-    folder = workdir / "docs"
-    folder.mkdir()
-    write_documents(collection.docs, folder)
+def run_local(folder: Path, collection: Collection, workdir: Path, engine: str) -> Result:
+    """rumination's corpus (what the `local` backend searches), imported from corpus.jsonl."""
     started = time.perf_counter()
-    corpus = Corpus(workdir / "corpus.db", create=True)
+    corpus = open_corpus(workdir / f"corpus-{engine}", engine=engine, create=True)
     try:
-        corpus.index_folder(folder)
+        import_records(corpus, JsonlSource(folder / "corpus.jsonl"))
         index_s = time.perf_counter() - started
 
         def search(query: str) -> list[str]:
-            return [doc_id(hit.url) for hit in corpus.search(query, DEPTH)]
+            return [ranked.doc_id for ranked in corpus.ranked(query, DEPTH)]
 
-        return evaluate("local (FTS5)", search, collection, index_s)
+        return evaluate(f"local ({engine})", search, collection, index_s)
     finally:
         corpus.close()
+
+
+def score_run(run: Path, collection: Collection) -> Result:
+    """A TREC run file's nDCG@10 and recall@100 over the collection's judged queries (a
+    judged query the run does not answer counts as 0)."""
+    ranked: dict[str, list[tuple[int, str]]] = {}
+    with run.open(encoding="utf-8") as lines:
+        for line in lines:
+            qid, _, docid, rank, *_ = line.split()
+            ranked.setdefault(qid, []).append((int(rank), docid))
+    runs = {qid: [doc for _, doc in sorted(rows)] for qid, rows in ranked.items()}
+    ndcgs = [ndcg_at_k(runs.get(qid, []), judged) for qid, judged in collection.qrels.items()]
+    recalls = [recall_at_k(runs.get(qid, []), judged)
+               for qid, judged in collection.qrels.items()]
+    return Result(run.name, statistics.fmean(ndcgs), statistics.fmean(recalls), len(ndcgs),
+                  0.0, 0.0, 0.0)
 
 
 def run_bm25s(collection: Collection) -> Result | None:
@@ -209,10 +216,10 @@ def run_bm25s(collection: Collection) -> Result | None:
 
 
 def print_table(results: Sequence[Result]) -> None:
-    print(f"{'system':<14} {'nDCG@10':>8} {'R@100':>6} {'queries':>8} {'index s':>8} "
+    print(f"{'system':<16} {'nDCG@10':>8} {'R@100':>6} {'queries':>8} {'index s':>8} "
           f"{'queries/s':>10} {'ms p50':>7}")
     for r in results:
-        print(f"{r.system:<14} {r.ndcg:>8.4f} {r.recall:>6.3f} {r.queries:>8} {r.index_s:>8.2f} "
+        print(f"{r.system:<16} {r.ndcg:>8.4f} {r.recall:>6.3f} {r.queries:>8} {r.index_s:>8.2f} "
               f"{r.queries_per_s:>10.1f} {r.query_ms_p50:>7.2f}")
 
 
@@ -221,12 +228,12 @@ def default_data() -> list[Path]:
     return [shared / "scifact", shared / "cranfield"]
 
 
-def run_collection(folder: Path, split: str) -> None:
+def run_collection(folder: Path, split: str, engines: Sequence[str]) -> None:
     collection = load_beir(folder, split)
     print(f"{folder}: {len(collection.docs)} documents, {len(collection.queries)} judged "
           f"queries ({split})")
     with tempfile.TemporaryDirectory() as tmp:
-        results = [run_local(collection, Path(tmp))]
+        results = [run_local(folder, collection, Path(tmp), engine) for engine in engines]
     baseline = run_bm25s(collection)
     if baseline is not None:
         results.append(baseline)
@@ -241,6 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="a BEIR-format folder, repeatable (default: SciFact and Cranfield "
                         "in ../shared/data/ir/ beside the repository)")
     parser.add_argument("--split", default="test", help="qrels split (default: test)")
+    parser.add_argument("--engine", action="append", choices=ENGINES,
+                        help="engine to measure, repeatable (default: both)")
+    parser.add_argument("--score", type=Path, metavar="RUN",
+                        help="score this TREC run file against the (one) --data collection")
     args = parser.parse_args(argv)
     folders: list[Path] = args.data or default_data()
     for folder in folders:
@@ -248,10 +259,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problem:
             print(f"ir_quality: {problem}", file=sys.stderr)
             return 2
+    if args.score:
+        print_table([score_run(args.score, load_beir(folders[0], args.split))])
+        return 0
     for number, folder in enumerate(folders):
         if number:
             print()
-        run_collection(folder, args.split)
+        run_collection(folder, args.split, args.engine or ENGINES)
     return 0
 
 

@@ -276,7 +276,9 @@ def test_opening_a_non_sqlite_file_is_a_usage_error(tmp_path: Path) -> None:
         Corpus(bogus)
 
 
-def test_an_existing_corpus_reopens_with_its_documents(tmp_path: Path, corpus: CorpusEngine) -> None:
+def test_an_existing_corpus_reopens_with_its_documents(
+    tmp_path: Path, corpus: CorpusEngine
+) -> None:
     again = open_corpus(tmp_path / "corpus.db")
     try:
         assert len(again) == 4
