@@ -1,67 +1,97 @@
-"""Local corpus benchmark: index generated documents, re-index after one change, query, at
-several corpus sizes in one run.
+"""Local corpus benchmark: both engines (sqlite, tantivy) side by side on the same generated
+corpus, at several sizes in one run.
 
-For each size, writes deterministic documents (Markdown, text and HTML; a few long enough to
-be split into many passages) into a temporary folder, then prints for `Corpus.index_folder`
-(what `rumination index` runs): the first index's time, passages/s and database size; the
-time to re-index after one file changed (exactly 1 file must be updated); and p50/p95
-latency of `--queries` searches (plain words, phrases, prefixes, and some FTS5 syntax). The
-per-passage columns show whether a step grows faster than the corpus.
+Two sources:
+- `--source folder` (the default): deterministic documents (Markdown, text and HTML; a few
+  long enough to be split into many passages) written as files, indexed with
+  `index_folder` (what `rumination index FOLDER` runs), then re-indexed after one file
+  changed (exactly 1 file must be updated);
+- `--source jsonl`: one JSONL collection of passage-sized records (60-160 words each, one
+  passage per record), imported with `import_records` (what `rumination index FILE.jsonl`
+  runs); the scale figures.
+Words come from a Zipfian vocabulary (`--vocabulary`, 100,000 words by default; the word of
+rank r is drawn with weight 1/r). Queries are drawn from the same distribution: `--queries`
+of 2-5 words (`--query-mix` adds phrases, prefixes and FTS5 syntax), searched at k = 10.
 
-Sizes are given in passages (`--passages 100000 --passages 1000000`: the number of documents
-is estimated from a sample, the passages actually indexed are printed) or in documents
-(`--docs`). With neither, 2,000 documents.
+Each (size, engine) runs in a process of its own, so its peak RSS is its own; a run that
+passes `--budget-s` is stopped and reported as such. Printed per row: passages, index time,
+passages/s, CPU per passage, index size on disk, peak RSS, re-index time (folder source),
+search p50/p95/mean and hits per query.
 
-    python bench/index.py [--passages N ...] [--docs N ...] [--queries 200] [--seed 7]
+    python bench/index.py [--source folder|jsonl] [--passages N ...] [--docs N ...]
+        [--engine sqlite --engine tantivy] [--queries 200] [--vocabulary 100000]
+        [--budget-s 3600] [--seed 7]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import random
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rumination.search_backends.chunking import split_passages
-from rumination.search_backends.corpus import Corpus, read_document
+from rumination.search_backends.corpus import read_document
+from rumination.search_backends.engines.open import ENGINES, open_corpus
+from rumination.search_backends.importers.jsonl import JsonlSource
+from rumination.search_backends.importers.records import import_records
 
 SYLLABLES = "ka lo mi ne ru sa ti vo ze pa gre tor lin dus mar fen qua bri sol wen".split()
 LONG_SHARE = 0.08  # documents of 8,000 to 40,000 characters
+QUERY_TEXTS = 500  # documents kept to draw phrase queries from
 
 
-def vocabulary(rng: random.Random, size: int = 3000) -> list[str]:
-    words = {"".join(rng.choices(SYLLABLES, k=rng.randint(2, 4))) for _ in range(size * 2)}
-    return sorted(words)[:size]
+def vocabulary(rng: random.Random, size: int) -> list[str]:
+    """`size` distinct made-up words of 2 to 5 syllables, in a seeded random order (the
+    order is the Zipf rank)."""
+    words: dict[str, None] = {}
+    while len(words) < size:
+        words["".join(rng.choices(SYLLABLES, k=rng.randint(2, 5)))] = None
+    return list(words)
 
 
 class Writer:
-    """Deterministic documents over a vocabulary with Zipf-like word frequencies."""
+    """Deterministic documents and queries over a Zipfian vocabulary."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, vocabulary_size: int) -> None:
         self.rng = random.Random(seed)
-        self.words = vocabulary(self.rng)
+        self.words = vocabulary(self.rng, vocabulary_size)
         self.cum_weights = list(itertools.accumulate(1 / r for r in range(1, len(self.words) + 1)))
 
+    def zipf_words(self, k: int) -> list[str]:
+        return self.rng.choices(self.words, cum_weights=self.cum_weights, k=k)
+
     def sentence(self) -> str:
-        words = self.rng.choices(self.words, cum_weights=self.cum_weights,
-                                 k=self.rng.randint(6, 20))
-        return " ".join(words).capitalize() + "."
+        return " ".join(self.zipf_words(self.rng.randint(6, 20))).capitalize() + "."
 
     def paragraph(self) -> str:
         return " ".join(self.sentence() for _ in range(self.rng.randint(2, 7)))
 
+    def passage(self) -> str:
+        """60-160 words: one passage."""
+        words = self.zipf_words(self.rng.randint(60, 160))
+        return ". ".join(" ".join(words[i:i + 12]).capitalize()
+                         for i in range(0, len(words), 12)) + "."
+
+    def title(self) -> str:
+        return " ".join(self.zipf_words(3)).title()
+
     def document(self, number: int) -> tuple[str, str]:
         """(file name, contents) of document `number`."""
-        title = " ".join(self.rng.choices(self.words, k=3)).title()
+        title = self.title()
         long = self.rng.random() < LONG_SHARE
         size = self.rng.randint(8000, 40000) if long else self.rng.randint(300, 3000)
         sections: list[tuple[str, str]] = []
         while sum(len(text) for _, text in sections) < size:
-            heading = " ".join(self.rng.choices(self.words, k=2)).capitalize()
+            heading = " ".join(self.zipf_words(2)).capitalize()
             text = "\n\n".join(self.paragraph() for _ in range(self.rng.randint(1, 4)))
             sections.append((heading, text))
         kind = self.rng.random()
@@ -74,9 +104,9 @@ class Writer:
         markdown = "\n\n".join(f"## {h}\n\n{t}" for h, t in sections)
         return f"doc{number:05d}.md", f"# {title}\n\n{markdown}"
 
-    def query(self, text: str) -> str:
-        """A query like a model's: words, sometimes a phrase from `text`, a prefix, syntax."""
-        kind = self.rng.random()
+    def query(self, text: str, mixed: bool) -> str:
+        """2-5 Zipfian words; with `mixed`, sometimes a phrase from `text`, a prefix, syntax."""
+        kind = self.rng.random() if mixed else 1.0
         if kind < 0.15:
             words = text.split()
             start = self.rng.randrange(max(1, len(words) - 3))
@@ -85,23 +115,10 @@ class Writer:
             return self.rng.choice(self.words)[:4] + "* " + self.rng.choice(self.words)
         if kind < 0.35:
             return self.rng.choice(['"', "AND (", "NEAR(", "*", "-"]) + self.rng.choice(self.words)
-        return " ".join(self.rng.choices(self.words, k=self.rng.randint(2, 5)))
+        return " ".join(self.zipf_words(self.rng.randint(2, 5)))
 
 
-QUERY_TEXTS = 500  # documents kept in memory to draw phrase queries from
-
-
-@dataclass(frozen=True)
-class Measurement:
-    docs: int
-    passages: int
-    index_s: float
-    index_cpu_s: float
-    db_bytes: int
-    reindex_s: float
-    updated: int
-    latencies_ms: list[float]
-    hits: int
+# ---- writing the data (the parent process) ----------------------------------------------------
 
 
 def write_folder(folder: Path, docs: int, writer: Writer) -> list[str]:
@@ -118,9 +135,22 @@ def write_folder(folder: Path, docs: int, writer: Writer) -> list[str]:
     return sample
 
 
-def passages_per_document(seed: int, sample: int = 400) -> float:
+def write_jsonl(path: Path, records: int, writer: Writer) -> list[str]:
+    sample: list[str] = []
+    every = max(1, records // QUERY_TEXTS)
+    with path.open("w", encoding="utf-8") as out:
+        for number in range(records):
+            text = writer.passage()
+            out.write(json.dumps({"id": f"p{number}", "title": writer.title(), "text": text})
+                      + "\n")
+            if number % every == 0:
+                sample.append(text)
+    return sample
+
+
+def passages_per_document(seed: int, vocabulary_size: int, sample: int = 400) -> float:
     """Mean passages per generated document, from `sample` documents (their own Writer)."""
-    writer = Writer(seed + 1)
+    writer = Writer(seed + 1, vocabulary_size)
     total = 0
     for number in range(sample):
         name, text = writer.document(number)
@@ -128,35 +158,60 @@ def passages_per_document(seed: int, sample: int = 400) -> float:
     return total / sample
 
 
-def measure(docs: int, queries: int, seed: int) -> Measurement:
-    writer = Writer(seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp, "docs")
-        folder.mkdir()
-        texts = write_folder(folder, docs, writer)
-        db_path = Path(tmp, "corpus.db")
-        corpus = Corpus(db_path, create=True)
-        try:
-            cpu = time.process_time()
-            first = corpus.index_folder(folder)
-            index_cpu_s = time.process_time() - cpu
-            db_bytes = db_path.stat().st_size
-            changed = next(folder.glob("part07/*.md"))
+# ---- one measurement (a child process) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measurement:
+    engine: str
+    passages: int
+    index_s: float
+    index_cpu_s: float
+    size: int
+    peak_rss: int
+    reindex_s: float | None
+    latencies_ms: list[float]
+    hits: int
+
+
+def measure(engine: str, source: Path, queries: list[str], workdir: Path) -> Measurement:
+    corpus = open_corpus(workdir / f"corpus-{engine}", engine=engine, create=True)
+    try:
+        cpu, started = time.process_time(), time.perf_counter()
+        if source.is_dir():
+            passages = corpus.index_folder(source).passages
+        else:
+            passages = import_records(corpus, JsonlSource(source)).passages
+        index_s, index_cpu_s = time.perf_counter() - started, time.process_time() - cpu
+        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        reindex_s = None
+        if source.is_dir():
+            changed = next(source.glob("part07/*.md"))
             changed.write_text(changed.read_text(encoding="utf-8") + "\n\nOne more line.\n",
                                encoding="utf-8")
-            second = corpus.index_folder(folder)
-            if second.updated != 1 or second.added or second.removed:
+            again = corpus.index_folder(source)
+            if again.updated != 1 or again.added or again.removed:
                 raise SystemExit("re-indexing after one change did not update exactly one file")
-            latencies, hits = [], 0
-            for _ in range(queries):
-                query = writer.query(writer.rng.choice(texts))
-                started = time.perf_counter()
-                hits += len(corpus.search(query))
-                latencies.append((time.perf_counter() - started) * 1000)
-        finally:
-            corpus.close()
-    return Measurement(docs, first.passages, first.seconds, index_cpu_s, db_bytes, second.seconds,
-                       second.updated, latencies, hits)
+            reindex_s = again.seconds
+        corpus.close()  # Tantivy's merges end here: the size below is the settled one
+        corpus = open_corpus(workdir / f"corpus-{engine}")
+        size = disk_size(workdir / f"corpus-{engine}")
+        latencies, hits = [], 0
+        for query in queries:
+            started = time.perf_counter()
+            hits += len(corpus.search(query, 10))
+            latencies.append((time.perf_counter() - started) * 1000)
+    finally:
+        corpus.close()
+    return Measurement(engine, passages, index_s, index_cpu_s, size, peak_rss, reindex_s,
+                       latencies, hits)
+
+
+def disk_size(path: Path) -> int:
+    """Bytes of a SQLite corpus file, or of every file in a tantivy corpus folder."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def percentile(samples: list[float], share: float) -> float:
@@ -164,43 +219,97 @@ def percentile(samples: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
+HEADER = (f"{'engine':<8} {'passages':>10} {'index s':>8} {'passages/s':>10} {'cpu us':>7} "
+          f"{'size MiB':>9} {'B/pass':>7} {'RSS MiB':>8} {'reidx s':>8} {'p50 ms':>7} "
+          f"{'p95 ms':>8} {'mean ms':>8} {'hits':>5}")
+
+
 def print_row(m: Measurement) -> None:
-    p50, p95 = percentile(m.latencies_ms, 0.5), percentile(m.latencies_ms, 0.95)
-    print(f"{m.passages:>9} {m.docs:>8} {m.index_s:>8.1f} {m.passages / m.index_s:>10.0f} "
-          f"{1e6 * m.index_s / m.passages:>7.1f} {1e6 * m.index_cpu_s / m.passages:>7.1f} "
-          f"{m.db_bytes / 2**20:>8.1f} "
-          f"{m.db_bytes / m.passages:>7.0f} {m.reindex_s:>8.2f} "
-          f"{1e6 * m.reindex_s / m.docs:>7.1f} {p50:>7.2f} {p95:>8.2f} "
-          f"{statistics.fmean(m.latencies_ms):>7.2f} {m.hits / len(m.latencies_ms):>5.1f}",
-          flush=True)
+    lat = m.latencies_ms
+    reindex = "-" if m.reindex_s is None else f"{m.reindex_s:.2f}"
+    print(f"{m.engine:<8} {m.passages:>10} {m.index_s:>8.1f} {m.passages / m.index_s:>10.0f} "
+          f"{1e6 * m.index_cpu_s / m.passages:>7.1f} {m.size / 2**20:>9.1f} "
+          f"{m.size / m.passages:>7.0f} {m.peak_rss / 2**20:>8.0f} {reindex:>8} "
+          f"{percentile(lat, 0.5):>7.2f} {percentile(lat, 0.95):>8.2f} "
+          f"{statistics.fmean(lat):>8.2f} {m.hits / len(lat):>5.1f}", flush=True)
 
 
-HEADER = (f"{'passages':>9} {'docs':>8} {'index s':>8} {'passages/s':>10} {'us/pass':>7} "
-          f"{'cpu us':>7} "
-          f"{'DB MiB':>8} {'B/pass':>7} {'reidx s':>8} {'us/doc':>7} {'p50 ms':>7} "
-          f"{'p95 ms':>8} {'mean ms':>7} {'hits':>5}")
+def run_child(engine: str, source: Path, queries: Path, workdir: Path, budget_s: float) -> None:
+    """One measurement in a process of its own: its own peak RSS, a hard time budget."""
+    command = [sys.executable, __file__, "--child", engine, str(source), str(queries),
+               str(workdir)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=budget_s,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        print(f"{engine:<8} stopped: over the budget of {budget_s:.0f} s", flush=True)
+        return
+    if done.returncode:
+        print(f"{engine:<8} failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
+        return
+    print_row(Measurement(**json.loads(done.stdout.strip().splitlines()[-1])))
+
+
+def child_main(engine: str, source: str, queries: str, workdir: str) -> None:
+    texts = json.loads(Path(queries).read_text(encoding="utf-8"))
+    print(json.dumps(asdict(measure(engine, Path(source), texts, Path(workdir)))))
 
 
 def main() -> None:
+    if len(sys.argv) == 6 and sys.argv[1] == "--child":
+        child_main(*sys.argv[2:])
+        return
     parser = argparse.ArgumentParser()
+    parser.add_argument("--source", choices=("folder", "jsonl"), default="folder")
     parser.add_argument("--passages", type=int, action="append", default=[],
                         help="a corpus size in passages (repeatable)")
     parser.add_argument("--docs", type=int, action="append", default=[],
-                        help="a corpus size in documents (repeatable)")
+                        help="a corpus size in documents (folder source; repeatable)")
+    parser.add_argument("--engine", action="append", choices=ENGINES,
+                        help="engine to measure, repeatable (default: both)")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--query-mix", action="store_true",
+                        help="queries also with phrases, prefixes and FTS5 syntax")
+    parser.add_argument("--vocabulary", type=int, default=100_000)
+    parser.add_argument("--budget-s", type=float, default=3600.0,
+                        help="hard time limit of one (size, engine) measurement")
+    parser.add_argument("--tmp", type=Path, default=None, help="where to write the corpora")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    engines = args.engine or list(ENGINES)
     sizes = list(args.docs)
-    if args.passages:
-        ratio = passages_per_document(args.seed)
+    if args.source == "jsonl":
+        sizes += args.passages
+    elif args.passages:
+        ratio = passages_per_document(args.seed, args.vocabulary)
         print(f"{ratio:.2f} passages per generated document (from a sample of 400)")
         sizes += [max(1, round(target / ratio)) for target in args.passages]
-    print("us/pass: index wall time per passage, cpu us: its CPU time per passage (this process"
-          " only: what the machine's other work cannot inflate); reidx: re-index after one file"
-          " changed (1 file updated each time); us/doc: its time per document; hits: per query")
+    print(f"source {args.source}, vocabulary {args.vocabulary:,} words (Zipf), "
+          f"{args.queries} queries of 2-5 words{' and more' if args.query_mix else ''} at k=10; "
+          "cpu us: index CPU per passage (this process only); size: the corpus on disk after "
+          "indexing; RSS: peak of the indexing process; reidx: re-index after one file changed")
     print(HEADER, flush=True)
-    for docs in sorted(sizes or [2000]):
-        print_row(measure(docs, args.queries, args.seed))
+    for size in sorted(sizes or [2000]):
+        writer = Writer(args.seed, args.vocabulary)
+        with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+            started = time.perf_counter()
+            if args.source == "jsonl":
+                source = Path(tmp, "collection.jsonl")
+                texts = write_jsonl(source, size, writer)
+            else:
+                source = Path(tmp, "docs")
+                source.mkdir()
+                texts = write_folder(source, size, writer)
+            queries = [writer.query(writer.rng.choice(texts), args.query_mix)
+                       for _ in range(args.queries)]
+            query_file = Path(tmp, "queries.json")
+            query_file.write_text(json.dumps(queries), encoding="utf-8")
+            print(f"# {size:,} {'records' if args.source == 'jsonl' else 'documents'} written "
+                  f"in {time.perf_counter() - started:.0f} s", flush=True)
+            for engine in engines:
+                workdir = Path(tmp, f"work-{engine}")
+                workdir.mkdir()
+                run_child(engine, source, query_file, workdir, args.budget_s)
 
 
 if __name__ == "__main__":

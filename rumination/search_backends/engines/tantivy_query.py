@@ -1,8 +1,11 @@
 """`fts_terms` (the query semantics both engines share) as a Tantivy query.
 
-Each term becomes a match in the title (boosted TITLE_WEIGHT, as the sqlite engine's
-bm25(5.0, 1.0)) or the body, and the terms are OR-ed: scores add up like FTS5's bm25 of an
-OR query. Words go through the same analyzer as the indexed text (`ANALYZER`: lower case,
+Each term becomes a match in the title (weighted TITLE_WEIGHT) or the body, and the terms
+are OR-ed: scores add up like FTS5's bm25 of an OR query. The title's weight is not FTS5's
+5.0: FTS5 adds a column's weighted term counts before one BM25 saturation, while here each
+field is a BM25 of its own and their scores add, so a title match already counts in full.
+0.5 was the best of 0, 0.5, 1, 2 and 5 on SciFact and Cranfield (nDCG@10 0.5603 and 0.3376
+at 5; 0.6931 and 0.3800 at 0.5), the way FTS5's weight was chosen; see docs/benchmarks.md. Words go through the same analyzer as the indexed text (`ANALYZER`: lower case,
 accents folded, English Snowball stemming), so "Glaciers" finds "glacier"; in a prefix
 (`glac*`) the last word is not stemmed, since stored words are stems ("glaciology" is kept
 as "glaciolog", which "glacio*" still begins). A prefix matches with a constant score per
@@ -18,7 +21,7 @@ import tantivy
 from rumination.search_backends.common_terms import rarer_terms
 
 ANALYZER_NAME = "rumination_en"
-TITLE_WEIGHT = 5.0
+TITLE_WEIGHT = 0.5
 MAX_TOKEN_BYTES = 40  # longer "words" (base64, URLs run together) are not indexed
 
 
