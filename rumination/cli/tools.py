@@ -71,15 +71,21 @@ def _import_collection(source: Path, db: Path, engine: str | None) -> None:
     collection = source_for(source)
     new_corpus = not db.exists()
     corpus = open_corpus(db, engine=engine, create=True)
+    documents, problem = 0, None
     try:
         with ImportProgressDisplay() as show:
             stats = import_records(corpus, collection, on_progress=show)
         documents = len(corpus)
         line = stats.summary(documents, corpus.passage_count())
+    except UsageError as exc:  # the file is not what its name says
+        problem = exc
     finally:
         corpus.close()
-    if not documents and new_corpus:
+    if not documents and new_corpus:  # an interrupted import keeps what it committed
         _discard(db)
+    if problem is not None:
+        raise problem
+    if not documents:
         raise UsageError(f"{source}: no document to index ({stats.skipped} records skipped)")
     typer.echo(f"{db}: {line}")
 

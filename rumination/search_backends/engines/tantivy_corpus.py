@@ -8,7 +8,8 @@ imports, `get`) is inherited; only the passage index differs. A batch is committ
 Tantivy first, then to SQLite: if the process dies in between, the Tantivy side holds
 passages of documents SQLite never recorded. Those have document rows above every
 committed one (SQLite gives a new row the largest id plus one), and they are deleted when
-the corpus is next opened for writing; searches skip them meanwhile.
+the corpus is next opened for writing (at once, when only the SQLite commit failed and the
+process lives on); searches skip them meanwhile.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class TantivyCorpus(Corpus):
         self._index.register_tokenizer(ANALYZER_NAME, ANALYZER)
         self._writer: tantivy.IndexWriter | None = None
         self._pending = False
+        self._committed_ahead = False  # this transaction's passages are in Tantivy already
         super().__init__(folder / CATALOG, create=create)
         self.path = folder
 
@@ -124,18 +126,21 @@ class TantivyCorpus(Corpus):
     def _commit_search_index(self) -> None:
         if self._pending and self._writer is not None:
             self._writer.commit()
-            self._pending = False
+            self._pending, self._committed_ahead = False, True
             self._index.reload()
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
+        self._committed_ahead = False
         try:
             with super()._transaction():
                 yield
         except BaseException:
-            if self._pending and self._writer is not None:
+            if self._writer is not None and self._pending:
                 self._writer.rollback()
                 self._pending = False
+            elif self._writer is not None and self._committed_ahead:
+                self._delete_orphans(self._writer)  # SQLite failed after Tantivy committed
             raise
 
     def _merge_if_grown(self, written: int) -> None:

@@ -5,8 +5,9 @@ are OR-ed: scores add up like FTS5's bm25 of an OR query. The title's weight is 
 5.0: FTS5 adds a column's weighted term counts before one BM25 saturation, while here each
 field is a BM25 of its own and their scores add, so a title match already counts in full.
 0.5 was the best of 0, 0.5, 1, 2 and 5 on SciFact and Cranfield (nDCG@10 0.5603 and 0.3376
-at 5; 0.6931 and 0.3800 at 0.5), the way FTS5's weight was chosen; see docs/benchmarks.md. Words go through the same analyzer as the indexed text (`ANALYZER`: lower case,
-accents folded, English Snowball stemming), so "Glaciers" finds "glacier"; in a prefix
+at 5; 0.6931 and 0.3800 at 0.5, documents unsplit), the way FTS5's weight was chosen; see
+docs/benchmarks.md. Words go through the same analyzer as the indexed text (`ANALYZER`:
+lower case, accents folded, English Snowball stemming), so "Glaciers" finds "glacier"; in a prefix
 (`glac*`) the last word is not stemmed, since stored words are stems ("glaciology" is kept
 as "glaciolog", which "glacio*" still begins). A prefix matches with a constant score per
 field (Tantivy does not rank the words it expands to); words and phrases rank by BM25.
