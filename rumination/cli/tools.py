@@ -36,7 +36,7 @@ def index(
 
     def body() -> None:
         from rumination.reading.documents import SUPPORTED_SUFFIXES
-        from rumination.search_backends.engines.open import open_corpus
+        from rumination.search_backends.engines.open import engine_advice, open_corpus
 
         if not source.is_dir():
             _import_collection(source, db, engine)
@@ -48,6 +48,7 @@ def index(
                 stats = corpus.index_folder(source, on_file=show)
             documents = len(corpus)
             line = stats.summary(documents, corpus.passage_count())
+            hint = engine_advice(corpus)
         finally:
             corpus.close()
         if not documents:
@@ -58,25 +59,28 @@ def index(
                              f"{stats.skipped} unreadable, {stats.unsupported_line()}; "
                              f"index reads {', '.join(sorted(SUPPORTED_SUFFIXES))}")
         typer.echo(f"{db}: {line}")
+        if hint:
+            typer.echo(hint, err=True)
 
     guarded(body)
 
 
 def _import_collection(source: Path, db: Path, engine: str | None) -> None:
     """`rumination index` of a JSONL file or a Wikipedia dump."""
-    from rumination.search_backends.engines.open import open_corpus
+    from rumination.search_backends.engines.open import engine_advice, open_corpus
     from rumination.search_backends.importers.records import import_records
     from rumination.search_backends.importers.sources import source_for
 
     collection = source_for(source)
     new_corpus = not db.exists()
     corpus = open_corpus(db, engine=engine, create=True)
-    documents, problem = 0, None
+    documents, problem, hint = 0, None, None
     try:
         with ImportProgressDisplay() as show:
             stats = import_records(corpus, collection, on_progress=show)
         documents = len(corpus)
         line = stats.summary(documents, corpus.passage_count())
+        hint = engine_advice(corpus)
     except UsageError as exc:  # the file is not what its name says
         problem = exc
     finally:
@@ -88,6 +92,8 @@ def _import_collection(source: Path, db: Path, engine: str | None) -> None:
     if not documents:
         raise UsageError(f"{source}: no document to index ({stats.skipped} records skipped)")
     typer.echo(f"{db}: {line}")
+    if hint:
+        typer.echo(hint, err=True)
 
 
 def _discard(db: Path) -> None:
