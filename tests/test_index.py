@@ -20,6 +20,7 @@ from rumination.cli.tools import _IndexProgress
 from rumination.errors import UsageError
 from rumination.search_backends.chunking import MAX_CHARS, passage_titles, split_passages
 from rumination.search_backends.corpus import SCHEMA_VERSION, Corpus, FileEvent, IndexStats
+from rumination.search_backends.engines.open import ENGINES, open_corpus
 from rumination.search_backends.local import LocalCorpusBackend
 
 SECTIONS = ["Moraines", "Firn", "Crevasses", "Calving", "Albedo", "Surges"]
@@ -68,9 +69,13 @@ def folder(tmp_path: Path) -> Path:
     return docs
 
 
-@pytest.fixture
-def corpus(tmp_path: Path) -> Iterator[Corpus]:
-    c = Corpus(tmp_path / "corpus.db", create=True)
+@pytest.fixture(params=ENGINES)
+def corpus(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Corpus]:
+    """Each engine: what indexing does with files and passages is the same for both."""
+    if request.param == "tantivy":
+        pytest.importorskip("tantivy")
+    c = open_corpus(tmp_path / "corpus.db", engine=request.param, create=True)
+    assert isinstance(c, Corpus)  # the tantivy engine is a Corpus with another passage index
     yield c
     c.close()
 
@@ -90,7 +95,12 @@ def passages_of(corpus: Corpus, name: str) -> list[tuple[int, str, str]]:
 
 
 def assert_index_is_consistent(corpus: Corpus) -> None:
-    corpus._db.execute("INSERT INTO passages_fts(passages_fts) VALUES ('integrity-check')")
+    if corpus.engine == "sqlite":
+        corpus._db.execute("INSERT INTO passages_fts(passages_fts) VALUES ('integrity-check')")
+    else:
+        index = corpus._index  # type: ignore[attr-defined]  # the tantivy engine's
+        index.reload()
+        assert index.searcher().num_docs == corpus.passage_count()
     orphans = corpus._db.execute(
         "SELECT count(*) FROM passages WHERE document_id NOT IN (SELECT id FROM documents)"
     ).fetchone()
@@ -279,6 +289,7 @@ def test_an_interrupted_index_keeps_the_files_already_committed(
     corpus: Corpus, folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(corpus_module, "COMMIT_EVERY", 2)
+    monkeypatch.setattr(corpus, "commit_every", None)  # the tantivy engine's own batch size
 
     def interrupt(event: FileEvent) -> None:
         if event.position == 5:
