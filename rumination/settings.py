@@ -111,8 +111,8 @@ class Settings(BaseModel):
         "RUMINATION_<NAME>_<OPTION> in the environment (see rumination.agent.backends)",
     )
     corpus: str | None = Field(
-        None, description="the local backend's SQLite corpus (`rumination index` builds one); "
-        "default: the bundled demo corpus"
+        None, description="the local backend's corpus, a SQLite file or a tantivy folder "
+        "(`rumination index` builds one); default: the bundled demo corpus"
     )
     search_limit: int = Field(10, gt=0, le=50, description="results asked for per search")
     search_language: str | None = Field(

@@ -36,8 +36,9 @@ BackendOptsOpt = Annotated[
 ]
 CorpusOpt = Annotated[
     str | None,
-    typer.Option("--corpus", metavar="FILE",
-                 help="local corpus database file [default: the demo corpus]"),
+    typer.Option("--corpus", metavar="PATH",
+                 help="local corpus: a SQLite file or a tantivy folder [default: the demo "
+                 "corpus]"),
 ]
 OutOpt = Annotated[
     Path | None, typer.Option("--out", metavar="FILE",
