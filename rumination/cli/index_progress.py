@@ -4,7 +4,7 @@ collections."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import typer
 
@@ -15,24 +15,23 @@ if TYPE_CHECKING:  # the framework is imported inside each command: `--help` sta
 PLAIN_LINE_EVERY_S = 10.0
 
 
-class _IndexProgress:
-    """Index progress on stderr. On a terminal: a bar, with updated, removed and skipped
-    files printed above it. Otherwise one plain line per added, updated, removed or skipped
-    file (unchanged files are not mentioned)."""
+class _StderrBar:
+    """A rich progress bar on stderr when it is a terminal (`bar` is None otherwise): the
+    `label`, the bar, a count of files when `counted`, and the task's description."""
 
-    def __init__(self, force_terminal: bool | None = None) -> None:
+    def __init__(self, force_terminal: bool | None, label: str, counted: bool,
+                 total: float | None) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self.console = Console(stderr=True, highlight=False, force_terminal=force_terminal)
-        self.bar = Progress(
-            TextColumn("indexing"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.description}", markup=False, style="dim"),  # file names raw
-            console=self.console, transient=True,
-        ) if self.console.is_terminal else None
-        self.task = self.bar.add_task("", total=None) if self.bar else None
+        columns = [TextColumn(label), BarColumn(), *([MofNCompleteColumn()] if counted else []),
+                   TextColumn("{task.description}", markup=False, style="dim")]  # names raw
+        self.bar = Progress(*columns, console=self.console, transient=True,
+                            ) if self.console.is_terminal else None
+        self.task = self.bar.add_task("", total=total) if self.bar else None
 
-    def __enter__(self) -> _IndexProgress:
+    def __enter__(self) -> Self:
         if self.bar:
             self.bar.start()
         return self
@@ -40,6 +39,15 @@ class _IndexProgress:
     def __exit__(self, *exc_info: object) -> None:
         if self.bar:
             self.bar.stop()
+
+
+class _IndexProgress(_StderrBar):
+    """Index progress on stderr. On a terminal: a bar, with updated, removed and skipped
+    files printed above it. Otherwise one plain line per added, updated, removed or skipped
+    file (unchanged files are not mentioned)."""
+
+    def __init__(self, force_terminal: bool | None = None) -> None:
+        super().__init__(force_terminal, "indexing", counted=True, total=None)
 
     def __call__(self, event: FileEvent) -> None:
         if self.bar is None or self.task is None:
@@ -52,34 +60,19 @@ class _IndexProgress:
             self.console.print(event.describe(), markup=False)
 
 
-class ImportProgressDisplay:
+class ImportProgressDisplay(_StderrBar):
     """Import progress on stderr. On a terminal: a bar over the share of the file read,
     with records, rate and ETA beside it, and skipped records printed above it. Otherwise
     a plain line every PLAIN_LINE_EVERY_S seconds, one per skipped record, and a last one."""
 
     def __init__(self, force_terminal: bool | None = None) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn
-
-        self.console = Console(stderr=True, highlight=False, force_terminal=force_terminal)
-        self.bar = Progress(
-            TextColumn("importing"), BarColumn(),
-            TextColumn("{task.description}", markup=False, style="dim"),
-            console=self.console, transient=True,
-        ) if self.console.is_terminal else None
-        self.task = self.bar.add_task("", total=1.0) if self.bar else None
+        super().__init__(force_terminal, "importing", counted=False, total=1.0)
         self.last_line = time.monotonic()
         self.latest: ImportProgress | None = None
 
-    def __enter__(self) -> ImportProgressDisplay:
-        if self.bar:
-            self.bar.start()
-        return self
-
     def __exit__(self, *exc_info: object) -> None:
-        if self.bar:
-            self.bar.stop()
-        elif self.latest is not None:
+        super().__exit__(*exc_info)
+        if self.bar is None and self.latest is not None:
             typer.echo(self.latest.describe(), err=True)
 
     def __call__(self, progress: ImportProgress) -> None:

@@ -48,11 +48,14 @@ class IndexStats:
 
     def summary(self, documents: int, passages: int) -> str:
         """One line for a corpus now holding `documents` documents in `passages` passages."""
+        return self.counts_line(documents, passages, f", {self.unsupported_line()}")
+
+    def counts_line(self, documents: int, passages: int, more: str = "") -> str:
         return (
             f"{plural(documents, 'document')} ({self.added} added, {self.updated} updated, "
             f"{self.unchanged} unchanged, {self.removed} removed), {self.skipped} skipped, "
-            f"{plural(passages, 'passage')} ({self.passages} written), "
-            f"{self.unsupported_line()}, {self.seconds:.1f}s"
+            f"{plural(passages, 'passage')} ({self.passages} written){more}, "
+            f"{self.seconds:.1f}s"
         )
 
     def unsupported_line(self) -> str:

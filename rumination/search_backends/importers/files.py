@@ -1,4 +1,5 @@
-"""Reading a collection file as it streams: plain, gzip or bzip2, with how much was read."""
+"""Reading a collection file as it streams (plain, gzip or bzip2), with how much was read;
+what every file source shares."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import bz2
 import gzip
 from pathlib import Path
 from typing import IO, BinaryIO, cast
+from urllib.parse import quote
 
 
 class CompressedReader:
@@ -34,3 +36,26 @@ class CompressedReader:
     def close(self) -> None:
         self.stream.close()
         self._raw.close()
+
+
+class FileSource:
+    """What the importers of one collection file share: the keys of its records (`<file
+    URI>#<id>`), the share of the file read, and `doc://<label>/<id>` URLs for records
+    that bring none."""
+
+    def __init__(self, path: Path, url_label: str) -> None:
+        self.path = path
+        self.name = path.name
+        self.key_prefix = path.resolve().as_uri() + "#"
+        self._url_label = quote(url_label, safe="")
+        self._reader: CompressedReader | None = None
+
+    def open(self) -> CompressedReader:
+        self._reader = CompressedReader(self.path)
+        return self._reader
+
+    def fraction_read(self) -> float | None:
+        return self._reader.fraction_read() if self._reader else None
+
+    def url_for(self, doc_id: str) -> str:
+        return f"doc://{self._url_label}/{quote(doc_id, safe='')}"

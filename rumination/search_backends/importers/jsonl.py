@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
-from rumination.search_backends.importers.files import CompressedReader
+from rumination.search_backends.importers.files import FileSource
 from rumination.search_backends.importers.records import Record, Unusable
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.bz2", ".ndjson")
@@ -22,30 +21,20 @@ def is_jsonl(path: Path) -> bool:
     return path.name.lower().endswith(SUFFIXES)
 
 
-class JsonlSource:
+class JsonlSource(FileSource):
     """The records of one JSONL file."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.name = path.name
-        self.key_prefix = path.resolve().as_uri() + "#"
-        self._stem = path.name.split(".", 1)[0]
-        self._reader: CompressedReader | None = None
+        super().__init__(path, url_label=path.name.split(".", 1)[0])
 
     def records(self) -> Iterator[Record | Unusable]:
-        self._reader = CompressedReader(self.path)
+        reader = self.open()
         try:
-            for number, line in enumerate(self._reader.stream, 1):
+            for number, line in enumerate(reader.stream, 1):
                 if line.strip():
                     yield _record(line, f"{self.name} line {number}")
         finally:
-            self._reader.close()
-
-    def fraction_read(self) -> float | None:
-        return self._reader.fraction_read() if self._reader else None
-
-    def url_for(self, doc_id: str) -> str:
-        return f"doc://{quote(self._stem, safe='')}/{quote(doc_id, safe='')}"
+            reader.close()
 
 
 def _record(line: bytes, where: str) -> Record | Unusable:

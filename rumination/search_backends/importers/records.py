@@ -15,14 +15,14 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 from rumination.reading.documents import ParsedDocument
 from rumination.search_backends.chunking import split_passages
 from rumination.search_backends.engines.protocol import CorpusEngine
-from rumination.wording import plural
+from rumination.search_backends.index_events import IndexStats
 
 RECORDS_PER_COMMIT = 2000
 PROGRESS_EVERY_S = 1.0
@@ -80,24 +80,14 @@ class ImportProgress:
 
 
 @dataclass(frozen=True)
-class ImportStats:
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    removed: int = 0
-    skipped: int = 0
-    passages: int = 0
+class ImportStats(IndexStats):
+    """Records per outcome of one import (`unsupported` stays empty)."""
+
     resumed_after: int = 0  # records an interrupted import had committed
-    seconds: float = field(default=0.0, compare=False)
 
     def summary(self, documents: int, passages: int) -> str:
         resumed = f", resumed after {self.resumed_after:,} records" if self.resumed_after else ""
-        return (
-            f"{plural(documents, 'document')} ({self.added} added, {self.updated} updated, "
-            f"{self.unchanged} unchanged, {self.removed} removed), {self.skipped} skipped, "
-            f"{plural(passages, 'passage')} ({self.passages} written){resumed}, "
-            f"{self.seconds:.1f}s"
-        )
+        return self.counts_line(documents, passages, resumed)
 
 
 def import_records(

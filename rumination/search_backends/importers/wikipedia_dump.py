@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from rumination.errors import UsageError
-from rumination.search_backends.importers.files import CompressedReader
+from rumination.search_backends.importers.files import FileSource
 from rumination.search_backends.importers.records import Record, Unusable
 
 SUFFIXES = (".xml", ".xml.bz2")
@@ -27,31 +27,22 @@ def is_dump(path: Path) -> bool:
     return path.name.lower().endswith(SUFFIXES)
 
 
-class WikipediaDumpSource:
+class WikipediaDumpSource(FileSource):
     """The articles of one dump file."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.name = path.name
-        self.key_prefix = path.resolve().as_uri() + "#"
-        self._reader: CompressedReader | None = None
+        super().__init__(path, url_label=path.name)
         self._article_base = ""
         self._to_plain = _converter()
 
     def records(self) -> Iterator[Record | Unusable]:
-        self._reader = CompressedReader(self.path)
+        reader = self.open()
         try:
-            yield from self._pages(ET.iterparse(self._reader.stream, events=("start", "end")))
+            yield from self._pages(ET.iterparse(reader.stream, events=("start", "end")))
         except ET.ParseError as exc:
             raise UsageError(f"{self.path}: not a readable Wikipedia XML dump ({exc})") from None
         finally:
-            self._reader.close()
-
-    def fraction_read(self) -> float | None:
-        return self._reader.fraction_read() if self._reader else None
-
-    def url_for(self, doc_id: str) -> str:
-        return f"doc://{quote(self.name, safe='')}/{quote(doc_id, safe='')}"
+            reader.close()
 
     def _pages(self, events: Iterator[tuple[str, ET.Element]]) -> Iterator[Record | Unusable]:
         root: ET.Element | None = None
