@@ -40,7 +40,7 @@ def test_unreachable_llm_exits_3_with_one_line_naming_the_url(
         (["research", "q", "--max-turns", "0"], "max_turns"),
         (["research", "q", "--mode", "nope"], "mode"),
         (["research", "   ", "--llm-url", "http://127.0.0.1:9/v1"], "question is empty"),
-        (["index", "/nonexistent/folder", "--db", "x.db"], "not a folder"),
+        (["index", "/nonexistent/folder", "--db", "x.db"], "not found: /nonexistent/folder"),
         (["demo", "--format", "xml"], "format"),
     ],
 )
