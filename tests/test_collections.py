@@ -353,3 +353,60 @@ def test_index_advises_tantivy_for_a_large_sqlite_corpus(
     monkeypatch.setattr(engines_open, "TANTIVY_ADVISED_PASSAGES", 4)
     again = CliRunner().invoke(app, ["index", str(path), "--db", str(tmp_path / "c.db")])
     assert "hint" not in again.stderr
+
+
+def test_a_backend_without_collection_ids_gives_urls_and_falling_scores() -> None:
+    import asyncio
+
+    from rumination.models import SearchHit
+    from rumination.search_backends.trec import ranked_search, trec_lines
+
+    class Plain:
+        async def search(
+            self, query: str, *, limit: int, language: str | None = None
+        ) -> list[SearchHit]:
+            return [SearchHit(title="A", url="https://a.example/"),
+                    SearchHit(title="B", url="https://b.example/")][:limit]
+
+        async def fetch(self, url: str) -> None:
+            return None
+
+        async def aclose(self) -> None:
+            return None
+
+    hits = asyncio.run(ranked_search(Plain(), "anything", 10))
+    assert [(h.doc_id, h.score) for h in hits] == [("https://a.example/", 2.0),
+                                                   ("https://b.example/", 1.0)]
+    assert trec_lines("q 1", hits, "my run") == [
+        "q_1 Q0 https://a.example/ 1 2.000000 my_run",
+        "q_1 Q0 https://b.example/ 2 1.000000 my_run",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("q1 only an id\n", "line 1: expected `id<TAB>query`"),
+        ('{"_id": "q1"}\n', 'line 1: needs "_id" or "id", and "text" or "query"'),
+        ('{"_id": "q1", "text": "x"}\n{oops\n', "line 2: not JSON"),
+        ("\n\n", "no queries"),
+    ],
+)
+def test_a_bad_query_file_is_a_usage_error(tmp_path: Path, text: str, message: str) -> None:
+    from rumination.errors import UsageError
+    from rumination.search_backends.trec import read_queries
+
+    path = tmp_path / "queries.txt"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(UsageError, match=message.replace("(", r"\(")):
+        read_queries(path)
+
+
+def test_query_files_in_both_layouts(tmp_path: Path) -> None:
+    from rumination.search_backends.trec import read_queries
+
+    tsv = tmp_path / "q.tsv"
+    tsv.write_text("qid\tquery\n1\tice\tsheets\n", encoding="utf-8")
+    jsonl = write_jsonl(tmp_path / "q.jsonl", [{"id": 2, "query": "tides"}])
+    assert read_queries(tsv) == [("1", "ice\tsheets")]
+    assert read_queries(jsonl) == [("2", "tides")]

@@ -188,7 +188,11 @@ class TantivyCorpus(Corpus):
 
     def _writer_open(self) -> tantivy.IndexWriter:
         if self._writer is None:
-            self._writer = self._index.writer(WRITER_HEAP_BYTES, WRITER_THREADS)
+            try:
+                self._writer = self._index.writer(WRITER_HEAP_BYTES, WRITER_THREADS)
+            except ValueError as exc:  # Tantivy allows one writer: another process has it
+                raise UsageError(f"cannot write to {self.path}: another process is indexing "
+                                 f"into it ({exc})") from None
             self._delete_orphans(self._writer)
         return self._writer
 
