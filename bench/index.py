@@ -15,8 +15,9 @@ of 2-5 words (`--query-mix` adds phrases, prefixes and FTS5 syntax), searched at
 
 Each (size, engine) runs in a process of its own, so its peak RSS is its own; a run that
 passes `--budget-s` is stopped and reported as such. Printed per row: passages, index time,
-passages/s, CPU per passage, index size on disk, peak RSS, re-index time (folder source),
-search p50/p95/mean and hits per query.
+passages/s, CPU per passage, index size on disk, peak RSS (the kernel's high-water mark,
+index files mapped by Tantivy included) and peak anonymous memory (sampled), re-index time
+(folder source), search p50/p95/mean and hits per query.
 
     python bench/index.py [--source folder|jsonl] [--passages N ...] [--docs N ...]
         [--engine sqlite --engine tantivy] [--queries 200] [--vocabulary 100000]
@@ -34,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -169,13 +171,43 @@ class Measurement:
     index_cpu_s: float
     size: int
     peak_rss: int
+    peak_anon: int
     reindex_s: float | None
     latencies_ms: list[float]
     hits: int
 
 
+class AnonymousPeak:
+    """The peak of this process's anonymous memory (RssAnon in /proc/self/status, sampled
+    every 0.2 s): its own memory, without the index files it maps, which count in RSS but
+    are page cache the kernel can take back. 0 where /proc is not there."""
+
+    def __init__(self) -> None:
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        status = Path("/proc/self/status")
+        while not self._stop.wait(0.2):
+            try:
+                lines = status.read_text(encoding="ascii").splitlines()
+            except OSError:
+                return
+            for line in lines:
+                if line.startswith("RssAnon:"):
+                    self.peak_kib = max(self.peak_kib, int(line.split()[1]))
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kib * 1024
+
+
 def measure(engine: str, source: Path, queries: list[str], workdir: Path) -> Measurement:
     corpus = open_corpus(workdir / f"corpus-{engine}", engine=engine, create=True)
+    anonymous = AnonymousPeak()
     try:
         cpu, started = time.process_time(), time.perf_counter()
         if source.is_dir():
@@ -184,6 +216,7 @@ def measure(engine: str, source: Path, queries: list[str], workdir: Path) -> Mea
             passages = import_records(corpus, JsonlSource(source)).passages
         index_s, index_cpu_s = time.perf_counter() - started, time.process_time() - cpu
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak_anon = anonymous.stop()
         reindex_s = None
         if source.is_dir():
             changed = next(source.glob("part07/*.md"))
@@ -203,8 +236,8 @@ def measure(engine: str, source: Path, queries: list[str], workdir: Path) -> Mea
             latencies.append((time.perf_counter() - started) * 1000)
     finally:
         corpus.close()
-    return Measurement(engine, passages, index_s, index_cpu_s, size, peak_rss, reindex_s,
-                       latencies, hits)
+    return Measurement(engine, passages, index_s, index_cpu_s, size, peak_rss, peak_anon,
+                       reindex_s, latencies, hits)
 
 
 def disk_size(path: Path) -> int:
@@ -220,8 +253,8 @@ def percentile(samples: list[float], share: float) -> float:
 
 
 HEADER = (f"{'engine':<8} {'passages':>10} {'index s':>8} {'passages/s':>10} {'cpu us':>7} "
-          f"{'size MiB':>9} {'B/pass':>7} {'RSS MiB':>8} {'reidx s':>8} {'p50 ms':>7} "
-          f"{'p95 ms':>8} {'mean ms':>8} {'hits':>5}")
+          f"{'size MiB':>9} {'B/pass':>7} {'RSS MiB':>8} {'anon MiB':>8} {'reidx s':>8} "
+          f"{'p50 ms':>7} {'p95 ms':>8} {'mean ms':>8} {'hits':>5}")
 
 
 def print_row(m: Measurement) -> None:
@@ -229,7 +262,8 @@ def print_row(m: Measurement) -> None:
     reindex = "-" if m.reindex_s is None else f"{m.reindex_s:.2f}"
     print(f"{m.engine:<8} {m.passages:>10} {m.index_s:>8.1f} {m.passages / m.index_s:>10.0f} "
           f"{1e6 * m.index_cpu_s / m.passages:>7.1f} {m.size / 2**20:>9.1f} "
-          f"{m.size / m.passages:>7.0f} {m.peak_rss / 2**20:>8.0f} {reindex:>8} "
+          f"{m.size / m.passages:>7.0f} {m.peak_rss / 2**20:>8.0f} "
+          f"{m.peak_anon / 2**20:>8.0f} {reindex:>8} "
           f"{percentile(lat, 0.5):>7.2f} {percentile(lat, 0.95):>8.2f} "
           f"{statistics.fmean(lat):>8.2f} {m.hits / len(lat):>5.1f}", flush=True)
 
@@ -287,7 +321,8 @@ def main() -> None:
     print(f"source {args.source}, vocabulary {args.vocabulary:,} words (Zipf), "
           f"{args.queries} queries of 2-5 words{' and more' if args.query_mix else ''} at k=10; "
           "cpu us: index CPU per passage (this process only); size: the corpus on disk after "
-          "indexing; RSS: peak of the indexing process; reidx: re-index after one file changed")
+          "indexing; RSS: peak of the indexing process, anon: its peak without mapped files; "
+          "reidx: re-index after one file changed")
     print(HEADER, flush=True)
     for size in sorted(sizes or [2000]):
         writer = Writer(args.seed, args.vocabulary)
