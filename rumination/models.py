@@ -140,6 +140,10 @@ class ReportFigures(BaseModel):
     )
 
 
+# what ended research before the model finished: a budget, or a full context window
+StopKind = Literal["turns", "wall_time", "tokens", "cost", "context_window"]
+
+
 class Report(BaseModel):
     """A finished research job: the answer with its citations resolved and numbered from 1,
     the sources the run showed the model (ids from 0), and what the run cost.
@@ -159,6 +163,9 @@ class Report(BaseModel):
         figures: what the citations amount to (counts, citation accuracy).
         simulated: written by the protocol simulator, not by a model.
         statements: every cited statement with its support verdict.
+        stopped_by: the budget that ended research (`turns`, `wall_time`, `tokens`, `cost`,
+            `context_window`); None when the model finished on its own.
+        cost: what `usage` cost at the configured prices; None when no price is set.
     """
 
     question: str
@@ -175,5 +182,11 @@ class Report(BaseModel):
     simulated: bool = False  # written by rumination's protocol simulator, not by a model
     statements: list[CheckedStatement] = Field(
         default_factory=list, description="every cited statement with its support verdict"
+    )
+    stopped_by: StopKind | None = Field(
+        default=None, description="the budget that ended research; null if the model finished"
+    )
+    cost: float | None = Field(
+        default=None, description="the run's cost at the configured prices; null if unpriced"
     )
     extra: dict[str, Any] = Field(default_factory=dict, exclude=True)

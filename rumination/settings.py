@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from rumination import defaults
 from rumination.errors import ConfigError
@@ -99,6 +99,23 @@ class Settings(BaseModel):
     max_wall_time_s: float = Field(
         7200.0, gt=0, description="research time (checked before each turn) before the final "
         "answer is asked for"
+    )
+
+    max_total_tokens: int | None = Field(
+        None, gt=0, description="prompt + completion tokens of the research turns (checked "
+        "before each turn) before the final answer is asked for; the answer's own request "
+        "comes on top; none: no limit"
+    )
+    max_cost: float | None = Field(
+        None, gt=0, description="cost of the research turns, by the price_per_1k_* settings "
+        "(checked before each turn), before the final answer is asked for; none: no limit"
+    )
+    price_per_1k_prompt_tokens: float | None = Field(
+        None, ge=0, description="price of 1000 prompt tokens, in any currency: reports and "
+        "summaries then show the cost"
+    )
+    price_per_1k_completion_tokens: float | None = Field(
+        None, ge=0, description="price of 1000 completion tokens, in the same currency"
     )
 
     # Search and reading
@@ -233,6 +250,14 @@ class Settings(BaseModel):
             return [h.strip() for h in value.split(",") if h.strip()]
         return value
 
+    @model_validator(mode="after")
+    def _cost_needs_a_price(self) -> Settings:
+        priced = (self.price_per_1k_prompt_tokens, self.price_per_1k_completion_tokens)
+        if self.max_cost is not None and all(price is None for price in priced):
+            raise ValueError("max_cost needs price_per_1k_prompt_tokens or "
+                             "price_per_1k_completion_tokens to count a cost")
+        return self
+
     def public_json(self) -> str:
         """These settings as JSON with every secret (API keys, tokens, passwords) masked:
         what the run store records and `runs show` prints."""
@@ -290,9 +315,10 @@ class Settings(BaseModel):
             return cls(**values)
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "settings"
+            where = ".".join(str(p) for p in first["loc"])
             message = first["msg"].removeprefix("Value error, ")
-            raise ConfigError(f"invalid setting {where}: {message}") from None
+            subject = f"setting {where}" if where else "settings"
+            raise ConfigError(f"invalid {subject}: {message}") from None
 
 
 SECRET_FIELDS = ("api_key", "api_token")

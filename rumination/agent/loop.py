@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from rumination.agent.browser import Browser
+from rumination.agent.budgets import Stop, budget_reached
 from rumination.agent.context import BudgetPlan, ContextBudget, ContextTooSmall
 from rumination.agent.sources import SourceRegistry
 from rumination.errors import ContextLengthExceeded
@@ -22,7 +23,7 @@ from rumination.llm.protocol import (
     kept_text,
     parse_turn,
 )
-from rumination.models import Message, Turn, Usage
+from rumination.models import Message, StopKind, Turn, Usage
 from rumination.settings import Settings
 from rumination.store.run_store import RunStore
 from rumination.templates import render
@@ -43,6 +44,7 @@ class RunState:
     warnings: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     answer: str | None = None
+    stopped_by: StopKind | None = None
     started: float = field(default_factory=time.monotonic)
 
 
@@ -83,9 +85,10 @@ class TurnLoop:
             if self.state.answer is None:
                 await self._final_answer(None)
             return
-        stop_reason = await self._research()
+        stop = await self._research()
+        self.state.stopped_by = stop.kind if stop else None
         if self.state.answer is None:
-            await self._final_answer(stop_reason)
+            await self._final_answer(stop)
 
     async def _generate(self, max_tokens: int, answering: bool = False) -> Completion:
         """One model call that fits the window: compacts history first if needed, and once
@@ -131,18 +134,19 @@ class TurnLoop:
             await emit(self.on_event, "compacted", pages=count,
                        compactions=self.budget.compactions)
 
-    async def _research(self) -> str | None:
-        """Turns until finish; returns why research stopped early, or None on finish."""
+    async def _research(self) -> Stop | None:
+        """Turns until finish; returns the budget that stopped research early, or None."""
         st = self.state
         for index in range(len(st.turns), self.s.max_turns):
-            if time.monotonic() - st.started > self.s.max_wall_time_s:
-                return f"wall time of {self.s.max_wall_time_s:g} s"
+            reached = budget_reached(self.s, st.usage, time.monotonic() - st.started)
+            if reached is not None:
+                return reached
             await emit(self.on_event, "turn_started", index=index, max_turns=self.s.max_turns)
             try:
                 completion = await self._generate(self.s.max_tokens)
             except ContextTooSmall as exc:
                 st.warnings.append(f"research stopped at turn {index}: context window full ({exc})")
-                return "context window"
+                return Stop("context_window", "context window")
             turn = Turn(index=index, assistant_text=completion.content, usage=completion.usage,
                         model_seconds=completion.model_seconds)
             st.turns.append(turn)
@@ -165,7 +169,7 @@ class TurnLoop:
             turn.observation = observation
             st.messages.append(Message(role="observation", content=observation))
             self._checkpoint(turn)
-        return f"{self.s.max_turns} turns"
+        return Stop("turns", f"{self.s.max_turns} turns")
 
     async def _act(self, turn: Turn, parsed: Parsed) -> str:
         if not isinstance(parsed, CallTurn):
@@ -187,11 +191,11 @@ class TurnLoop:
                        title=source.title, url=source.url)
         return "\n\n".join([*parsed.notes, result.text])
 
-    async def _final_answer(self, stop_reason: str | None) -> None:
+    async def _final_answer(self, stop: Stop | None) -> None:
         st = self.state
-        if stop_reason is not None:
-            st.warnings.append(f"research stopped by budget ({stop_reason}); answer forced")
-            note = render("turns_exhausted", reason=stop_reason)
+        if stop is not None:
+            st.warnings.append(f"research stopped by budget ({stop.reason}); answer forced")
+            note = render("turns_exhausted", reason=stop.reason)
             if st.messages[-1].role == "observation":
                 last = st.messages[-1]
                 st.messages[-1] = Message(role="observation", content=f"{last.content}\n\n{note}")

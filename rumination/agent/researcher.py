@@ -13,6 +13,7 @@ from datetime import date
 
 from rumination.agent.backends import SearchBackend, create_backend
 from rumination.agent.browser import Browser
+from rumination.agent.budgets import run_cost
 from rumination.agent.context import ContextBudget
 from rumination.agent.loop import RunState, TurnLoop
 from rumination.agent.sources import SourceRegistry
@@ -208,6 +209,8 @@ class Researcher:
             model=llm.model,
             mode="rumination",
             figures=compute_figures(resolved.text, resolved, state.registry.all()),
+            stopped_by=state.stopped_by,
+            cost=run_cost(state.usage, self.settings),
         )
         shown = evidence_by_source(t.observation for t in state.turns if t.observation)
         report = await verified(report, shown, self.settings)

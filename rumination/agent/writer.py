@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from rumination.agent.backends import SearchBackend, create_backend
+from rumination.agent.budgets import run_cost
 from rumination.agent.sources import SourceRegistry
 from rumination.cjk import has_cjk
 from rumination.errors import BackendError, ContextLengthExceeded, FetchError, UsageError
@@ -204,6 +205,7 @@ async def _write(
         sources=registry.all(), turns=1, usage=usage, warnings=warnings + resolved.warnings,
         run_id=run_id, model=llm.model, mode="write",
         figures=compute_figures(resolved.text, resolved, registry.all()),
+        cost=run_cost(usage, settings),
     )
     report = await verified(report, evidence_by_source([shown]), settings)
     if getattr(llm, "simulated", False):

@@ -7,16 +7,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rumination.wording import cited, plural
-
-if TYPE_CHECKING:  # the framework is imported inside each command: `--help` stays fast
-    pass
 from rumination.cli.app import app
 from rumination.cli.common import guarded, progress_handler, run_settings
 from rumination.cli.options import (
     BackendOpt,
     BackendOptsOpt,
     CorpusOpt,
+    CostBudgetOpt,
     ExecutorOpt,
     FormatOpt,
     LlmUrl,
@@ -24,10 +21,22 @@ from rumination.cli.options import (
     ModeOpt,
     RayAddressOpt,
     StoreOpt,
+    TokenBudgetOpt,
     TraceOpt,
     TurnsOpt,
     WorkersOpt,
 )
+from rumination.wording import cited, plural, spent
+
+if TYPE_CHECKING:  # the framework is imported inside each command: `--help` stays fast
+    from rumination.jobs.jobrun import JobResult
+
+
+def batch_spent(results: list[JobResult]) -> str:
+    """The batch's tokens and (where priced) cost, jobs skipped as finished before included."""
+    costs = [r.cost for r in results if r.cost is not None]
+    tokens = sum(r.prompt_tokens + r.completion_tokens for r in results)
+    return spent(tokens, sum(costs) if costs else None)
 
 
 @app.command()
@@ -52,6 +61,8 @@ def batch(
     corpus: CorpusOpt = None,
     fmt: FormatOpt = None,
     max_turns: TurnsOpt = None,
+    max_total_tokens: TokenBudgetOpt = None,
+    max_cost: CostBudgetOpt = None,
     mode: ModeOpt = None,
     store: StoreOpt = None,
     trace: TraceOpt = None,
@@ -71,7 +82,8 @@ def batch(
 
         jobs = load_jobs(jobs_file)
         settings = run_settings(
-            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store
+            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store,
+            max_total_tokens=max_total_tokens, max_cost=max_cost,
         )
         destination = OutDir.open(out_dir)
         runner = Batch(jobs, destination, settings, render_report,
@@ -83,11 +95,13 @@ def batch(
                 f", citation accuracy {r.citation_accuracy:.0%}"
             )
             counts = cited(r.citations, r.sources_cited)
-            detail = r.error or f"{counts}{accuracy}, {r.seconds:.1f} s"
+            stopped = f", stopped by the {r.stopped_by} budget" if r.stopped_by else ""
+            detail = r.error or f"{counts}{accuracy}{stopped}, {r.seconds:.1f} s"
             typer.echo(f"{r.status:9} {r.job}  {detail}")
         failed = sum(r.status == "failed" for r in results)
-        typer.echo(f"{len(results) - failed} of {plural(len(results), 'job')} done; summary in "
-                   f"{destination.location(SUMMARY_FILE)}", err=True)
+        typer.echo(f"{len(results) - failed} of {plural(len(results), 'job')} done, "
+                   f"{batch_spent(results)}; summary in {destination.location(SUMMARY_FILE)}",
+                   err=True)
         if failed:
             raise typer.Exit(1)
 
@@ -104,6 +118,8 @@ def schedule(
     corpus: CorpusOpt = None,
     fmt: FormatOpt = None,
     max_turns: TurnsOpt = None,
+    max_total_tokens: TokenBudgetOpt = None,
+    max_cost: CostBudgetOpt = None,
     mode: ModeOpt = None,
     store: StoreOpt = None,
     executor: ExecutorOpt = "local",
@@ -128,7 +144,8 @@ def schedule(
         for item in schedules:
             load_jobs(item.jobs)  # a bad jobs file is reported now, not at 6 a.m. on Monday
         settings = run_settings(
-            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store
+            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store,
+            max_total_tokens=max_total_tokens, max_cost=max_cost,
         )
         progress = progress_handler()
 
@@ -161,6 +178,8 @@ def eval_suite(
     backend_opt: BackendOptsOpt = None,
     corpus: CorpusOpt = None,
     max_turns: TurnsOpt = None,
+    max_total_tokens: TokenBudgetOpt = None,
+    max_cost: CostBudgetOpt = None,
     mode: ModeOpt = None,
     judge: Annotated[
         str | None, typer.Option(help="lexical, or llm (also grades answers SimpleQA-style)")
@@ -184,7 +203,8 @@ def eval_suite(
         items = load_suite(suite)
         previous = load_previous(compare) if compare is not None else None
         settings = run_settings(llm_url, model, backend, corpus, None, max_turns, mode,
-                                 backend_opt)
+                                 backend_opt, max_total_tokens=max_total_tokens,
+                                 max_cost=max_cost)
         judging = {"judge": judge, "judge_url": judge_url, "judge_model": judge_model}
         settings = Settings.load_over(settings, {k: v for k, v in judging.items() if v})
         results, summary = asyncio.run(run_eval(

@@ -54,6 +54,18 @@ TurnsOpt = Annotated[
     typer.Option("--max-turns", metavar="N",
                  help=f"tool-call turn budget [default: {defaults.MAX_TURNS}]"),
 ]
+TokenBudgetOpt = Annotated[
+    int | None,
+    typer.Option("--max-total-tokens", metavar="N",
+                 help="prompt + completion tokens of the research before the answer is asked "
+                 "for [default: no limit]"),
+]
+CostBudgetOpt = Annotated[
+    float | None,
+    typer.Option("--max-cost", metavar="AMOUNT",
+                 help="research cost at the price_per_1k_* settings before the answer is asked "
+                 "for [default: no limit]"),
+]
 TraceOpt = Annotated[Path | None, typer.Option("--trace", metavar="FILE",
                                                help="write JSONL events here")]
 ExecutorOpt = Annotated[

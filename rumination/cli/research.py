@@ -27,12 +27,14 @@ from rumination.cli.options import (
     BackendOpt,
     BackendOptsOpt,
     CorpusOpt,
+    CostBudgetOpt,
     FormatOpt,
     LlmUrl,
     ModelOpt,
     ModeOpt,
     OutOpt,
     StoreOpt,
+    TokenBudgetOpt,
     TraceOpt,
     TurnsOpt,
 )
@@ -49,6 +51,8 @@ def research(
     out: OutOpt = None,
     fmt: FormatOpt = None,
     max_turns: TurnsOpt = None,
+    max_total_tokens: TokenBudgetOpt = None,
+    max_cost: CostBudgetOpt = None,
     mode: ModeOpt = None,
     store: StoreOpt = None,
     trace: TraceOpt = None,
@@ -61,7 +65,8 @@ def research(
         from rumination.agent.sync import research as run_research
 
         settings = run_settings(
-            llm_url, model, backend, corpus, None, max_turns, mode, backend_opt, store
+            llm_url, model, backend, corpus, None, max_turns, mode, backend_opt, store,
+            max_total_tokens=max_total_tokens, max_cost=max_cost,
         )
         if settings.corpus and not Path(settings.corpus).is_file():
             raise UsageError(f"corpus not found: {settings.corpus}")

@@ -39,6 +39,8 @@ class JobResult:
     effective_citations: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost: float | None = None  # at the configured prices; None when unpriced
+    stopped_by: str | None = None  # the budget that ended research, if one did
     seconds: float = 0.0
     error: str | None = None
 
@@ -103,5 +105,6 @@ async def run_job(job: Job, run_id: str | None, ctx: JobContext) -> JobResult:
         citation_accuracy=report.figures.citation_accuracy if report.figures else None,
         effective_citations=report.figures.effective_citations if report.figures else 0,
         completion_tokens=report.usage.completion_tokens,
+        cost=report.cost, stopped_by=report.stopped_by,
         seconds=round(time.monotonic() - started, 3),
     )  # fmt: skip

@@ -27,6 +27,10 @@ class RunRequest(BaseModel):
     model: str | None = Field(default=None, description="served model name on the server's LLM")
     search_language: str | None = Field(default=None, max_length=16)
     max_wall_time_s: float | None = Field(default=None, gt=0)
+    max_total_tokens: int | None = Field(default=None, gt=0, description="token budget of the "
+                                         "research (prompt + completion)")
+    max_cost: float | None = Field(default=None, gt=0, description="cost budget of the research "
+                                   "at the server's price_per_1k_* settings")
 
     def overrides(self) -> dict[str, Any]:
         return self.model_dump(exclude={"question"}, exclude_none=True)
