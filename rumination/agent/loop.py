@@ -122,6 +122,13 @@ class TurnLoop:
                 raise ContextTooSmall(str(again)) from None
         completion.model_seconds = time.monotonic() - started
         self.state.usage = self.state.usage + completion.usage
+        usage = completion.usage
+        await emit(self.on_event, "model_answered", answering=answering,
+                   seconds=round(completion.model_seconds, 4),
+                   first_token_seconds=completion.first_token_seconds,
+                   prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                   cached_prompt_tokens=usage.cached_prompt_tokens,
+                   finish_reason=completion.finish_reason)
         return completion
 
     async def _fit(self, max_tokens: int, keep_last: int) -> BudgetPlan:
@@ -186,6 +193,9 @@ class TurnLoop:
         started = time.monotonic()
         result = await self.browser.execute(parsed.call)
         turn.tool_seconds = time.monotonic() - started
+        await emit(self.on_event, "tool_finished", index=turn.index, name=parsed.call.name,
+                   seconds=round(turn.tool_seconds, 4), failure=result.failure,
+                   chars=len(result.text))
         for source in result.new_sources:
             await emit(self.on_event, "source_added", source_id=source.source_id,
                        title=source.title, url=source.url)

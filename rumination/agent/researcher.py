@@ -14,6 +14,7 @@ from datetime import date
 from rumination.agent.backends import SearchBackend, create_backend
 from rumination.agent.browser import Browser
 from rumination.agent.budgets import run_cost
+from rumination.agent.checking import checked_report
 from rumination.agent.context import ContextBudget
 from rumination.agent.loop import RunState, TurnLoop
 from rumination.agent.sources import SourceRegistry
@@ -32,7 +33,6 @@ from rumination.store.run_store import FAILED, FINISHED, INTERRUPTED, RunStore, 
 from rumination.support.citations import resolve_citations
 from rumination.support.evidence import evidence_by_source
 from rumination.support.figures import compute_figures, report_counts
-from rumination.support.judges import verified
 from rumination.templates import render
 
 DEFAULT_CONTEXT_WINDOW = 32768  # the model's native window, when the server does not say
@@ -213,7 +213,7 @@ class Researcher:
             cost=run_cost(state.usage, self.settings),
         )
         shown = evidence_by_source(t.observation for t in state.turns if t.observation)
-        report = await verified(report, shown, self.settings)
+        report = await checked_report(report, shown, self.settings, on_event)
         if getattr(llm, "simulated", False):
             mark_simulated(report)
         await emit(on_event, "finished", run_id=state.run_id, **report_counts(report),

@@ -19,6 +19,7 @@ from datetime import date
 
 from rumination.agent.backends import SearchBackend, create_backend
 from rumination.agent.budgets import run_cost
+from rumination.agent.checking import checked_report
 from rumination.agent.sources import SourceRegistry
 from rumination.cjk import has_cjk
 from rumination.errors import BackendError, ContextLengthExceeded, FetchError, UsageError
@@ -34,7 +35,6 @@ from rumination.store.run_store import FAILED, FINISHED, RunStore, open_store
 from rumination.support.citations import resolve_citations
 from rumination.support.evidence import evidence_by_source
 from rumination.support.figures import compute_figures, report_counts
-from rumination.support.judges import verified
 from rumination.templates import render
 from rumination.urls import normalize_url
 
@@ -207,7 +207,7 @@ async def _write(
         figures=compute_figures(resolved.text, resolved, registry.all()),
         cost=run_cost(usage, settings),
     )
-    report = await verified(report, evidence_by_source([shown]), settings)
+    report = await checked_report(report, evidence_by_source([shown]), settings, on_event)
     if getattr(llm, "simulated", False):
         mark_simulated(report)
     await emit(on_event, "finished", run_id=run_id, **report_counts(report),

@@ -23,6 +23,8 @@ from rumination.errors import LLMError, LLMUnavailable, NotAnLLMServer, UsageErr
 from rumination.reports.render import render_report
 from rumination.service.auth import is_allowed
 from rumination.service.limits import BodySizeLimit
+from rumination.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from rumination.service.metrics import ServiceMetrics
 from rumination.service.pages import page_router
 from rumination.service.runner import Conflict, NotFound, QueueFull, RunQueue
 from rumination.service.views import (
@@ -63,7 +65,7 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_store = store is None
         run_store = store or open_store(settings)
-        app.state.queue = RunQueue(settings, run_store)
+        app.state.queue = RunQueue(settings, run_store, observer=metrics.observe)
         await app.state.queue.start()
         try:
             yield
@@ -72,6 +74,11 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
             if own_store:
                 run_store.close()
 
+    def run_states() -> list[str]:
+        queue: RunQueue | None = getattr(app.state, "queue", None)
+        return [ticket.status for ticket in queue.tickets()] if queue else []
+
+    metrics = ServiceMetrics(run_states)
     bearer = HTTPBearer(auto_error=False, description="the server's api_token setting")
 
     def authorized(
@@ -173,6 +180,11 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
         if ticket.task is not None:
             await asyncio.wait([ticket.task], timeout=CANCEL_WAIT_S)
         return view(queue, run_id)
+
+    @api.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """Prometheus metrics of this service (text exposition format)."""
+        return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     app.include_router(api)
     return app

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,12 @@ def default_events_dir() -> Path:
 
 
 class RunQueue:
-    def __init__(self, settings: Settings, store: RunStore) -> None:
+    def __init__(self, settings: Settings, store: RunStore,
+                 observer: Callable[[Event], None] | None = None) -> None:
+        """`observer` sees every event of every run (metrics)."""
         self.settings = settings
         self.store = store
+        self.observer = observer
         self.events_dir = Path(settings.api_events_dir or default_events_dir())
         self._tickets: dict[str, Ticket] = {}
         self._waiting: asyncio.Queue[Ticket] = asyncio.Queue()
@@ -177,6 +181,8 @@ class RunQueue:
         else:
             ticket.status = CANCELLED
             ticket.log.close()
+            if self.observer is not None:  # it never ran: its event stream stays empty
+                self.observer(Event("cancelled", {"run_id": run_id}))
         return ticket
 
     def ticket(self, run_id: str) -> Ticket | None:
@@ -228,22 +234,31 @@ class RunQueue:
                                 fetcher=self._fetcher)
 
         ticket.log.open()
+
+        def tell(event: Event) -> None:
+            self._tell(ticket, event)
+
         try:
             if ticket.resume:
-                await researcher.resume(ticket.run_id, on_event=ticket.log.append)
+                await researcher.resume(ticket.run_id, on_event=tell)
             else:
-                await researcher.run(ticket.question, on_event=ticket.log.append,
-                                     run_id=ticket.run_id)
+                await researcher.run(ticket.question, on_event=tell, run_id=ticket.run_id)
             ticket.status = FINISHED
         except asyncio.CancelledError:
             ticket.status = INTERRUPTED
-            ticket.log.append(Event("interrupted", {"run_id": ticket.run_id}))
+            tell(Event("interrupted", {"run_id": ticket.run_id}))
         except RuminationError as exc:
             ticket.status, ticket.error = INTERRUPTED, str(exc)
-            ticket.log.append(Event("run_error", {"run_id": ticket.run_id, "message": str(exc)}))
+            tell(Event("run_error", {"run_id": ticket.run_id, "message": str(exc),
+                                     "resumable": True}))
         except Exception as exc:  # a framework bug: the run is failed, the service goes on
             ticket.status, ticket.error = "failed", f"{type(exc).__name__}: {exc}"
-            ticket.log.append(Event("run_error", {"run_id": ticket.run_id,
-                                                    "message": ticket.error}))
+            tell(Event("run_error", {"run_id": ticket.run_id, "message": ticket.error,
+                                     "resumable": False}))
         finally:
             ticket.log.close()
+
+    def _tell(self, ticket: Ticket, event: Event) -> None:
+        ticket.log.append(event)
+        if self.observer is not None:
+            self.observer(event)
