@@ -19,6 +19,7 @@ from servicekit import (  # noqa: E402
     Gate,
     read_events,
     running_api,
+    running_app,
     service_settings,
     simulator,
     wait_status,
@@ -308,7 +309,7 @@ def test_the_web_page_signs_in_with_the_token_and_then_uses_the_api_by_cookie(
         assert browser.get("/ui/runs/nosuchrun").status_code == 404
 
 
-def test_stopping_the_server_leaves_a_running_run_interrupted_and_resumable(
+def test_stopping_the_server_queues_a_running_run_and_the_next_start_resumes_it(
     tmp_path: Path,
 ) -> None:
     gate = Gate(free=2)
@@ -317,11 +318,29 @@ def test_stopping_the_server_leaves_a_running_run_interrupted_and_resumable(
         with running_api(settings) as url, httpx.Client(base_url=url, timeout=30) as api:
             run_id = api.post("/runs", json={"question": QUESTION}).json()["run_id"]
             wait_for_turns(api, run_id, 2)
-        assert RunStore(tmp_path / "runs.db").get_run(run_id).status == "interrupted"
+        stored = RunStore(tmp_path / "runs.db").get_run(run_id)
+        assert (stored.status, stored.turns) == ("queued", 2)
         gate.open()
         with running_api(settings) as url, httpx.Client(base_url=url, timeout=30) as api:
-            assert api.get(f"/runs/{run_id}").json()["status"] == "interrupted"
-            assert api.post(f"/runs/{run_id}/resume").status_code == 202
+            wait_status(api, run_id, {"finished"})
             events = read_events(api, run_id)  # the first server's events, from the file
-            assert [d["resumed_at_turn"] for k, d in events if k == "run_started"] == [0, 2]
-            assert events[-1][1]["status"] == "finished"
+    assert [d["resumed_at_turn"] for k, d in events if k == "run_started"] == [0, 2]
+    assert events[-1][1]["status"] == "finished"
+
+
+def test_a_server_started_without_resume_leaves_queued_runs_for_later(tmp_path: Path) -> None:
+    gate = Gate(free=2)
+    with simulator(gate) as sim:
+        settings = service_settings(tmp_path, sim.url)
+        with running_api(settings) as url, httpx.Client(base_url=url, timeout=30) as api:
+            run_id = api.post("/runs", json={"question": QUESTION}).json()["run_id"]
+            wait_for_turns(api, run_id, 2)
+        gate.open()
+        with running_app(create_app(settings, take_up=False)) as url, \
+                httpx.Client(base_url=url, timeout=30) as api:
+            waiting = api.get(f"/runs/{run_id}").json()
+            assert (waiting["status"], waiting["live"]) == ("queued", False)
+            assert api.post(f"/runs/{run_id}/resume").status_code == 202
+            wait_status(api, run_id, {"finished"})
+            events = read_events(api, run_id)
+    assert [d["resumed_at_turn"] for k, d in events if k == "run_started"] == [0, 2]

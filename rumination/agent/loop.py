@@ -3,6 +3,7 @@ then the final answer. Researcher (agent/researcher.py) builds the parts and han
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -65,15 +66,17 @@ class TurnLoop:
         # each source as last committed
         self._saved: dict[int, tuple[str, str, str, datetime | None]] = {}
 
-    def _checkpoint(self, turn: Turn) -> None:
+    async def _checkpoint(self, turn: Turn) -> None:
         """Commit the turn before the next request: a crash loses at most the turn in flight.
-        Only the sources new or changed since the last commit are written."""
+        Only the sources new or changed since the last commit are written. The write runs
+        in a worker thread: a slow store holds up this run only, not the others in the
+        process (their streams are read meanwhile)."""
         if self.store is None:
             return
         sources = self.state.registry.all()
         rows = {s.source_id: (s.url, s.title, s.snippet, s.fetched_at) for s in sources}
         changed = [s for s in sources if self._saved.get(s.source_id) != rows[s.source_id]]
-        self.store.save_turn(self.state.run_id, turn, changed)
+        await asyncio.to_thread(self.store.save_turn, self.state.run_id, turn, changed)
         self._saved = rows
 
     async def run(self) -> None:
@@ -166,16 +169,16 @@ class TurnLoop:
                            chars=len(parsed.dropped), text=parsed.dropped[:200])
             if isinstance(parsed, AnswerTurn) and len(parsed.answer) >= MIN_UNPROMPTED_ANSWER_CHARS:
                 st.answer = parsed.answer
-                self._checkpoint(turn)
+                await self._checkpoint(turn)
                 return None
             if isinstance(parsed, CallTurn) and parsed.call.name == "finish":
                 turn.tool_call = parsed.call
-                self._checkpoint(turn)
+                await self._checkpoint(turn)
                 return None
             observation = await self._act(turn, parsed)
             turn.observation = observation
             st.messages.append(Message(role="observation", content=observation))
-            self._checkpoint(turn)
+            await self._checkpoint(turn)
         return Stop("turns", f"{self.s.max_turns} turns")
 
     async def _act(self, turn: Turn, parsed: Parsed) -> str:

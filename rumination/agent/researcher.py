@@ -64,10 +64,12 @@ class Researcher:
         self._store = store
 
     async def run(
-        self, question: str, on_event: EventHandler | None = None, *, run_id: str | None = None
+        self, question: str, on_event: EventHandler | None = None, *, run_id: str | None = None,
+        recorded: bool = False,
     ) -> Report:
         """Research `question` from scratch; the run is recorded in the run store under
-        `run_id` (a new id unless one is given, e.g. by a service that announced it)."""
+        `run_id` (a new id unless one is given, e.g. by a service that announced it).
+        `recorded`: the store has the run already (a service queued it, then claimed it)."""
         question = question.strip()
         if not question:
             raise UsageError("the question is empty")
@@ -78,7 +80,7 @@ class Researcher:
         )
         if warning := question_text(question)[1]:
             state.warnings.append(warning)
-        return await self._execute(state, on_event, resumed=False)
+        return await self._execute(state, on_event, resumed=False, recorded=recorded)
 
     async def resume(self, run_id: str, on_event: EventHandler | None = None) -> Report:
         """Continue a stored run from its last committed turn, with the same citation ids."""
@@ -104,7 +106,7 @@ class Researcher:
             registry=SourceRegistry(store.sources(run_id)), turns=turns,
             usage=sum((t.usage for t in turns), Usage()),
         )
-        return await self._execute(state, on_event, resumed=True)
+        return await self._execute(state, on_event, resumed=True, recorded=True)
 
     def _open_store(self) -> RunStore | None:
         if self._store is None and self.settings.keep_runs:
@@ -112,7 +114,7 @@ class Researcher:
         return self._store
 
     async def _execute(
-        self, state: RunState, on_event: EventHandler | None, resumed: bool
+        self, state: RunState, on_event: EventHandler | None, resumed: bool, recorded: bool
     ) -> Report:
         store = self._open_store()  # first: an unusable run store is reported before any work
         async with contextlib.AsyncExitStack() as parts:
@@ -120,10 +122,10 @@ class Researcher:
             status = INTERRUPTED
             report: Report | None = None
             try:
-                if store is not None and not resumed:
-                    store.create_run(state.run_id, state.question, llm.model, backend.name,
-                                     self.settings.mode,
-                                     self.settings.public_json())
+                if store is not None and not recorded:
+                    await asyncio.to_thread(
+                        store.create_run, state.run_id, state.question, llm.model,
+                        backend.name, self.settings.mode, self.settings.public_json())
                 await emit(on_event, "run_started", run_id=state.run_id,
                            question=state.question, model=llm.model, backend=backend.name,
                            resumed_at_turn=len(state.turns))

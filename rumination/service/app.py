@@ -1,9 +1,11 @@
 """The HTTP API (FastAPI): start, watch, read, cancel and resume research runs.
 
-Every route but the OpenAPI schema needs `Authorization: Bearer <api_token>` when the
-setting is set. Errors are JSON: `{"error": "one line", "status": N}`: 400 for a body that
-is no JSON or names an unknown backend or a model the LLM server does not serve, 422 for a
-field out of bounds, 502/503 when the LLM server is no LLM API / does not answer.
+Store reads run in worker threads, so a slow store delays the request that reads it, not
+the runs' event streams. Every route but the OpenAPI schema needs `Authorization: Bearer
+<api_token>` when the setting is set. Errors are JSON: `{"error": "one line", "status": N}`:
+400 for a body that is no JSON or names an unknown backend or a model the LLM server does
+not serve, 422 for a field out of bounds, 502/503 when the LLM server is no LLM API / does
+not answer.
 """
 
 
@@ -58,15 +60,18 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody} for code in (401, 422, *codes)}
 
 
-def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
-    """The API over `settings` (the server's defaults for every run) and the run store."""
+def create_app(settings: Settings, store: RunStore | None = None, *,
+               take_up: bool = True) -> FastAPI:
+    """The API over `settings` (the server's defaults for every run) and the run store.
+    `take_up`: on start, run what the store has queued (accepted or interrupted before a
+    restart)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_store = store is None
         run_store = store or open_store(settings)
         app.state.queue = RunQueue(settings, run_store, observer=metrics.observe)
-        await app.state.queue.start()
+        await app.state.queue.start(take_up)
         try:
             yield
         finally:
@@ -106,7 +111,7 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
         Refused at once (not queued) when the backend is not installed, the LLM server does
         not serve the model (400) or does not answer (503)."""
         ticket = await queue.submit(body.question, body.overrides())
-        return view(queue, ticket.run_id)
+        return await asyncio.to_thread(view, queue, ticket.run_id)
 
     @api.get("/runs", response_model=RunList, responses=_errors())
     async def list_runs(
@@ -118,12 +123,12 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
         = None,
     ) -> RunList:
         """Runs waiting in this service, then stored runs (CLI runs too), newest first."""
-        return listing(queue, limit, status, q)
+        return await asyncio.to_thread(listing, queue, limit, status, q)
 
     @api.get("/runs/{run_id}", response_model=RunView, responses=_errors(404))
     async def get_run(run_id: RunId, queue: Queue) -> RunView:
         """A run's status, turns, sources seen and, once finished, its report's figures."""
-        return view(queue, run_id)
+        return await asyncio.to_thread(view, queue, run_id)
 
     @api.get(
         "/runs/{run_id}/events", responses={**_errors(404), 200: {

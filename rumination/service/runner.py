@@ -1,8 +1,14 @@
 """Background research for the service: runs wait in a bounded queue and a fixed number of
 workers research them, each run recorded in the same run store as a CLI run.
 
+The queue survives restarts: a run is in the store (status `queued`) from the moment it is
+accepted, and a worker claims it there before it starts, so services sharing a store never
+run it twice. Closing the queue (SIGTERM) interrupts running runs and puts them back to
+`queued`, their turns kept; the next start takes up every queued run, resuming those with
+turns (unless started with `take_up=False`: `rumination api --no-resume`).
+
 A cancelled run stops where it is: what it produced stays in the store as an interrupted
-run, and `resume` continues it. Closing the queue cancels every run the same way.
+run, and `resume` continues it.
 
 A run is checked before it is queued: its backend is installed, and the LLM server answers
 and serves its model (one GET /v1/models per server, no retries: a server down now is an
@@ -28,9 +34,16 @@ from rumination.llm.server_answers import model_not_served
 from rumination.reading.fetch import PageFetcher
 from rumination.service.eventlog import EventLog
 from rumination.settings import Settings
-from rumination.store.run_store import FINISHED, INTERRUPTED, RUNNING, RunRecord, RunStore
+from rumination.store.run_store import (
+    CANCELLED,
+    FINISHED,
+    INTERRUPTED,
+    QUEUED,
+    RUNNING,
+    RunRecord,
+    RunStore,
+)
 
-QUEUED, CANCELLED = "queued", "cancelled"  # states a run has only inside the service
 PROBE_TIMEOUT_S = 5.0  # for the /v1/models check before a run is queued
 
 
@@ -80,22 +93,33 @@ class RunQueue:
         self._fetcher: PageFetcher | None = None
         self._probes: dict[str, LLMClient] = {}  # by server URL: asks which models it serves
 
-    async def start(self) -> None:
+    async def start(self, take_up: bool = True) -> None:
+        """Start the workers; `take_up`: first queue every run the store has as queued
+        (accepted before a restart, or interrupted by one), oldest first."""
         # shared by every run: one connection pool per LLM endpoint and for page fetches
         self._pool = EndpointPool.from_settings(self.settings)
         self._fetcher = PageFetcher.from_settings(self.settings)
+        if take_up:
+            for record in await asyncio.to_thread(self.store.runs_with_status, QUEUED):
+                settings = Settings.load_saved(record.settings_json)
+                self._add(Ticket(record.run_id, record.question, settings, record.turns > 0,
+                                 self.log(record.run_id)))
         self._workers = [asyncio.create_task(self._work()) for _ in
                          range(self.settings.api_concurrency)]
 
     async def close(self) -> None:
-        """Stop accepting work; running runs are cancelled (they stay resumable)."""
+        """Stop taking work; running runs are interrupted and queued again in the store
+        (their turns kept), for the next start to take up."""
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
-        running = [t.task for t in self._tickets.values() if t.task and not t.task.done()]
-        for task in running:
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        running = [t for t in self._tickets.values() if t.task and not t.task.done()]
+        for ticket in running:
+            assert ticket.task is not None
+            ticket.task.cancel()
+        await asyncio.gather(*(t.task for t in running if t.task), return_exceptions=True)
+        for ticket in running:
+            self.store.set_status(ticket.run_id, QUEUED)
         if self._pool is not None:
             await self._pool.aclose()
         if self._fetcher is not None:
@@ -115,7 +139,10 @@ class RunQueue:
         installed_backend(settings.backend)
         await self.check_model(settings)
         run_id = new_run_id()
-        return self._enqueue(Ticket(run_id, question, settings, False, self.log(run_id)))
+        self._check_room()
+        await asyncio.to_thread(self.store.create_run, run_id, question, settings.model,
+                                settings.backend, settings.mode, settings.public_json(), QUEUED)
+        return self._add(Ticket(run_id, question, settings, False, self.log(run_id)))
 
     async def check_model(self, settings: Settings) -> None:
         """ModelNotServed when an LLM server of `settings` lists models but not its model;
@@ -146,7 +173,9 @@ class RunQueue:
         settings = Settings.load_saved(record.settings_json)
         await self.check_model(settings)
         self._resumable(run_id)  # still, after the wait
-        return self._enqueue(Ticket(run_id, record.question, settings, True, self.log(run_id)))
+        self._check_room()
+        self.store.set_status(run_id, QUEUED)
+        return self._add(Ticket(run_id, record.question, settings, True, self.log(run_id)))
 
     def _resumable(self, run_id: str) -> RunRecord:
         """The stored run, if nothing stands in the way of resuming it."""
@@ -180,6 +209,8 @@ class RunQueue:
             ticket.task.cancel()
         else:
             ticket.status = CANCELLED
+            # a waiting resume goes back to interrupted: its turns are still worth resuming
+            self.store.set_status(run_id, INTERRUPTED if ticket.resume else CANCELLED)
             ticket.log.close()
             if self.observer is not None:  # it never ran: its event stream stays empty
                 self.observer(Event("cancelled", {"run_id": run_id}))
@@ -200,10 +231,12 @@ class RunQueue:
         ticket = self._tickets.get(run_id)
         return ticket.log if ticket else EventLog(self.events_dir / f"{run_id}.jsonl")
 
-    def _enqueue(self, ticket: Ticket) -> Ticket:
+    def _check_room(self) -> None:
         waiting = sum(t.status == QUEUED for t in self._tickets.values())
         if waiting >= self.settings.api_max_queued:
             raise QueueFull(f"{waiting} runs are waiting already (setting api_max_queued)")
+
+    def _add(self, ticket: Ticket) -> Ticket:
         self._tickets[ticket.run_id] = ticket
         ticket.log.open()
         self._waiting.put_nowait(ticket)
@@ -213,6 +246,12 @@ class RunQueue:
         while True:
             ticket = await self._waiting.get()
             if ticket.status != QUEUED:  # cancelled while it waited
+                continue
+            if not await asyncio.to_thread(self.store.claim_queued, ticket.run_id):
+                # another service sharing the store took it (or cancelled it): the store
+                # tells the rest
+                del self._tickets[ticket.run_id]
+                ticket.log.close()
                 continue
             ticket.status = RUNNING
             ticket.task = asyncio.create_task(self._research(ticket))
@@ -242,7 +281,8 @@ class RunQueue:
             if ticket.resume:
                 await researcher.resume(ticket.run_id, on_event=tell)
             else:
-                await researcher.run(ticket.question, on_event=tell, run_id=ticket.run_id)
+                await researcher.run(ticket.question, on_event=tell, run_id=ticket.run_id,
+                                     recorded=True)
             ticket.status = FINISHED
         except asyncio.CancelledError:
             ticket.status = INTERRUPTED

@@ -84,7 +84,7 @@ def _view(
     status = _status(ticket, record)
     found = RunView(
         run_id=run_id, status=status, question=record.question if record else ticket.question
-        if ticket else "", live=status in LIVE,
+        if ticket else "", live=ticket is not None and ticket.status in LIVE,
         error=ticket.error if ticket and status not in LIVE else None,
         queue_position=queue.queue_position(run_id) if status == QUEUED else None,
     )

@@ -91,6 +91,8 @@ _RUN_RECORD_SELECT = (  # the columns of RunRecord, in order
     " updated_at, (SELECT count(*) FROM turns t WHERE t.run_id = r.run_id) FROM runs r"
 )
 RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
+# accepted by the service and waiting for a worker (again, after a restart), or cancelled there
+QUEUED, CANCELLED = "queued", "cancelled"
 
 
 @dataclass(frozen=True)
@@ -168,15 +170,34 @@ class RunStore:
         return int(self.db.query("SELECT max(version) FROM schema_version")[0][0])
 
     def create_run(
-        self, run_id: str, question: str, model: str, backend: str, mode: str, settings_json: str
+        self, run_id: str, question: str, model: str, backend: str, mode: str, settings_json: str,
+        status: str = RUNNING,
     ) -> None:
         now = _now()
         with self.db.transaction() as tx:
             tx.execute(
                 "INSERT INTO runs (run_id, question, model, backend, mode, settings_json, status,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, question, model, backend, mode, settings_json, RUNNING, now, now),
+                (run_id, question, model, backend, mode, settings_json, status, now, now),
             )
+
+    def claim_queued(self, run_id: str) -> bool:
+        """Mark a queued run running; False when it is no longer queued (another service
+        sharing the store took it, or it was cancelled)."""
+        with self.db.transaction() as tx:
+            taken = tx.execute(
+                "UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ? AND status = ?"
+                " RETURNING run_id", (RUNNING, _now(), run_id, QUEUED),
+            )
+        return bool(taken)
+
+    def runs_with_status(self, status: str) -> list[RunRecord]:
+        """Every run in `status`, oldest first."""
+        rows = self.db.query(
+            f"{_RUN_RECORD_SELECT} WHERE status = ? ORDER BY created_at,"
+            f" {self.db.insertion_order}", (status,),
+        )
+        return [RunRecord(*row) for row in rows]
 
     def save_turn(self, run_id: str, turn: Turn, sources: list[Source]) -> None:
         """Commit one finished turn and the run's sources together."""
