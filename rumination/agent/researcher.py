@@ -33,6 +33,7 @@ from rumination.store.run_store import FAILED, FINISHED, INTERRUPTED, RunStore, 
 from rumination.support.citations import resolve_citations
 from rumination.support.evidence import evidence_by_source
 from rumination.support.figures import compute_figures, report_counts
+from rumination.telemetry.spans import traced
 from rumination.templates import render
 
 DEFAULT_CONTEXT_WINDOW = 32768  # the model's native window, when the server does not say
@@ -80,7 +81,8 @@ class Researcher:
         )
         if warning := question_text(question)[1]:
             state.warnings.append(warning)
-        return await self._execute(state, on_event, resumed=False, recorded=recorded)
+        with traced(on_event) as on_event:
+            return await self._execute(state, on_event, resumed=False, recorded=recorded)
 
     async def resume(self, run_id: str, on_event: EventHandler | None = None) -> Report:
         """Continue a stored run from its last committed turn, with the same citation ids."""
@@ -106,7 +108,8 @@ class Researcher:
             registry=SourceRegistry(store.sources(run_id)), turns=turns,
             usage=sum((t.usage for t in turns), Usage()),
         )
-        return await self._execute(state, on_event, resumed=True, recorded=True)
+        with traced(on_event) as on_event:
+            return await self._execute(state, on_event, resumed=True, recorded=True)
 
     def _open_store(self) -> RunStore | None:
         if self._store is None and self.settings.keep_runs:

@@ -35,6 +35,7 @@ from rumination.store.run_store import FAILED, FINISHED, RunStore, open_store
 from rumination.support.citations import resolve_citations
 from rumination.support.evidence import evidence_by_source
 from rumination.support.figures import compute_figures, report_counts
+from rumination.telemetry.spans import traced
 from rumination.templates import render
 from rumination.urls import normalize_url
 
@@ -237,8 +238,9 @@ async def run_write(
     own_backend = backend or create_backend(s)
     own_fetcher = fetcher or PageFetcher.from_settings(s)
     try:
-        return await write_report(question, s, own_llm, own_backend, own_fetcher, on_event,
-                                  store)
+        with traced(on_event) as on_event:
+            return await write_report(question, s, own_llm, own_backend, own_fetcher,
+                                      on_event, store)
     finally:
         if own_store is not None:
             own_store.close()

@@ -33,6 +33,7 @@ from rumination.jobs.outdir import OutDir
 from rumination.llm.endpoints import EndpointPool
 from rumination.settings import Settings
 from rumination.store.run_store import open_store
+from rumination.telemetry.tracing import flush as flush_traces
 
 
 class WorkerLost(Exception):
@@ -140,6 +141,7 @@ class RayWorker:
     async def close(self) -> None:
         if self.process is not None:
             await self.process.aclose()
+        flush_traces()  # the driver kills this actor next: no exit handler runs
 
 
 class RayExecutor(Executor):
