@@ -309,15 +309,21 @@ def test_the_web_page_signs_in_with_the_token_and_then_uses_the_api_by_cookie(
         assert browser.get("/ui/runs/nosuchrun").status_code == 404
 
 
+def stopped_after_two_turns(settings: Settings) -> str:
+    """A run posted to a server that is stopped once the run has two turns; its id."""
+    with running_api(settings) as url, httpx.Client(base_url=url, timeout=30) as api:
+        run_id: str = api.post("/runs", json={"question": QUESTION}).json()["run_id"]
+        wait_for_turns(api, run_id, 2)
+    return run_id
+
+
 def test_stopping_the_server_queues_a_running_run_and_the_next_start_resumes_it(
     tmp_path: Path,
 ) -> None:
     gate = Gate(free=2)
     with simulator(gate) as sim:
         settings = service_settings(tmp_path, sim.url)
-        with running_api(settings) as url, httpx.Client(base_url=url, timeout=30) as api:
-            run_id = api.post("/runs", json={"question": QUESTION}).json()["run_id"]
-            wait_for_turns(api, run_id, 2)
+        run_id = stopped_after_two_turns(settings)
         stored = RunStore(tmp_path / "runs.db").get_run(run_id)
         assert (stored.status, stored.turns) == ("queued", 2)
         gate.open()
@@ -332,9 +338,7 @@ def test_a_server_started_without_resume_leaves_queued_runs_for_later(tmp_path: 
     gate = Gate(free=2)
     with simulator(gate) as sim:
         settings = service_settings(tmp_path, sim.url)
-        with running_api(settings) as url, httpx.Client(base_url=url, timeout=30) as api:
-            run_id = api.post("/runs", json={"question": QUESTION}).json()["run_id"]
-            wait_for_turns(api, run_id, 2)
+        run_id = stopped_after_two_turns(settings)
         gate.open()
         with running_app(create_app(settings, take_up=False)) as url, \
                 httpx.Client(base_url=url, timeout=30) as api:
