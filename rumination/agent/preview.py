@@ -76,7 +76,7 @@ def view(page: Page, window_chars: int, *, full: bool = False) -> str:
     size = max(len(page.text), 1) if full else window_chars
     observation, _ = page_window(
         1, one_line(page.title or page.url), page.url, page.text, 0, size,
-        published=page.published,
+        published=page.published, rendered=page.rendered,
     )
     return observation
 
