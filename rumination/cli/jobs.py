@@ -16,6 +16,7 @@ from rumination.cli.common import guarded, progress_handler, run_settings
 from rumination.cli.options import (
     BackendOpt,
     BackendOptsOpt,
+    BrowserOpt,
     CorpusOpt,
     ExecutorOpt,
     FormatOpt,
@@ -55,6 +56,7 @@ def batch(
     mode: ModeOpt = None,
     store: StoreOpt = None,
     trace: TraceOpt = None,
+    browser: BrowserOpt = None,
 ) -> None:
     """Run every job in JOBS_FILE; re-running skips finished jobs and resumes interrupted ones.
     The options are defaults for every job (and override what a resumed run stored); a job's
@@ -71,7 +73,8 @@ def batch(
 
         jobs = load_jobs(jobs_file)
         settings = run_settings(
-            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store
+            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store,
+            browser=browser,
         )
         destination = OutDir.open(out_dir)
         runner = Batch(jobs, destination, settings, render_report,

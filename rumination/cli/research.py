@@ -26,6 +26,7 @@ from rumination.cli.common import (
 from rumination.cli.options import (
     BackendOpt,
     BackendOptsOpt,
+    BrowserOpt,
     CorpusOpt,
     FormatOpt,
     LlmUrl,
@@ -52,6 +53,7 @@ def research(
     mode: ModeOpt = None,
     store: StoreOpt = None,
     trace: TraceOpt = None,
+    browser: BrowserOpt = None,
 ) -> None:
     """Research QUESTION with the model and write a cited report."""
 
@@ -61,7 +63,8 @@ def research(
         from rumination.agent.sync import research as run_research
 
         settings = run_settings(
-            llm_url, model, backend, corpus, None, max_turns, mode, backend_opt, store
+            llm_url, model, backend, corpus, None, max_turns, mode, backend_opt, store,
+            browser=browser,
         )
         if settings.corpus and not Path(settings.corpus).is_file():
             raise UsageError(f"corpus not found: {settings.corpus}")

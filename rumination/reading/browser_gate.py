@@ -65,12 +65,12 @@ class RequestGate:
     async def handle(self, route: Route) -> None:
         task = asyncio.current_task()
         if task is not None:
-            self._tasks.add(task)  # type: ignore[arg-type]
+            self._tasks.add(task)
         try:
             await self._handle(route)
         finally:
             if task is not None:
-                self._tasks.discard(task)  # type: ignore[arg-type]
+                self._tasks.discard(task)
 
     async def refuse_websocket(self, socket: WebSocketRoute) -> None:
         self.refused.append(f"{socket.url}: websockets are not opened")
@@ -84,7 +84,7 @@ class RequestGate:
 
     async def _handle(self, route: Route) -> None:
         request = route.request
-        main_frame = request.is_navigation_request() and request.frame.parent_frame is None
+        main_frame = _is_main_frame(request)
         if main_frame and same_document(request.url, self.document_url):
             await _fulfil(route, 200, {"content-type": self.document_type}, self.document)
             return
@@ -136,6 +136,19 @@ class RequestGate:
             if answer.status not in _KEEPS_METHOD:
                 method, content = "GET", None
         raise FetchError(f"more than {self.fetcher.max_redirects} redirects")
+
+
+def _is_main_frame(request: Request) -> bool:
+    """A navigation of the page's top frame (a popup's first request has no frame yet: it
+    belongs to a page that is closed as soon as it opens)."""
+    from playwright.async_api import Error
+
+    if not request.is_navigation_request():
+        return False
+    try:
+        return request.frame.parent_frame is None
+    except Error:
+        return False
 
 
 def same_document(a: str, b: str) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rumination.errors import ConfigError, FetchError, FetchRefused
@@ -29,13 +30,22 @@ from rumination.reading.extract import HTML_TYPES, decode, media_type, page_from
 from rumination.reading.page_shell import looks_like_script_shell
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, Page as BrowserPage, Playwright
+    from playwright.async_api import Browser, Playwright
+    from playwright.async_api import Page as BrowserPage
 
     from rumination.reading.fetch import PageFetcher
     from rumination.settings import Settings
 
 READ_DOM_TIMEOUT_S = 3.0
 _TEXT_LENGTH = "document.body ? document.body.innerText.length : -1"
+
+
+@dataclass(frozen=True)
+class Rendering:
+    html: str
+    """The DOM as HTML."""
+    capped: bool
+    """Some resource was not loaded: the page reached its byte cap."""
 
 
 class PageRenderer:
@@ -58,6 +68,8 @@ class PageRenderer:
         self.max_bytes = max_bytes
         self.rendered = 0
         """Pages rendered so far."""
+        self.refused: list[str] = []
+        """Every request of a rendered page that the address rules refused: `URL: reason`."""
         self._slots = asyncio.Semaphore(pages)
         self._launching = asyncio.Lock()
         self._driver: Playwright | None = None
@@ -75,7 +87,7 @@ class PageRenderer:
         if not self.wants(content_type, body):
             return await asyncio.to_thread(page_from_bytes, url, content_type, body)
         try:
-            dom = await self.render(url, content_type, body)
+            rendering = await self.render(url, content_type, body)
         except FetchError as exc:
             try:
                 return await asyncio.to_thread(page_from_bytes, url, content_type, body)
@@ -83,15 +95,18 @@ class PageRenderer:
                 raise type(exc)(f"{plain}; in a browser: {exc}") from None
         try:
             page = await asyncio.to_thread(
-                page_from_bytes, url, "text/html; charset=utf-8", dom.encode("utf-8")
+                page_from_bytes, url, "text/html; charset=utf-8", rendering.html.encode("utf-8")
             )
         except FetchError:
-            raise FetchError("no readable text on the page, even rendered in a browser") from None
+            why = f" (it loaded more than {self.max_bytes} bytes)" if rendering.capped else ""
+            raise FetchError(
+                f"no readable text on the page, even rendered in a browser{why}"
+            ) from None
         return page.model_copy(update={"rendered": True})
 
-    async def render(self, url: str, content_type: str, body: bytes) -> str:
-        """The page's DOM as HTML after its scripts ran; FetchRefused when the page navigated
-        to a refused address, FetchError when it could not be rendered."""
+    async def render(self, url: str, content_type: str, body: bytes) -> Rendering:
+        """The page's DOM after its scripts ran; FetchRefused when the page navigated to a
+        refused address, FetchError when it could not be rendered."""
         from playwright.async_api import Error
 
         async with self._slots:
@@ -114,10 +129,12 @@ class PageRenderer:
                 if gate.refused_navigation is not None:
                     raise FetchRefused(f"the page navigated to {gate.refused_navigation}")
                 self.rendered += 1
-                return await self._dom(page)
+                return Rendering(await self._dom(page), gate.over_cap)
             except Error as exc:
-                raise FetchError(f"the browser could not load the page: {_first_line(exc)}") from None
+                reason = _first_line(exc)
+                raise FetchError(f"the browser could not load the page: {reason}") from None
             finally:
+                self.refused.extend(gate.refused)
                 gate.cancel()
                 with contextlib.suppress(Error):
                     await context.close()

@@ -66,7 +66,7 @@ def _has_empty_app_root(tree: lxml.html.HtmlElement) -> bool:
     for element in tree.iter():
         if not isinstance(element.tag, str):
             continue
-        if element.tag in APP_ROOT_TAGS or element.get("id") in APP_ROOT_IDS:
-            if not element.text_content().strip():
-                return True
+        is_root = element.tag in APP_ROOT_TAGS or element.get("id") in APP_ROOT_IDS
+        if is_root and not element.text_content().strip():
+            return True
     return False
