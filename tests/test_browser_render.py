@@ -26,7 +26,7 @@ from rumination.agent.browser import Browser
 from rumination.errors import ConfigError, FetchError
 from rumination.models import Page, SearchHit
 from rumination.reading import browser_launch
-from rumination.reading.browser_render import PageRenderer, renderer_for
+from rumination.reading.browser_render import PageRenderer, page_fetcher, renderer_for
 from rumination.reading.fetch import PageFetcher
 from rumination.store.run_store import RunStore
 from rumination.testing import SimulatorModel
@@ -142,7 +142,7 @@ def servers() -> Iterator[tuple[str, Counting]]:
 
 def fetcher(mode: str, **settings: Any) -> PageFetcher:
     given = {"fetch_allow_hosts": [SITE], "browser_settle_s": 0.5, **settings}
-    return PageFetcher.from_settings(Settings(browser=mode, **given))
+    return page_fetcher(Settings(browser=mode, **given))
 
 
 async def fetch(mode: str, url: str, **settings: Any) -> tuple[Page, PageRenderer | None]:
@@ -358,7 +358,7 @@ def test_a_research_run_reads_and_cites_a_page_only_javascript_writes(
     site, _ = servers
     settings = Settings(browser="auto", fetch_allow_hosts=[SITE], browser_settle_s=0.5,
                         run_store=str(tmp_path / "runs.db"), max_turns=6)
-    f = PageFetcher.from_settings(settings)
+    f = page_fetcher(settings)
 
     async def run() -> Any:
         try:

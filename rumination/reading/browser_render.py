@@ -27,13 +27,13 @@ from rumination.models import Page
 from rumination.reading import browser_launch
 from rumination.reading.browser_gate import RequestGate
 from rumination.reading.extract import HTML_TYPES, decode, media_type, page_from_bytes
+from rumination.reading.fetch import PageFetcher
 from rumination.reading.page_shell import looks_like_script_shell
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Playwright
     from playwright.async_api import Page as BrowserPage
 
-    from rumination.reading.fetch import PageFetcher
     from rumination.settings import Settings
 
 READ_DOM_TIMEOUT_S = 3.0
@@ -193,6 +193,14 @@ class PageRenderer:
         with contextlib.suppress(Exception):
             if driver is not None:
                 await driver.stop()
+
+
+def page_fetcher(settings: Settings) -> PageFetcher:
+    """The run's fetcher, with the browser the `browser` setting asks for; ConfigError for
+    `always` where no page can be rendered."""
+    fetcher = PageFetcher.from_settings(settings)
+    fetcher.renderer = renderer_for(settings, fetcher)
+    return fetcher
 
 
 def renderer_for(settings: Settings, fetcher: PageFetcher) -> PageRenderer | None:

@@ -313,7 +313,7 @@ class PageFetcher:
         self.per_host = per_host
         self.cache = cache
         self.renderer: Renderer | None = None
-        """Set by `from_settings` when pages may be rendered in a browser."""
+        """Reads fetched documents, maybe in a browser (set by browser_render.page_fetcher)."""
         self._host_slots: dict[str, asyncio.Semaphore] = {}
         # our own transport checks at connect time; a custom one is checked before each request
         self._checks_on_connect = transport is None
@@ -330,19 +330,16 @@ class PageFetcher:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PageFetcher:
+        """The plain fetcher the settings describe; `reading.browser_render.page_fetcher` adds
+        the browser the `browser` setting asks for."""
         s = settings
-        fetcher = cls(
+        return cls(
             timeout_s=s.fetch_timeout_s, connect_timeout_s=s.fetch_connect_timeout_s,
             read_timeout_s=s.fetch_read_timeout_s, max_bytes=s.fetch_max_bytes,
             max_redirects=s.fetch_max_redirects, user_agent=s.user_agent,
             allow_hosts=s.fetch_allow_hosts, per_host=s.fetch_per_host,
             cache=HttpCache.from_settings(s),
         )
-        # imported here: the renderer loads its pages' resources through this fetcher
-        from rumination.reading.browser_render import renderer_for
-
-        fetcher.renderer = renderer_for(s, fetcher)
-        return fetcher
 
     async def aclose(self) -> None:
         if self.renderer is not None:

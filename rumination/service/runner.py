@@ -24,6 +24,7 @@ from rumination.events import Event
 from rumination.llm.client import LLMClient
 from rumination.llm.endpoints import EndpointPool
 from rumination.llm.server_answers import model_not_served
+from rumination.reading.browser_render import page_fetcher
 from rumination.reading.fetch import PageFetcher
 from rumination.service.eventlog import EventLog
 from rumination.settings import Settings
@@ -79,7 +80,7 @@ class RunQueue:
     async def start(self) -> None:
         # shared by every run: one connection pool per LLM endpoint and for page fetches
         self._pool = EndpointPool.from_settings(self.settings)
-        self._fetcher = PageFetcher.from_settings(self.settings)
+        self._fetcher = page_fetcher(self.settings)
         self._workers = [asyncio.create_task(self._work()) for _ in
                          range(self.settings.api_concurrency)]
 
