@@ -7,6 +7,7 @@ without a request included.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -29,7 +30,7 @@ from rumination.reading import browser_launch
 from rumination.reading.browser_render import PageRenderer, page_fetcher, renderer_for
 from rumination.reading.fetch import PageFetcher
 from rumination.store.run_store import RunStore
-from rumination.testing import SimulatorModel
+from rumination.testing import SimulatorConfig, SimulatorModel, SimulatorServer, simulate
 
 pytestmark = pytest.mark.skipif(
     browser_launch.unavailable() is not None and not os.environ.get("CI"),
@@ -101,6 +102,10 @@ class Site(BaseHTTPRequestHandler):
                 b"</body></html>"
             ),
         }
+        if self.path.startswith("/search?"):  # shaped like SearXNG's JSON
+            host = f"http://{self.headers['host']}"
+            results = [{"title": "Moons", "url": f"{host}/js", "content": "about moons"}]
+            return self._send(json.dumps({"results": results}).encode(), "application/json")
         if self.path == "/never":
             time.sleep(30)
             return
@@ -389,4 +394,53 @@ def test_the_browser_observation_says_the_page_was_rendered(servers: Any) -> Non
             await f.aclose()
 
     text = asyncio.run(run())
+    assert "Rendered: in a headless browser" in text and JS_TEXT in text
+
+
+def test_research_from_the_command_line_against_the_simulator_server(
+    servers: Any, tmp_path: Path
+) -> None:
+    """The whole path: `rumination research --browser auto`, the simulator over HTTP, a
+    SearXNG-shaped search on loopback whose only hit is the JavaScript page."""
+    site, _ = servers
+    out = tmp_path / "report.json"
+    env = {**os.environ, "RUMINATION_FETCH_ALLOW_HOSTS": SITE, "RUMINATION_RETRIES": "0",
+           "RUMINATION_RUN_STORE": str(tmp_path / "runs.db")}
+    config = SimulatorConfig()
+    with SimulatorServer(simulate, config) as simulator:
+        done = subprocess.run(
+            [sys.executable, "-m", "rumination", "research", "Why does tidal locking slow a moon?",
+             "--llm-url", simulator.url, "--model", config.model, "--backend", "searxng",
+             "--backend-opt", f"url={site}", "--browser", "auto", "--out", str(out)],
+            capture_output=True, text=True, env=env, timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert [c["url"] for c in report["citations"]] == [f"{site}/js"]
+    assert report["sources"][0]["rendered"] is True and report["simulated"] is True
+    assert "Tidal locking slows the rotation" in report["answer_markdown"]
+
+
+def test_prefetch_renders_in_the_background(servers: Any) -> None:
+    site, _ = servers
+    f = fetcher("auto")
+
+    async def run() -> tuple[int, int, str]:
+        try:
+            browser = Browser(OneHit(f"{site}/js"), f, prefetch=1)
+            await browser.search("moons")
+            renderer = f.renderer
+            assert renderer is not None
+            for _ in range(300):  # the model "thinks" while the hit renders
+                if renderer.rendered:
+                    break
+                await asyncio.sleep(0.05)
+            before_click = renderer.rendered
+            text = (await browser.click(0)).text
+            return before_click, renderer.rendered, text
+        finally:
+            await f.aclose()
+
+    before_click, after_click, text = asyncio.run(run())
+    assert before_click == after_click == 1  # rendered once, before the click asked for it
     assert "Rendered: in a headless browser" in text and JS_TEXT in text
