@@ -71,7 +71,9 @@ const x = new XMLHttpRequest(); x.open("GET", "{other}/xhr"); x.send();
 try {{ new WebSocket("{other.replace('http', 'ws')}/ws"); }} catch (e) {{}}
 navigator.sendBeacon && navigator.sendBeacon("{other}/beacon", "x");
 window.open("{other}/popup");
+new Worker(URL.createObjectURL(new Blob(["fetch('{other}/worker').catch(() => 0)"])));
 </script>
+<link rel="prefetch" href="{other}/prefetch"><a ping="{other}/ping" href="#">a</a>
 <img src="{other}/pixel.png"><iframe src="{other}/frame"></iframe>{extra}
 </body></html>""".encode()
 
@@ -217,8 +219,10 @@ def test_nothing_the_page_loads_reaches_an_address_the_fetcher_refuses(servers: 
     assert JS_TEXT in page.text
     assert elsewhere.connections == before
     tried = {url.split(": ", 1)[0].rsplit("/", 1)[-1] for url in refused}
-    # the script, stylesheet, fetch, XHR, iframe, popup and websocket were each asked for
-    assert {"lib.js", "style.css", "api", "xhr", "frame", "popup", "ws"} <= tried
+    # the script, stylesheet, fetch, XHR, iframe, popup, websocket, a worker's fetch and a
+    # prefetch link were each asked for (and refused); images, beacons and pings never are
+    assert {"lib.js", "style.css", "api", "xhr", "frame", "popup", "ws", "worker",
+            "prefetch"} <= tried
 
 
 def test_the_same_page_does_reach_that_server_once_it_is_allowed(servers: Any) -> None:
