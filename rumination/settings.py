@@ -157,8 +157,8 @@ class Settings(BaseModel):
         15.0, gt=0, description="hard cap on rendering one page; the DOM as it stands then is read"
     )
     browser_settle_s: float = Field(
-        1.0, gt=0, description="a page is done when the network is idle or its text has not "
-        "changed for this long"
+        1.0, gt=0, description="a rendered page is read once the network has been idle for "
+        "500 ms or its text has not changed for this long"
     )
     browser_max_bytes: int = Field(
         10_000_000, gt=0, description="bytes one rendered page may load, its resources included"

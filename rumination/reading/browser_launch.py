@@ -63,9 +63,12 @@ def find_executable(configured: str | None = None) -> str | None:
 
 
 def playwright_browser_installed() -> bool:
-    """Whether `playwright install chromium` left a browser where Playwright looks for it."""
-    base = os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or str(Path.home() / ".cache/ms-playwright")
-    return any(Path(base).glob("chromium*/chrome-linux*/chrome"))
+    """Whether `playwright install chromium` left a browser where Playwright looks for it
+    (headless launches use its headless shell where it installed one)."""
+    base = Path(os.environ.get("PLAYWRIGHT_BROWSERS_PATH")
+                or Path.home() / ".cache/ms-playwright")
+    return any(base.glob("chromium-*/chrome-linux*/chrome")) or any(
+        base.glob("chromium_headless_shell-*/chrome-linux*/*headless_shell"))
 
 
 def unavailable(configured: str | None = None) -> str | None:
