@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -98,6 +99,7 @@ class Site(BaseHTTPRequestHandler):
                 b'<script>document.getElementById("root").textContent = typeof stolen;'
                 b"</script></body></html>"
             ),
+            "/by-name": js_page(other.replace(ELSEWHERE, "rebind.test")),
             "/hangs": js_page(other, '<script src="/never"></script><p>after the hang</p>'),
             "/heavy": (
                 b'<html><body><div id="root"></div><script src="/big.js"></script>'
@@ -231,6 +233,36 @@ def test_the_same_page_does_reach_that_server_once_it_is_allowed(servers: Any) -
     before = elsewhere.connections
     asyncio.run(fetch("always", f"{site}/js", fetch_allow_hosts=[SITE, ELSEWHERE]))
     assert elsewhere.connections > before
+
+
+def test_a_name_that_resolves_to_a_refused_address_is_refused(
+    servers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name is resolved by the fetcher (Chromium resolves nothing), every answer checked."""
+    site, elsewhere = servers
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "rebind.test":
+            asked.append(host)
+            return real(ELSEWHERE, port, *args, **kwargs)
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    before = elsewhere.connections
+    f = fetcher("always")
+
+    async def run() -> tuple[Page, list[str]]:
+        try:
+            return await f.fetch(f"{site}/by-name"), list(f.renderer.refused)  # type: ignore[union-attr]
+        finally:
+            await f.aclose()
+
+    page, refused = asyncio.run(run())
+    assert JS_TEXT in page.text and asked
+    assert any("rebind.test resolves to a non-public address (127.0.0.2)" in r for r in refused)
+    assert elsewhere.connections == before
 
 
 def test_a_script_navigation_to_a_refused_address_is_refused(servers: Any) -> None:
