@@ -99,6 +99,18 @@ class Site(BaseHTTPRequestHandler):
                 b'<script>document.getElementById("root").textContent = typeof stolen;'
                 b"</script></body></html>"
             ),
+            "/file": (
+                '<html><body><div id="root"></div><iframe src="file:///etc/passwd"></iframe>'
+                "<script>fetch('file:///etc/passwd').then(r => r.text())"
+                ".then(t => document.body.append('READ ' + t), () => 0);"
+                f"document.getElementById('root').textContent = {JS_TEXT!r};"
+                "setTimeout(() => { location = 'file:///etc/passwd'; }, 50);</script>"
+                "</body></html>"
+            ).encode(),
+            "/big-dom": (
+                '<html><body><div id="root"></div><script>document.getElementById("root")'
+                f".textContent = {JS_TEXT!r}.repeat(3000);</script></body></html>"
+            ).encode(),
             "/by-name": js_page(other.replace(ELSEWHERE, "rebind.test")),
             "/hangs": js_page(other, '<script src="/never"></script><p>after the hang</p>'),
             "/heavy": (
@@ -265,6 +277,13 @@ def test_a_name_that_resolves_to_a_refused_address_is_refused(
     assert elsewhere.connections == before
 
 
+def test_a_page_reads_no_local_file(servers: Any) -> None:
+    site, _ = servers
+    page, _ = asyncio.run(fetch("always", f"{site}/file"))
+    assert page.rendered and JS_TEXT in page.text
+    assert "READ" not in page.text and "root:" not in page.text
+
+
 def test_a_script_navigation_to_a_refused_address_is_refused(servers: Any) -> None:
     site, elsewhere = servers
     before = elsewhere.connections
@@ -299,6 +318,14 @@ def test_what_a_page_loads_is_capped(servers: Any) -> None:
     assert JS_TEXT in page.text  # under the cap the script runs
     with pytest.raises(FetchError, match="no readable text.* more than 100000 bytes"):
         asyncio.run(fetch("always", f"{site}/heavy", browser_max_bytes=100_000))
+
+
+def test_the_rendered_dom_obeys_the_fetch_size_cap(servers: Any) -> None:
+    site, _ = servers
+    with pytest.raises(FetchError, match="rendered page is larger than 100000 bytes"):
+        asyncio.run(fetch("always", f"{site}/big-dom", fetch_max_bytes=100_000))
+    page, _ = asyncio.run(fetch("always", f"{site}/big-dom"))
+    assert page.text.count(JS_TEXT) == 3000
 
 
 def test_always_without_a_browser_is_one_line_naming_what_to_install(

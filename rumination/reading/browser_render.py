@@ -22,7 +22,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rumination.errors import ConfigError, FetchError, FetchRefused
+from rumination.errors import ConfigError, FetchError, FetchRefused, PageTooLarge
 from rumination.models import Page
 from rumination.reading import browser_launch
 from rumination.reading.browser_gate import RequestGate
@@ -166,9 +166,12 @@ class PageRenderer:
         if page.url.startswith("chrome-error:"):
             raise FetchError("the browser could not load the page")
         try:
-            return await asyncio.wait_for(page.content(), READ_DOM_TIMEOUT_S)
+            dom = await asyncio.wait_for(page.content(), READ_DOM_TIMEOUT_S)
         except TimeoutError:
             raise FetchError(f"the page did not load within {self.timeout_s:g} s") from None
+        if len(dom) > self.fetcher.max_bytes:  # characters: at least as many bytes
+            raise PageTooLarge(f"the rendered page is larger than {self.fetcher.max_bytes} bytes")
+        return dom
 
     async def _started(self) -> Browser:
         async with self._launching:
