@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from rumination.settings import Settings
 
 READ_DOM_TIMEOUT_S = 3.0
+REFUSALS_KEPT = 1000
 _TEXT_LENGTH = "document.body ? document.body.innerText.length : -1"
 
 
@@ -68,8 +70,8 @@ class PageRenderer:
         self.max_bytes = max_bytes
         self.rendered = 0
         """Pages rendered so far."""
-        self.refused: list[str] = []
-        """Every request of a rendered page that the address rules refused: `URL: reason`."""
+        self.refused: deque[str] = deque(maxlen=REFUSALS_KEPT)
+        """The latest requests of rendered pages that the address rules refused: `URL: reason`."""
         self._slots = asyncio.Semaphore(pages)
         self._launching = asyncio.Lock()
         self._driver: Playwright | None = None
@@ -128,8 +130,9 @@ class PageRenderer:
                     await asyncio.wait_for(self._settle(page, url), self.timeout_s)
                 if gate.refused_navigation is not None:
                     raise FetchRefused(f"the page navigated to {gate.refused_navigation}")
+                dom = await self._dom(page)
                 self.rendered += 1
-                return Rendering(await self._dom(page), gate.over_cap)
+                return Rendering(dom, gate.over_cap)
             except Error as exc:
                 reason = _first_line(exc)
                 raise FetchError(f"the browser could not load the page: {reason}") from None
@@ -154,12 +157,17 @@ class PageRenderer:
             await asyncio.gather(*waits, return_exceptions=True)
 
     async def _text_settled(self, page: BrowserPage) -> None:
+        from playwright.async_api import Error
+
         last, still = None, 0.0
         step = min(0.25, self.settle_s)
         while still < self.settle_s:
             await asyncio.sleep(step)
-            length = await page.evaluate(_TEXT_LENGTH)
-            still = still + step if length == last else 0.0
+            try:
+                length = await page.evaluate(_TEXT_LENGTH)
+            except Error:  # a navigation replaced the document: it is changing
+                length = None
+            still = still + step if length is not None and length == last else 0.0
             last = length
 
     async def _dom(self, page: BrowserPage) -> str:
