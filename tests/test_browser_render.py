@@ -507,3 +507,26 @@ def test_prefetch_renders_in_the_background(servers: Any) -> None:
     before_click, after_click, text = asyncio.run(run())
     assert before_click == after_click == 1  # rendered once, before the click asked for it
     assert "Rendered: in a headless browser" in text and JS_TEXT in text
+
+
+@pytest.mark.parametrize(
+    ("extra_env", "args", "line"),
+    [
+        ({"RUMINATION_BROWSER_EXECUTABLE": "/nowhere/chromium"}, ["--browser", "always"],
+         "error: browser_executable /nowhere/chromium not found; rendering pages needs "
+         "Chromium: apt install chromium"),
+        ({}, ["--browser", "sometimes"], "error: invalid setting browser: Input should be "
+         "'auto', 'always' or 'never'"),
+    ],
+)
+def test_browser_problems_are_one_line_and_exit_2(
+    servers: Any, extra_env: dict[str, str], args: list[str], line: str
+) -> None:
+    site, _ = servers
+    done = subprocess.run(
+        [sys.executable, "-m", "rumination", "extract", f"{site}/js", *args],
+        capture_output=True, text=True, env={**os.environ, **extra_env}, timeout=60,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith(line), done.stderr
