@@ -40,6 +40,8 @@ class Page(BaseModel):
     text: str
     content_type: str = "text/plain"
     published: str | None = None
+    rendered: bool = False
+    """Its text was read from the DOM of a headless browser (the plain page needed JavaScript)."""
     """Publication date (YYYY-MM-DD) when the document states one."""
 
 
@@ -51,6 +53,9 @@ class Source(BaseModel):
     title: str
     snippet: str = Field(default="", exclude=True)
     fetched_at: datetime | None = None
+    rendered: bool = Field(
+        default=False, description="its text was read in a headless browser (JavaScript page)"
+    )
 
 
 class Usage(BaseModel):

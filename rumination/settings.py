@@ -161,6 +161,26 @@ class Settings(BaseModel):
         3, ge=0, le=20, description="top search hits fetched while the model thinks (0: off)"
     )
     fetch_per_host: int = Field(4, ge=1, le=64, description="concurrent fetches per host")
+    browser: Literal["auto", "always", "never"] = Field(
+        "auto", description="render pages in headless Chromium (extra browser): auto renders an "
+        "HTML page when the plain fetch looks like a script shell, always renders every HTML "
+        "page, never renders none; auto without Playwright or a browser renders none"
+    )
+    browser_executable: str | None = Field(
+        None, description="the Chromium to run; default: chromium, chromium-browser or "
+        "google-chrome on PATH, else Playwright's own browser if installed"
+    )
+    browser_timeout_s: float = Field(
+        15.0, gt=0, description="hard cap on rendering one page; the DOM as it stands then is read"
+    )
+    browser_settle_s: float = Field(
+        1.0, gt=0, description="a rendered page is read once the network has been idle for "
+        "500 ms or its text has not changed for this long"
+    )
+    browser_max_bytes: int = Field(
+        10_000_000, gt=0, description="bytes one rendered page may load, its resources included"
+    )
+    browser_pages: int = Field(2, ge=1, le=16, description="pages rendering at once")
     http_cache: bool = Field(False, description="keep fetched pages on disk across runs")
     http_cache_path: str | None = Field(
         None, description="default: $XDG_CACHE_HOME/rumination/http-cache.db"

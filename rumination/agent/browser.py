@@ -158,20 +158,20 @@ class Browser:
                     failure="fetch_failed",
                 )
             reading = self._readings[source.source_id] = _Reading(page)
-        self.registry.mark_fetched(source.source_id)
+        self.registry.mark_fetched(source.source_id, rendered=reading.page.rendered)
         text = reading.page.text
         if reading.offset >= len(text):
             reading.offset = 0  # read past the end: start over rather than show nothing
         observation, reading.offset = page_window(
             source.source_id, source.title, source.url, text, reading.offset, self.window_chars,
-            published=reading.page.published,
+            published=reading.page.published, rendered=reading.page.rendered,
         )
         return Observation(observation, new)
 
 
 def page_window(
     source_id: int, title: str, url: str, text: str, start: int, size: int,
-    *, published: str | None = None,
+    *, published: str | None = None, rendered: bool = False,
 ) -> tuple[str, int]:
     """The observation showing `text` from `start` (about `size` characters, ending at a
     break) under its header, and where that window ends. `title` is already one line."""
@@ -182,6 +182,7 @@ def page_window(
         title=title,
         url=one_line(url, 2000),
         published=published,
+        rendered=rendered,
         start_percent=_percent(start, len(text)) if start else 0,
         end_percent=_percent(end, len(text)),
         more=end < len(text),

@@ -64,7 +64,7 @@ class TurnLoop:
         self.state = state
         self.on_event = on_event
         # each source as last committed
-        self._saved: dict[int, tuple[str, str, str, datetime | None]] = {}
+        self._saved: dict[int, tuple[str, str, str, datetime | None, bool]] = {}
 
     async def _checkpoint(self, turn: Turn) -> None:
         """Commit the turn before the next request: a crash loses at most the turn in flight.
@@ -74,7 +74,8 @@ class TurnLoop:
         if self.store is None:
             return
         sources = self.state.registry.all()
-        rows = {s.source_id: (s.url, s.title, s.snippet, s.fetched_at) for s in sources}
+        rows = {s.source_id: (s.url, s.title, s.snippet, s.fetched_at, s.rendered)
+                for s in sources}
         changed = [s for s in sources if self._saved.get(s.source_id) != rows[s.source_id]]
         await asyncio.to_thread(self.store.save_turn, self.state.run_id, turn, changed)
         self._saved = rows

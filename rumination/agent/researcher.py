@@ -26,6 +26,7 @@ from rumination.llm.protocol import kept_text, parse_turn
 from rumination.llm.provenance import mark_simulated
 from rumination.llm.tokens import TokenCounter
 from rumination.models import Message, Report, Usage
+from rumination.reading.browser_render import page_fetcher
 from rumination.reading.fetch import PageFetcher
 from rumination.reading.untrusted import question_text
 from rumination.settings import Settings
@@ -169,7 +170,7 @@ class Researcher:
             llm = await parts.enter_async_context(pool.lease(run_id))
         fetcher = self._fetcher
         if fetcher is None:
-            fetcher = PageFetcher.from_settings(s)
+            fetcher = page_fetcher(s)
             parts.push_async_callback(fetcher.aclose)
         return llm, backend, fetcher
 

@@ -28,6 +28,7 @@ from rumination.llm.client import ChatModel, LLMClient
 from rumination.llm.protocol import clean_final_answer
 from rumination.llm.provenance import mark_simulated
 from rumination.models import Message, Report, SearchHit, Turn, Usage
+from rumination.reading.browser_render import page_fetcher
 from rumination.reading.fetch import PageFetcher
 from rumination.reading.untrusted import neutralise, one_line, question_text
 from rumination.settings import Settings
@@ -236,7 +237,7 @@ async def run_write(
         retries=s.retries, stream=s.stream,
     )
     own_backend = backend or create_backend(s)
-    own_fetcher = fetcher or PageFetcher.from_settings(s)
+    own_fetcher = fetcher or page_fetcher(s)
     try:
         with traced(on_event) as on_event:
             return await write_report(question, s, own_llm, own_backend, own_fetcher,

@@ -12,6 +12,7 @@ from rumination.cli.common import guarded, progress_handler, run_settings
 from rumination.cli.options import (
     BackendOpt,
     BackendOptsOpt,
+    BrowserOpt,
     CorpusOpt,
     CostBudgetOpt,
     ExecutorOpt,
@@ -66,6 +67,7 @@ def batch(
     mode: ModeOpt = None,
     store: StoreOpt = None,
     trace: TraceOpt = None,
+    browser: BrowserOpt = None,
 ) -> None:
     """Run every job in JOBS_FILE; re-running skips finished jobs and resumes interrupted ones.
     The options are defaults for every job (and override what a resumed run stored); a job's
@@ -83,7 +85,7 @@ def batch(
         jobs = load_jobs(jobs_file)
         settings = run_settings(
             llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store,
-            max_total_tokens=max_total_tokens, max_cost=max_cost,
+            browser=browser, max_total_tokens=max_total_tokens, max_cost=max_cost,
         )
         destination = OutDir.open(out_dir)
         runner = Batch(jobs, destination, settings, render_report,

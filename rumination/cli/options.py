@@ -84,6 +84,12 @@ StoreOpt = Annotated[
     typer.Option("--store", metavar="URL",
                  help="run store: sqlite:///PATH or postgresql://USER@HOST/DB"),
 ]
+BrowserOpt = Annotated[
+    str | None,
+    typer.Option("--browser", metavar="WHEN",
+                 help="render pages in headless Chromium: auto (pages that look like a script "
+                 "shell), always (every HTML page) or never [default: auto]"),
+]
 ModeOpt = Annotated[
     str | None,
     typer.Option("--mode", metavar="MODE", help="rumination (the model researches) or write "

@@ -26,6 +26,7 @@ from rumination.cli.common import (
 from rumination.cli.options import (
     BackendOpt,
     BackendOptsOpt,
+    BrowserOpt,
     CorpusOpt,
     CostBudgetOpt,
     FormatOpt,
@@ -56,6 +57,7 @@ def research(
     mode: ModeOpt = None,
     store: StoreOpt = None,
     trace: TraceOpt = None,
+    browser: BrowserOpt = None,
 ) -> None:
     """Research QUESTION with the model and write a cited report."""
 
@@ -66,7 +68,7 @@ def research(
 
         settings = run_settings(
             llm_url, model, backend, corpus, None, max_turns, mode, backend_opt, store,
-            max_total_tokens=max_total_tokens, max_cost=max_cost,
+            browser=browser, max_total_tokens=max_total_tokens, max_cost=max_cost,
         )
         if settings.corpus and not Path(settings.corpus).is_file():
             raise UsageError(f"corpus not found: {settings.corpus}")

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # the framework is imported inside each command: `--help` sta
     from rumination.search_backends.corpus import FileEvent
 from rumination.cli.app import app
 from rumination.cli.common import guarded
-from rumination.cli.options import ModelOpt
+from rumination.cli.options import BrowserOpt, ModelOpt
 
 
 @app.command()
@@ -186,6 +186,7 @@ def extract(
                        "http(s) URL"),
     ],
     full: Annotated[bool, typer.Option("--full", help="the whole text, not one window")] = False,
+    browser: BrowserOpt = None,
 ) -> None:
     """Print a page's text exactly as the model would see it: the first window with its
     header (page_window_chars), or all of it with --full. Files are read as `rumination
@@ -197,7 +198,7 @@ def extract(
         from rumination.agent.preview import preview
         from rumination.settings import Settings
 
-        settings = Settings.load()
+        settings = Settings.load(browser=browser)
         sys.stdout.write(asyncio.run(preview(target, settings, full=full)) + "\n")
 
     guarded(body)

@@ -31,6 +31,7 @@ from rumination.events import Event
 from rumination.llm.client import LLMClient
 from rumination.llm.endpoints import EndpointPool
 from rumination.llm.server_answers import model_not_served
+from rumination.reading.browser_render import page_fetcher
 from rumination.reading.fetch import PageFetcher
 from rumination.service.eventlog import EventLog
 from rumination.settings import Settings
@@ -98,7 +99,7 @@ class RunQueue:
         (accepted before a restart, or interrupted by one), oldest first."""
         # shared by every run: one connection pool per LLM endpoint and for page fetches
         self._pool = EndpointPool.from_settings(self.settings)
-        self._fetcher = PageFetcher.from_settings(self.settings)
+        self._fetcher = page_fetcher(self.settings)
         if take_up:
             for record in await asyncio.to_thread(self.store.runs_with_status, QUEUED):
                 settings = Settings.load_saved(record.settings_json)

@@ -76,6 +76,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX job_claims_by_status ON job_claims(batch, status, position)
     """,
+    "ALTER TABLE sources ADD COLUMN rendered INTEGER NOT NULL DEFAULT 0",
 ]
 # The same schema, version for version, in PostgreSQL's types; `seq` keeps insertion order.
 POSTGRES_MIGRATIONS: list[str] = [
@@ -84,6 +85,7 @@ POSTGRES_MIGRATIONS: list[str] = [
     ),
     MIGRATIONS[1],
     MIGRATIONS[2].replace("REAL", "DOUBLE PRECISION"),
+    MIGRATIONS[3],
 ]
 
 _RUN_RECORD_SELECT = (  # the columns of RunRecord, in order
@@ -213,11 +215,14 @@ class RunStore:
                  turn.model_seconds, turn.tool_seconds, turn.usage.cached_prompt_tokens),
             )
             tx.executemany(
-                "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, source_id)"
+                "INSERT INTO sources (run_id, source_id, url, title, snippet, fetched_at, rendered)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, source_id)"
                 " DO UPDATE SET url = excluded.url, title = excluded.title,"
-                " snippet = excluded.snippet, fetched_at = excluded.fetched_at",
+                " snippet = excluded.snippet, fetched_at = excluded.fetched_at,"
+                " rendered = excluded.rendered",
                 [(run_id, s.source_id, s.url, s.title, s.snippet,
-                  s.fetched_at.isoformat() if s.fetched_at else None) for s in sources],
+                  s.fetched_at.isoformat() if s.fetched_at else None, int(s.rendered))
+                 for s in sources],
             )
             tx.execute("UPDATE runs SET updated_at = ? WHERE run_id = ?", (_now(), run_id))
 
@@ -261,12 +266,13 @@ class RunStore:
 
     def sources(self, run_id: str) -> list[Source]:
         rows = self.db.query(
-            "SELECT source_id, url, title, snippet, fetched_at FROM sources"
+            "SELECT source_id, url, title, snippet, fetched_at, rendered FROM sources"
             " WHERE run_id = ? ORDER BY source_id", (run_id,),
         )
         return [
             Source(source_id=r[0], url=r[1], title=r[2], snippet=r[3],
-                   fetched_at=datetime.fromisoformat(r[4]) if r[4] else None)
+                   fetched_at=datetime.fromisoformat(r[4]) if r[4] else None,
+                   rendered=bool(r[5]))
             for r in rows
         ]
 
