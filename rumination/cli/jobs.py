@@ -10,7 +10,8 @@ import typer
 from rumination.wording import cited, plural
 
 if TYPE_CHECKING:  # the framework is imported inside each command: `--help` stays fast
-    pass
+    from rumination.jobs.files import Job
+    from rumination.settings import Settings
 from rumination.cli.app import app
 from rumination.cli.common import guarded, progress_handler, run_settings
 from rumination.cli.options import (
@@ -28,6 +29,15 @@ from rumination.cli.options import (
     TurnsOpt,
     WorkersOpt,
 )
+
+
+def check_formats(settings: Settings, jobs: list[Job]) -> None:
+    """Every format the jobs will write can be written here (a missing extra is reported
+    now, not after the first run)."""
+    from rumination.reports.render import check_format
+
+    for chosen in {settings.format} | {job.format for job in jobs if job.format}:
+        check_format(chosen)
 
 
 @app.command()
@@ -67,14 +77,15 @@ def batch(
         from rumination.jobs.executors import make_executor
         from rumination.jobs.files import load_jobs
         from rumination.jobs.outdir import OutDir
-        from rumination.reports.render import render_report
+        from rumination.reports.render import report_bytes
 
         jobs = load_jobs(jobs_file)
         settings = run_settings(
             llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store
         )
+        check_formats(settings, jobs)
         destination = OutDir.open(out_dir)
-        runner = Batch(jobs, destination, settings, render_report,
+        runner = Batch(jobs, destination, settings, report_bytes,
                        executor=make_executor(executor, concurrency, workers, ray_address),
                        on_event=progress_handler(trace))  # fmt: skip
         results = asyncio.run(runner.run())
@@ -121,7 +132,7 @@ def schedule(
         from rumination.jobs.files import load_jobs
         from rumination.jobs.outdir import OutDir
         from rumination.jobs.schedule import Schedule, Scheduler, load_schedules
-        from rumination.reports.render import render_report
+        from rumination.reports.render import report_bytes
 
         make_executor(executor, 1, workers, ray_address)  # a bad choice is reported now
         schedules = load_schedules(schedules_file)
@@ -130,10 +141,12 @@ def schedule(
         settings = run_settings(
             llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store
         )
+        for item in schedules:
+            check_formats(settings, load_jobs(item.jobs))
         progress = progress_handler()
 
         async def run_batch(item: Schedule, out_dir: OutDir) -> None:
-            batch = Batch(load_jobs(item.jobs), out_dir, settings, render_report,
+            batch = Batch(load_jobs(item.jobs), out_dir, settings, report_bytes,
                           executor=make_executor(executor, item.concurrency, workers,
                                                  ray_address),
                           on_event=progress)  # fmt: skip

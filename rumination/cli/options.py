@@ -46,7 +46,7 @@ OutOpt = Annotated[
 FormatOpt = Annotated[
     str | None,
     typer.Option("--format", metavar="FORMAT",
-                 help="md, html or json [default: from the --out file name, "
+                 help="md, html, json, pdf or docx [default: from the --out file name, "
                  f"else {defaults.FORMAT}]"),
 ]
 TurnsOpt = Annotated[

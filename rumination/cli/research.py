@@ -94,7 +94,7 @@ def demo(
     fmt: Annotated[
         str | None,
         typer.Option("--format", metavar="FORMAT",
-                     help="md, html or json [default: from the --out file name]"),
+                     help="md, html, json, pdf or docx [default: from the --out file name]"),
     ] = None,
     mode: Annotated[str, typer.Option("--mode", help="rumination or write")] = "rumination",
 ) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -24,6 +23,7 @@ from rumination.cli.common import (
     open_run_store,
     progress_handler,
     resume_hint,
+    write_stdout,
 )
 from rumination.cli.options import FormatOpt, OutOpt, StoreOpt
 
@@ -90,7 +90,7 @@ def runs_export(
     ] = None,
     report_fmt: Annotated[
         str | None,
-        typer.Option("--report", help="md, html or json: export only the run's report, "
+        typer.Option("--report", help="md, html, json, pdf or docx: export only the run's report, "
                      "in this format (a finished run)"),
     ] = None,
     store: StoreOpt = None,
@@ -111,7 +111,7 @@ def runs_export(
                 checked_format(out, None, "json")  # checks the place only
             text = export_run(runs, run_id)
         if out is None:
-            sys.stdout.write(text)
+            write_stdout(text)
         else:
             write_atomic(out, text)
 

@@ -24,7 +24,9 @@ from rumination.support.figures import report_counts
 
 
 class Renderer(Protocol):
-    def __call__(self, report: Report, fmt: str, *, citation_style: str) -> str: ...
+    """reports.report_bytes (every format), or reports.render_report (the text formats)."""
+
+    def __call__(self, report: Report, fmt: str, *, citation_style: str) -> str | bytes: ...
 
 
 @dataclass
@@ -87,9 +89,10 @@ async def run_job(job: Job, run_id: str | None, ctx: JobContext) -> JobResult:
             report = await researcher.resume(run_id, on_event=on_event)
         else:
             report = await researcher.run(job.question, on_event=on_event)
-        text = ctx.render(report, settings.format, citation_style=settings.citation_style)
+        rendered = ctx.render(report, settings.format, citation_style=settings.citation_style)
         try:
-            ctx.out_dir.write_text(name, text)
+            ctx.out_dir.write_bytes(
+                name, rendered.encode("utf-8") if isinstance(rendered, str) else rendered)
         except OSError as exc:
             raise write_failure(ctx.out_dir.location(name), exc, report.run_id, True) from None
     except RuminationError as exc:
