@@ -66,7 +66,7 @@ def figures_line(figures: ReportFigures) -> str:
 def run_settings(
     llm_url: list[str] | None, model: str | None, backend: str | None, corpus: str | None,
     fmt: str | None, max_turns: int | None, mode: str | None, backend_opt: list[str] | None,
-    store: str | None = None,
+    store: str | None = None, changes: bool | None = None,
 ) -> Settings:
     """Settings from every layer, with the model and backend options shared by research,
     batch and schedule on top."""
@@ -74,8 +74,11 @@ def run_settings(
 
     settings = Settings.load(
         llm_url=llm_urls(llm_url), model=model, backend=backend, corpus=corpus, format=fmt,
-        max_turns=max_turns, mode=mode, store_url=store,
+        max_turns=max_turns, mode=mode, store_url=store, changes=changes,
     )
+    if settings.changes and not settings.keep_runs:
+        raise UsageError("--changes compares a report with the stored runs before it: it "
+                         "needs the run store (keep_runs = true)")
     if not backend_opt:
         return settings
     chosen = {**settings.backends.get(settings.backend, {}), **option_pairs(backend_opt)}

@@ -17,6 +17,7 @@ from rumination.cli.common import guarded, progress_handler, run_settings
 from rumination.cli.options import (
     BackendOpt,
     BackendOptsOpt,
+    ChangesOpt,
     CorpusOpt,
     ExecutorOpt,
     FormatOpt,
@@ -65,6 +66,7 @@ def batch(
     mode: ModeOpt = None,
     store: StoreOpt = None,
     trace: TraceOpt = None,
+    changes: ChangesOpt = False,
 ) -> None:
     """Run every job in JOBS_FILE; re-running skips finished jobs and resumes interrupted ones.
     The options are defaults for every job (and override what a resumed run stored); a job's
@@ -81,7 +83,8 @@ def batch(
 
         jobs = load_jobs(jobs_file)
         settings = run_settings(
-            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store
+            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store,
+            changes or None,
         )
         check_formats(settings, jobs)
         destination = OutDir.open(out_dir)
@@ -120,6 +123,11 @@ def schedule(
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
     workers: WorkersOpt = 2,
+    changes: Annotated[
+        bool | None, typer.Option("--changes/--no-changes", help="open each report with what "
+                                  "changed since the job's last run [default: on when runs "
+                                  "are kept]")
+    ] = None,
 ) -> None:
     """Run batch jobs on cron schedules until stopped (Ctrl-C). The options are defaults
     for every job."""
@@ -133,14 +141,17 @@ def schedule(
         from rumination.jobs.outdir import OutDir
         from rumination.jobs.schedule import Schedule, Scheduler, load_schedules
         from rumination.reports.render import report_bytes
+        from rumination.settings import Settings
 
         make_executor(executor, 1, workers, ray_address)  # a bad choice is reported now
         schedules = load_schedules(schedules_file)
         for item in schedules:
             load_jobs(item.jobs)  # a bad jobs file is reported now, not at 6 a.m. on Monday
         settings = run_settings(
-            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store
+            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store, changes
         )
+        if changes is None:  # on by default: a schedule's readers read every week's report
+            settings = Settings.load_over(settings, {"changes": settings.keep_runs})
         for item in schedules:
             check_formats(settings, load_jobs(item.jobs))
         progress = progress_handler()

@@ -49,6 +49,10 @@ FormatOpt = Annotated[
                  help="md, html, json, pdf or docx [default: from the --out file name, "
                  f"else {defaults.FORMAT}]"),
 ]
+ChangesOpt = Annotated[
+    bool, typer.Option("--changes", help="open the report with what changed since the last "
+                       "run of the same job (or question)")
+]
 TurnsOpt = Annotated[
     int | None,
     typer.Option("--max-turns", metavar="N",

@@ -26,6 +26,7 @@ from rumination.cli.common import (
 from rumination.cli.options import (
     BackendOpt,
     BackendOptsOpt,
+    ChangesOpt,
     CorpusOpt,
     FormatOpt,
     LlmUrl,
@@ -52,6 +53,7 @@ def research(
     mode: ModeOpt = None,
     store: StoreOpt = None,
     trace: TraceOpt = None,
+    changes: ChangesOpt = False,
 ) -> None:
     """Research QUESTION with the model and write a cited report."""
 
@@ -61,7 +63,8 @@ def research(
         from rumination.agent.sync import research as run_research
 
         settings = run_settings(
-            llm_url, model, backend, corpus, None, max_turns, mode, backend_opt, store
+            llm_url, model, backend, corpus, None, max_turns, mode, backend_opt, store,
+            changes or None,
         )
         if settings.corpus and not Path(settings.corpus).is_file():
             raise UsageError(f"corpus not found: {settings.corpus}")
@@ -80,6 +83,10 @@ def research(
             if started:
                 resume_hint(settings, started[0])
             raise
+        if settings.changes:
+            from rumination.support.changes import with_changes
+
+            report = with_changes(open_run_store(settings), report)
         deliver(report, out, fmt_, settings)
 
     guarded(body)

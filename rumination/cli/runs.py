@@ -118,6 +118,41 @@ def runs_export(
     guarded(body)
 
 
+@runs_app.command("diff")
+def runs_diff(
+    run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="the earlier run")],
+    run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="the later run")],
+    as_json: Annotated[bool, typer.Option("--json", help="the `changes` JSON object")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """What changed from RUN_A's report to RUN_B's: sources cited now and not then and the
+    reverse, statements new or gone, citation accuracy and sources cited before and after."""
+
+    def body() -> None:
+        from rumination.support.changes import compare_reports, stored_report
+
+        runs = open_run_store(url=store, read_only=True)
+        before, since = stored_report(runs, run_a)
+        after, _ = stored_report(runs, run_b)
+        changes = compare_reports(before, after, since)
+        if as_json:
+            typer.echo(changes.model_dump_json(indent=2))
+            return
+        typer.echo(f"changes from run {run_a} ({since}) to run {run_b}")
+        for name, change in changes.figures.items():
+            typer.echo(f"{name}: {change.before} -> {change.after}")
+        for label, sources in (("+ source", changes.new_sources),
+                               ("- source", changes.dropped_sources)):
+            for source in sources:
+                typer.echo(f"{label}  {source.title}  {source.url}")
+        for label, statements in (("+ statement", changes.new_statements),
+                                  ("- statement", changes.removed_statements)):
+            for statement in statements:
+                typer.echo(f"{label}  {statement}")
+
+    guarded(body)
+
+
 @runs_app.command("resume")
 def runs_resume(
     run_id: str,

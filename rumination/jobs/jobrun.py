@@ -20,6 +20,7 @@ from rumination.llm.endpoints import EndpointPool
 from rumination.models import Report
 from rumination.settings import Settings
 from rumination.store.run_store import RunStore
+from rumination.support.changes import with_changes
 from rumination.support.figures import report_counts
 
 
@@ -89,6 +90,9 @@ async def run_job(job: Job, run_id: str | None, ctx: JobContext) -> JobResult:
             report = await researcher.resume(run_id, on_event=on_event)
         else:
             report = await researcher.run(job.question, on_event=on_event)
+        ctx.store.set_job(report.run_id, key)
+        if settings.changes:
+            report = with_changes(ctx.store, report)
         rendered = ctx.render(report, settings.format, citation_style=settings.citation_style)
         try:
             ctx.out_dir.write_bytes(

@@ -103,7 +103,7 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
         """Queue a research run; its id comes back at once and it runs in the background.
         Refused at once (not queued) when the backend is not installed, the LLM server does
         not serve the model (400) or does not answer (503)."""
-        ticket = await queue.submit(body.question, body.overrides())
+        ticket = await queue.submit(body.question, body.overrides(), body.compare_to)
         return view(queue, ticket.run_id)
 
     @api.get("/runs", response_model=RunList, responses=_errors())

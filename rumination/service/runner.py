@@ -28,6 +28,7 @@ from rumination.reading.fetch import PageFetcher
 from rumination.service.eventlog import EventLog
 from rumination.settings import Settings
 from rumination.store.run_store import FINISHED, INTERRUPTED, RUNNING, RunRecord, RunStore
+from rumination.support.changes import PREVIOUS, stored_report, with_changes
 
 QUEUED, CANCELLED = "queued", "cancelled"  # states a run has only inside the service
 PROBE_TIMEOUT_S = 5.0  # for the /v1/models check before a run is queued
@@ -57,6 +58,7 @@ class Ticket:
     status: str = QUEUED
     error: str | None = None
     task: asyncio.Task[Any] | None = field(default=None, repr=False)
+    compare_to: str | None = None  # "previous" or a run id: the report says what changed
 
 
 def default_events_dir() -> Path:
@@ -99,9 +101,10 @@ class RunQueue:
         for probe in self._probes.values():
             await probe.aclose()
 
-    async def submit(self, question: str, overrides: dict[str, Any]) -> Ticket:
+    async def submit(self, question: str, overrides: dict[str, Any],
+                     compare_to: str | None = None) -> Ticket:
         """Queue a new run once its backend and model are known to work; its id is known
-        at once."""
+        at once. `compare_to`: "previous" or the id of a finished run (checked now)."""
         question = question.strip()
         if not question:
             raise UsageError("the question is empty")
@@ -110,8 +113,11 @@ class RunQueue:
             raise UsageError("the service researches in mode 'rumination' only")
         installed_backend(settings.backend)
         await self.check_model(settings)
+        if compare_to not in (None, PREVIOUS):
+            stored_report(self.store, compare_to)
         run_id = new_run_id()
-        return self._enqueue(Ticket(run_id, question, settings, False, self.log(run_id)))
+        return self._enqueue(Ticket(run_id, question, settings, False, self.log(run_id),
+                                    compare_to=compare_to))
 
     async def check_model(self, settings: Settings) -> None:
         """ModelNotServed when an LLM server of `settings` lists models but not its model;
@@ -232,8 +238,10 @@ class RunQueue:
             if ticket.resume:
                 await researcher.resume(ticket.run_id, on_event=ticket.log.append)
             else:
-                await researcher.run(ticket.question, on_event=ticket.log.append,
-                                     run_id=ticket.run_id)
+                report = await researcher.run(ticket.question, on_event=ticket.log.append,
+                                              run_id=ticket.run_id)
+                if ticket.compare_to is not None:
+                    with_changes(self.store, report, ticket.compare_to)
             ticket.status = FINISHED
         except asyncio.CancelledError:
             ticket.status = INTERRUPTED

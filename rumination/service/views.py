@@ -27,9 +27,14 @@ class RunRequest(BaseModel):
     model: str | None = Field(default=None, description="served model name on the server's LLM")
     search_language: str | None = Field(default=None, max_length=16)
     max_wall_time_s: float | None = Field(default=None, gt=0)
+    compare_to: str | None = Field(
+        default=None, pattern=r"^(previous|[A-Za-z0-9_-]{1,64})$",
+        description='"previous" (the last finished run of the same question) or a run id: '
+        'the report opens with what changed since that run'
+    )
 
     def overrides(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"question"}, exclude_none=True)
+        return self.model_dump(exclude={"question", "compare_to"}, exclude_none=True)
 
 
 class RunView(BaseModel):
