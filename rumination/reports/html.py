@@ -23,8 +23,7 @@ from rumination.citation_marks import REFERENCE
 from rumination.cjk import has_cjk
 from rumination.errors import UsageError
 from rumination.models import CheckedStatement, Report
-from rumination.reports.labels import provenance_label
-from rumination.reports.render import changes_lines
+from rumination.reports.labels import changes_lines, provenance_label
 from rumination.templates import render
 
 if TYPE_CHECKING:

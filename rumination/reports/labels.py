@@ -1,4 +1,5 @@
-"""The line that says who wrote a report, shared by every format."""
+"""What every format says the same way: who wrote the report, and the figures' deltas of
+its "Changes since" section."""
 
 from __future__ import annotations
 
@@ -10,3 +11,20 @@ def provenance_label(report: Report) -> str:
     if report.simulated:
         label += " — SIMULATED: written by the built-in protocol simulator, not by an LLM"
     return label
+
+
+def changes_lines(report: Report) -> list[str]:
+    """The figures' deltas of report.changes, one plain line each ([] without changes)."""
+    if report.changes is None:
+        return []
+    lines = []
+    for name, change in report.changes.figures.items():
+        label = name.replace("_", " ").capitalize()
+        lines.append(f"{label}: {_figure(name, change.before)} → {_figure(name, change.after)}")
+    return lines
+
+
+def _figure(name: str, value: float | None) -> str:
+    if value is None:
+        return "not checked"
+    return f"{value:.1%}" if name == "citation_accuracy" else f"{value:g}"

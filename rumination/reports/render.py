@@ -10,7 +10,7 @@ import re
 from rumination.citation_marks import REFERENCE
 from rumination.errors import UsageError
 from rumination.models import Report
-from rumination.reports.labels import provenance_label
+from rumination.reports.labels import changes_lines, provenance_label
 from rumination.templates import render
 
 TEXT_FORMATS = ("md", "json", "html")
@@ -100,23 +100,6 @@ def render_markdown(report: Report, citation_style: str = "numbered") -> str:
         changes=report.changes, changes_lines=changes_lines(report),
     )
     return text + "\n"
-
-
-def changes_lines(report: Report) -> list[str]:
-    """The figures' deltas of report.changes, one plain line each ([] without changes)."""
-    if report.changes is None:
-        return []
-    lines = []
-    for name, change in report.changes.figures.items():
-        label = name.replace("_", " ").capitalize()
-        lines.append(f"{label}: {_figure(name, change.before)} → {_figure(name, change.after)}")
-    return lines
-
-
-def _figure(name: str, value: float | None) -> str:
-    if value is None:
-        return "not checked"
-    return f"{value:.1%}" if name == "citation_accuracy" else f"{value:g}"
 
 
 def render_report(report: Report, fmt: str = "md", *, citation_style: str = "numbered") -> str:

@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 from rumination.errors import UsageError
 from rumination.models import CheckedStatement, Report
 from rumination.reports.html import answer_tokens, linkable
-from rumination.reports.labels import provenance_label
-from rumination.reports.render import changes_lines
+from rumination.reports.labels import changes_lines, provenance_label
 
 if TYPE_CHECKING:
     from docx.document import Document
