@@ -146,8 +146,8 @@ class ChangedSource(BaseModel):
 
 
 class FigureChange(BaseModel):
-    before: float | None
-    after: float | None
+    before: int | float | None  # a count stays an int in JSON, a share is a float
+    after: int | float | None
 
 
 class ReportChanges(BaseModel):

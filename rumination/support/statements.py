@@ -21,6 +21,7 @@ _MARKDOWN = re.compile(
     r"^\s{0,3}(?:#{1,6}\s+|[-*+]\s+|\d+[.)]\s+|>\s*)|[*_`|]+|\[([^\]]*)\]\([^)]*\)"
 )
 _WORD = re.compile(r"\w{2,}")
+_SPACED_REFERENCE = re.compile(r"[ \t]*" + REFERENCE.pattern)
 _HEADING_LINE = re.compile(r"^\s{0,3}#{1,6}\s.*$", re.MULTILINE)
 
 
@@ -75,7 +76,7 @@ def cited_statements(answer: str, numbers: set[int]) -> list[CitedStatement]:
 def sentences(answer: str, min_words: int = 3) -> list[str]:
     """The answer's sentences as plain text: Markdown syntax, citation references, headings
     and code fences left out; fragments of fewer than `min_words` words skipped."""
-    text = REFERENCE.sub(" ", _HEADING_LINE.sub(" ", _FENCE.sub(" ", answer)))
+    text = _SPACED_REFERENCE.sub("", _HEADING_LINE.sub(" ", _FENCE.sub(" ", answer)))
     starts = _sentence_starts(text)
     found = []
     for begin, end in zip(starts, [*starts[1:], len(text)], strict=True):
