@@ -202,7 +202,7 @@ def eval_suite(
         import asyncio
 
         from rumination.jobs.evaluation import load_previous, load_suite, run_eval, summary_table
-        from rumination.reports.render import render_report
+        from rumination.reports.render import report_bytes
         from rumination.settings import Settings
 
         items = load_suite(suite)
@@ -212,7 +212,7 @@ def eval_suite(
         judging = {"judge": judge, "judge_url": judge_url, "judge_model": judge_model}
         settings = Settings.load_over(settings, {k: v for k, v in judging.items() if v})
         results, summary = asyncio.run(run_eval(
-            items, out_dir, settings, render_report, concurrency=concurrency,
+            items, out_dir, settings, report_bytes, concurrency=concurrency,
             previous=previous, on_event=progress_handler(trace),
         ))
         typer.echo(summary_table(summary, previous))
