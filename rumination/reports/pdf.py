@@ -29,9 +29,11 @@ body { font-size: 11pt; }
 .question { string-set: question content(); }
 header, main, footer { max-width: none; padding-left: 0; padding-right: 0; }
 header { padding-top: 0; }
-.meta, .figures { display: block; }
-.meta div, .figures div { display: inline-block; margin: 0 1.2em .2em 0; }
-dt, dd { display: inline; }
+body .meta, body .figures { display: block; }
+body .meta div, body .figures div { display: inline-block; margin: 0 1.4em .25em 0;
+                                    white-space: nowrap; }
+body dt, body dd { display: inline; }
+body dt::after { content: " "; }
 .cite .evidence { display: none !important; }
 table { display: table; }
 pre { white-space: pre-wrap; }
