@@ -77,13 +77,18 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def write_failure(path: Path | str, exc: OSError, run_id: str, stored: bool) -> UsageError:
-    """The one-line error for a report that could not be written after its run finished."""
+def write_failure(path: Path | str, exc: OSError, run_id: str, stored: bool,
+                  printed: bool = True) -> UsageError:
+    """The one-line error for a report that could not be written after its run finished;
+    `printed`: a text report went to stdout instead (a PDF or Word file never does)."""
     reason = exc.strerror or str(exc)
     if stored:
         return UsageError(f"cannot write the report to {path}: {reason}; the run is stored, "
                           f"recover it with `rumination runs export {run_id} --report "
                           f"{FORMAT_BY_SUFFIX.get(Path(path).suffix.lower(), 'md')} --out FILE`")
+    if not printed:
+        return UsageError(f"cannot write the report to {path}: {reason}; the run store is "
+                          "off, so it is lost: write it somewhere writable, or keep runs")
     return UsageError(f"cannot write the report to {path}: {reason}; it was printed on "
                       "stdout instead (the run store is off)")  # fmt: skip
 

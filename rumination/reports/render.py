@@ -75,6 +75,16 @@ def to_footnotes(answer: str, numbers: set[int]) -> str:
     )
 
 
+def _changed_sources(report: Report) -> dict[str, list[dict[str, str]]]:
+    """report.changes' new and dropped sources as Markdown link parts, escaped."""
+    changes = report.changes
+    if changes is None:
+        return {"new": [], "dropped": []}
+    return {kind: [{"title": _md_text(s.title), "url": _md_url(s.url)} for s in sources]
+            for kind, sources in (("new", changes.new_sources),
+                                  ("dropped", changes.dropped_sources))}
+
+
 def render_markdown(report: Report, citation_style: str = "numbered") -> str:
     if citation_style not in CITATION_STYLES:
         raise ValueError(f"unknown citation style {citation_style!r}")
@@ -98,6 +108,7 @@ def render_markdown(report: Report, citation_style: str = "numbered") -> str:
         footnotes=footnotes, warnings=report.warnings, label=provenance_label(report),
         accuracy=support_line(report), unsupported=unsupported,
         changes=report.changes, changes_lines=changes_lines(report),
+        changed_sources=_changed_sources(report),
     )
     return text + "\n"
 
