@@ -247,3 +247,48 @@ def test_the_api_compares_a_run_with_the_previous_one_of_its_question(tmp_path: 
         assert third["changes"]["since_run"] == first["run_id"]
         unknown = client.post("/runs", json={"question": QUESTION, "compare_to": "nosuchrun"})
         assert unknown.status_code == 400 and "nosuchrun" in unknown.json()["error"]
+
+
+def test_every_format_opens_with_the_changes_section() -> None:
+    pytest.importorskip("weasyprint")
+    import io
+
+    import docx
+    import pypdf
+
+    from rumination.models import ChangedSource, FigureChange, ReportChanges
+    from rumination.reports.render import report_bytes
+
+    before = report("Otters were hunted for fur in the Pacific.", ["https://example.org/fur"])
+    changed = report("Otters now number over three thousand in California [1].",
+                     ["https://example.org/count"], accuracy=1.0).model_copy(update={
+        "changes": ReportChanges(
+            since_run="abc123", since="2026-11-30T06:00:00+00:00",
+            new_sources=[ChangedSource(url="https://example.org/count", title="Otter count")],
+            dropped_sources=[ChangedSource(url="https://example.org/fur", title="Fur [trade]")],
+            new_statements=["Otters now number over three thousand in California."],
+            removed_statements=["Otters were hunted for fur in the Pacific."],
+            figures={"citation_accuracy": FigureChange(before=0.5, after=1.0),
+                     "sources_cited": FigureChange(before=1, after=1)},
+        )})  # fmt: skip
+    assert before.changes is None
+
+    markdown = render_report(changed, "md")
+    assert markdown.startswith("## Changes since 2026-11-30\n")
+    assert "- [Fur \\[trade\\]](https://example.org/fur)" in markdown
+    assert "- Citation accuracy: 50.0% → 100.0%" in markdown
+    html = render_report(changed, "html")
+    assert html.index('id="changes"') < html.index('class="answer"')
+    assert '<a href="https://example.org/count" rel="noopener noreferrer">Otter count</a>' in html
+    data = json.loads(render_report(changed, "json"))
+    assert data["changes"]["figures"]["sources_cited"] == {"before": 1, "after": 1}
+
+    pdf = pypdf.PdfReader(io.BytesIO(report_bytes(changed, "pdf")))
+    text = pdf.pages[0].extract_text()
+    assert text.index("Changes since 2026-11-30") < text.index("California [1]")
+    assert "Statements gone" in text and "Citation accuracy: 50.0% → 100.0%" in text
+    word = docx.Document(io.BytesIO(report_bytes(changed, "docx")))
+    headings = [p.text for p in word.paragraphs if p.style.name.startswith("Heading")]
+    assert headings[:3] == ["Changes since 2026-11-30", "New sources", "No longer cited"]
+    links = [(link.url, link.text) for p in word.paragraphs for link in p.hyperlinks]
+    assert ("https://example.org/count", "Otter count") in links
