@@ -292,3 +292,29 @@ def test_every_format_opens_with_the_changes_section() -> None:
     assert headings[:3] == ["Changes since 2026-11-30", "New sources", "No longer cited"]
     links = [(link.url, link.text) for p in word.paragraphs for link in p.hyperlinks]
     assert ("https://example.org/count", "Otter count") in links
+
+
+def test_the_previous_run_is_the_last_finished_one_of_the_same_job_or_question(
+    store_url: str,
+) -> None:
+    from rumination.store.run_store import FAILED, FINISHED
+
+    runs = RunStore(store_url)
+
+    def stored(run_id: str, question: str, job: str | None, status: str = FINISHED) -> None:
+        runs.create_run(run_id, question, "m", "local", "rumination", "{}")
+        if job is not None:
+            runs.set_job(run_id, job)
+        finished = report("An answer of several words.", []).model_copy(update={"run_id": run_id})
+        runs.set_status(run_id, status, finished if status == FINISHED else None)
+
+    stored("a1", "otters?", "weekly")
+    stored("b1", "otters?", None)
+    stored("a2", "otters, again?", "weekly")  # the job's question was edited: still the job
+    stored("a3", "otters?", "weekly", FAILED)
+    stored("a4", "otters?", "weekly")
+    stored("b2", "otters?", None)
+    previous = {run_id: (p.run_id if (p := runs.previous_run(run_id)) else None)
+                for run_id in ("a1", "a2", "a4", "b1", "b2")}
+    assert previous == {"a1": None, "a2": "a1", "a4": "a2", "b1": "a1", "b2": "a4"}
+    runs.close()
