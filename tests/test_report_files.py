@@ -264,3 +264,15 @@ def test_the_api_serves_pdf_and_docx_with_their_content_types(
 def test_pdftoppm_is_installed() -> None:
     """CI installs poppler-utils (.ci/run): without it the page test above cannot run."""
     assert shutil.which("pdftoppm")
+
+
+def test_a_pdf_that_cannot_be_written_with_the_store_off_is_said_to_be_lost() -> None:
+    from rumination.jobs.output import write_failure
+
+    denied = PermissionError(13, "Permission denied")
+    text = str(write_failure("/r.md", denied, "run1", stored=False))
+    assert "printed on stdout instead" in text
+    binary = str(write_failure("/r.pdf", denied, "run1", stored=False, printed=False))
+    assert "lost" in binary and "stdout" not in binary
+    stored = str(write_failure("/r.pdf", denied, "run1", stored=True, printed=False))
+    assert "rumination runs export run1 --report pdf --out FILE" in stored

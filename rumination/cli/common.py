@@ -147,11 +147,10 @@ def deliver(report: Report, out: Path | None, fmt: str, settings: Settings) -> N
         try:
             output.write_atomic(out, content)
         except OSError as exc:
-            printed = isinstance(content, str)
-            if not settings.keep_runs and printed:
+            if not settings.keep_runs and isinstance(content, str):
                 sys.stdout.write(content)
             raise output.write_failure(out, exc, report.run_id, settings.keep_runs,
-                                       printed) from None
+                                       printed=isinstance(content, str)) from None
         typer.echo(f"report written to {out}: {counts_phrase(report_counts(report))}", err=True)
     if report.figures is not None:
         typer.echo(figures_line(report.figures), err=True)
