@@ -129,6 +129,7 @@ def runs_diff(
     reverse, statements new or gone, citation accuracy and sources cited before and after."""
 
     def body() -> None:
+        from rumination.reports.labels import changes_lines
         from rumination.support.changes import compare_reports, stored_report
 
         runs = open_run_store(url=store, read_only=True)
@@ -139,8 +140,8 @@ def runs_diff(
             typer.echo(changes.model_dump_json(indent=2))
             return
         typer.echo(f"changes from run {run_a} ({since}) to run {run_b}")
-        for name, change in changes.figures.items():
-            typer.echo(f"{name}: {change.before} -> {change.after}")
+        for line in changes_lines(changes):
+            typer.echo(line)
         for label, sources in (("+ source", changes.new_sources),
                                ("- source", changes.dropped_sources)):
             for source in sources:

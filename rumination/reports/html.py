@@ -150,5 +150,5 @@ def render_html(report: Report) -> str:
         linkable=linkable,
         simulated=report.simulated,
         label=provenance_label(report),
-        changes_lines=changes_lines(report),
+        changes_lines=changes_lines(report.changes),
     ) + "\n"

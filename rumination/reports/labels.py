@@ -3,7 +3,7 @@ its "Changes since" section."""
 
 from __future__ import annotations
 
-from rumination.models import Report
+from rumination.models import Report, ReportChanges
 
 
 def provenance_label(report: Report) -> str:
@@ -13,12 +13,12 @@ def provenance_label(report: Report) -> str:
     return label
 
 
-def changes_lines(report: Report) -> list[str]:
-    """The figures' deltas of report.changes, one plain line each ([] without changes)."""
-    if report.changes is None:
+def changes_lines(changes: ReportChanges | None) -> list[str]:
+    """The figures' deltas of a report's changes, one plain line each ([] without changes)."""
+    if changes is None:
         return []
     lines = []
-    for name, change in report.changes.figures.items():
+    for name, change in changes.figures.items():
         label = name.replace("_", " ").capitalize()
         lines.append(f"{label}: {_figure(name, change.before)} → {_figure(name, change.after)}")
     return lines

@@ -107,7 +107,7 @@ def render_markdown(report: Report, citation_style: str = "numbered") -> str:
         "report.md", package="rumination.reports", answer=answer, sources=sources,
         footnotes=footnotes, warnings=report.warnings, label=provenance_label(report),
         accuracy=support_line(report), unsupported=unsupported,
-        changes=report.changes, changes_lines=changes_lines(report),
+        changes=report.changes, changes_lines=changes_lines(report.changes),
         changed_sources=_changed_sources(report),
     )
     return text + "\n"

@@ -266,7 +266,7 @@ def _changes(document: Document, report: Report) -> None:
         return
     document.add_heading(f"Changes since {changes.since[:10]}", level=1)
     document.add_paragraph(f"Compared with run {changes.since_run}.")
-    for line in changes_lines(report):
+    for line in changes_lines(report.changes):
         document.add_paragraph(line, style="List Bullet")
     for heading, sources in (("New sources", changes.new_sources),
                              ("No longer cited", changes.dropped_sources)):
