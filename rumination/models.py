@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 Role = Literal["system", "user", "assistant", "observation"]
 ToolName = Literal["search", "click", "open", "finish"]
 Mode = Literal["rumination", "write"]
-ReportFormat = Literal["md", "html", "json"]
+ReportFormat = Literal["md", "html", "json", "pdf", "docx"]
 Verdict = Literal["supported", "unsupported", "unsure"]
 
 
@@ -145,6 +145,32 @@ class ReportFigures(BaseModel):
     )
 
 
+class ChangedSource(BaseModel):
+    url: str
+    title: str
+
+
+class FigureChange(BaseModel):
+    before: int | float | None  # a count stays an int in JSON, a share is a float
+    after: int | float | None
+
+
+class ReportChanges(BaseModel):
+    """What changed since an earlier run of the same job (or question): sources cited now
+    and not then and the reverse, statements new or gone (compared as normalised sentences,
+    so a small edit of wording is no change), and the figures before and after."""
+
+    since_run: str = Field(description="the earlier run's id")
+    since: str = Field(description="when the earlier run was made (ISO 8601)")
+    new_sources: list[ChangedSource] = Field(default_factory=list)
+    dropped_sources: list[ChangedSource] = Field(default_factory=list)
+    new_statements: list[str] = Field(default_factory=list)
+    removed_statements: list[str] = Field(default_factory=list)
+    figures: dict[str, FigureChange] = Field(
+        default_factory=dict, description="citation_accuracy and sources_cited, before and after"
+    )
+
+
 # what ended research before the model finished: a budget, or a full context window
 StopKind = Literal["turns", "wall_time", "tokens", "cost", "context_window"]
 
@@ -152,7 +178,8 @@ StopKind = Literal["turns", "wall_time", "tokens", "cost", "context_window"]
 class Report(BaseModel):
     """A finished research job: the answer with its citations resolved and numbered from 1,
     the sources the run showed the model (ids from 0), and what the run cost.
-    `rumination.reports.render_report(report, "md" | "html" | "json")` writes it for readers.
+    `rumination.reports.render_report(report, "md" | "html" | "json")` writes it for readers
+    (`report_bytes` also writes "pdf" and "docx").
 
     Attributes:
         question: the question as asked.
@@ -171,6 +198,7 @@ class Report(BaseModel):
         stopped_by: the budget that ended research (`turns`, `wall_time`, `tokens`, `cost`,
             `context_window`); None when the model finished on its own.
         cost: what `usage` cost at the configured prices; None when no price is set.
+        changes: what changed since an earlier run of the same job (when asked for).
     """
 
     question: str
@@ -193,5 +221,8 @@ class Report(BaseModel):
     )
     cost: float | None = Field(
         default=None, description="the run's cost at the configured prices; null if unpriced"
+    )
+    changes: ReportChanges | None = Field(
+        default=None, description="what changed since an earlier run; null unless asked for"
     )
     extra: dict[str, Any] = Field(default_factory=dict, exclude=True)

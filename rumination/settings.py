@@ -248,6 +248,10 @@ class Settings(BaseModel):
         "numbered", description="Markdown reports: [k] with a numbered source list, or "
         "footnotes"
     )
+    changes: bool = Field(
+        False, description="open a report with what changed since the last run of the same "
+        "job (or question): research and batch --changes; schedule sets it unless --no-changes"
+    )
 
     @field_validator("llm_url", mode="before")
     @classmethod

@@ -222,7 +222,7 @@ def test_bad_requests_get_one_line_json_errors(tmp_path: Path) -> None:
         assert api.delete("/runs/nosuchrun").status_code == 404
         assert api.get("/runs/..%2Fx").status_code in (404, 422)
         assert api.get("/runs", params={"limit": 0}).status_code == 422
-        bad_format = api.get("/runs/abc/report", params={"format": "pdf"})
+        bad_format = api.get("/runs/abc/report", params={"format": "odt"})
         assert bad_format.status_code == 422 and "format" in bad_format.json()["error"]
 
 

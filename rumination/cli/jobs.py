@@ -13,6 +13,7 @@ from rumination.cli.options import (
     BackendOpt,
     BackendOptsOpt,
     BrowserOpt,
+    ChangesOpt,
     CorpusOpt,
     CostBudgetOpt,
     ExecutorOpt,
@@ -30,7 +31,9 @@ from rumination.cli.options import (
 from rumination.wording import cited, plural, spent
 
 if TYPE_CHECKING:  # the framework is imported inside each command: `--help` stays fast
+    from rumination.jobs.files import Job
     from rumination.jobs.jobrun import JobResult
+    from rumination.settings import Settings
 
 
 def batch_spent(results: list[JobResult]) -> str:
@@ -38,6 +41,15 @@ def batch_spent(results: list[JobResult]) -> str:
     costs = [r.cost for r in results if r.cost is not None]
     tokens = sum(r.prompt_tokens + r.completion_tokens for r in results)
     return spent(tokens, sum(costs) if costs else None)
+
+
+def check_formats(settings: Settings, jobs: list[Job]) -> None:
+    """Every format the jobs will write can be written here (a missing extra is reported
+    now, not after the first run)."""
+    from rumination.reports.render import check_format
+
+    for chosen in {settings.format} | {job.format for job in jobs if job.format}:
+        check_format(chosen)
 
 
 @app.command()
@@ -68,6 +80,7 @@ def batch(
     store: StoreOpt = None,
     trace: TraceOpt = None,
     browser: BrowserOpt = None,
+    changes: ChangesOpt = False,
 ) -> None:
     """Run every job in JOBS_FILE; re-running skips finished jobs and resumes interrupted ones.
     The options are defaults for every job (and override what a resumed run stored); a job's
@@ -80,15 +93,17 @@ def batch(
         from rumination.jobs.executors import make_executor
         from rumination.jobs.files import load_jobs
         from rumination.jobs.outdir import OutDir
-        from rumination.reports.render import render_report
+        from rumination.reports.render import report_bytes
 
         jobs = load_jobs(jobs_file)
         settings = run_settings(
             llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store,
-            browser=browser, max_total_tokens=max_total_tokens, max_cost=max_cost,
+            browser=browser, changes=changes or None, max_total_tokens=max_total_tokens,
+            max_cost=max_cost,
         )
+        check_formats(settings, jobs)
         destination = OutDir.open(out_dir)
-        runner = Batch(jobs, destination, settings, render_report,
+        runner = Batch(jobs, destination, settings, report_bytes,
                        executor=make_executor(executor, concurrency, workers, ray_address),
                        on_event=progress_handler(trace))  # fmt: skip
         results = asyncio.run(runner.run())
@@ -127,6 +142,11 @@ def schedule(
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
     workers: WorkersOpt = 2,
+    changes: Annotated[
+        bool | None, typer.Option("--changes/--no-changes", help="open each report with what "
+                                  "changed since the job's last run [default: on when runs "
+                                  "are kept]")
+    ] = None,
 ) -> None:
     """Run batch jobs on cron schedules until stopped (Ctrl-C). The options are defaults
     for every job."""
@@ -139,7 +159,8 @@ def schedule(
         from rumination.jobs.files import load_jobs
         from rumination.jobs.outdir import OutDir
         from rumination.jobs.schedule import Schedule, Scheduler, load_schedules
-        from rumination.reports.render import render_report
+        from rumination.reports.render import report_bytes
+        from rumination.settings import Settings
 
         make_executor(executor, 1, workers, ray_address)  # a bad choice is reported now
         schedules = load_schedules(schedules_file)
@@ -147,12 +168,16 @@ def schedule(
             load_jobs(item.jobs)  # a bad jobs file is reported now, not at 6 a.m. on Monday
         settings = run_settings(
             llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store,
-            max_total_tokens=max_total_tokens, max_cost=max_cost,
+            changes=changes, max_total_tokens=max_total_tokens, max_cost=max_cost,
         )
+        if changes is None:  # on by default: a schedule's readers read every week's report
+            settings = Settings.load_over(settings, {"changes": settings.keep_runs})
+        for item in schedules:
+            check_formats(settings, load_jobs(item.jobs))
         progress = progress_handler()
 
         async def run_batch(item: Schedule, out_dir: OutDir) -> None:
-            batch = Batch(load_jobs(item.jobs), out_dir, settings, render_report,
+            batch = Batch(load_jobs(item.jobs), out_dir, settings, report_bytes,
                           executor=make_executor(executor, item.concurrency, workers,
                                                  ray_address),
                           on_event=progress)  # fmt: skip
@@ -199,7 +224,7 @@ def eval_suite(
         import asyncio
 
         from rumination.jobs.evaluation import load_previous, load_suite, run_eval, summary_table
-        from rumination.reports.render import render_report
+        from rumination.reports.render import report_bytes
         from rumination.settings import Settings
 
         items = load_suite(suite)
@@ -210,7 +235,7 @@ def eval_suite(
         judging = {"judge": judge, "judge_url": judge_url, "judge_model": judge_model}
         settings = Settings.load_over(settings, {k: v for k, v in judging.items() if v})
         results, summary = asyncio.run(run_eval(
-            items, out_dir, settings, render_report, concurrency=concurrency,
+            items, out_dir, settings, report_bytes, concurrency=concurrency,
             previous=previous, on_event=progress_handler(trace),
         ))
         typer.echo(summary_table(summary, previous))

@@ -46,8 +46,12 @@ OutOpt = Annotated[
 FormatOpt = Annotated[
     str | None,
     typer.Option("--format", metavar="FORMAT",
-                 help="md, html or json [default: from the --out file name, "
+                 help="md, html, json, pdf or docx [default: from the --out file name, "
                  f"else {defaults.FORMAT}]"),
+]
+ChangesOpt = Annotated[
+    bool, typer.Option("--changes", help="open the report with what changed since the last "
+                       "run of the same job (or question)")
 ]
 TurnsOpt = Annotated[
     int | None,

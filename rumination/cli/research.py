@@ -27,6 +27,7 @@ from rumination.cli.options import (
     BackendOpt,
     BackendOptsOpt,
     BrowserOpt,
+    ChangesOpt,
     CorpusOpt,
     CostBudgetOpt,
     FormatOpt,
@@ -58,6 +59,7 @@ def research(
     store: StoreOpt = None,
     trace: TraceOpt = None,
     browser: BrowserOpt = None,
+    changes: ChangesOpt = False,
 ) -> None:
     """Research QUESTION with the model and write a cited report."""
 
@@ -68,7 +70,8 @@ def research(
 
         settings = run_settings(
             llm_url, model, backend, corpus, None, max_turns, mode, backend_opt, store,
-            browser=browser, max_total_tokens=max_total_tokens, max_cost=max_cost,
+            browser=browser, changes=changes or None, max_total_tokens=max_total_tokens,
+            max_cost=max_cost,
         )
         if settings.corpus and not Path(settings.corpus).is_file():
             raise UsageError(f"corpus not found: {settings.corpus}")
@@ -87,6 +90,10 @@ def research(
             if started:
                 resume_hint(settings, started[0])
             raise
+        if settings.changes:
+            from rumination.support.changes import with_changes
+
+            report = with_changes(open_run_store(settings), report)
         deliver(report, out, fmt_, settings)
 
     guarded(body)
@@ -101,7 +108,7 @@ def demo(
     fmt: Annotated[
         str | None,
         typer.Option("--format", metavar="FORMAT",
-                     help="md, html or json [default: from the --out file name]"),
+                     help="md, html, json, pdf or docx [default: from the --out file name]"),
     ] = None,
     mode: Annotated[str, typer.Option("--mode", help="rumination or write")] = "rumination",
 ) -> None:

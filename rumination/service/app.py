@@ -22,7 +22,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
 from rumination.errors import LLMError, LLMUnavailable, NotAnLLMServer, UsageError
-from rumination.reports.render import render_report
+from rumination.reports.render import (
+    FILE_FORMATS,
+    FORMATS,
+    MEDIA_TYPES,
+    check_format,
+    render_report,
+    report_bytes,
+)
 from rumination.service.auth import is_allowed
 from rumination.service.limits import BodySizeLimit
 from rumination.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -42,8 +49,6 @@ from rumination.settings import Settings
 from rumination.store.run_store import RunStore, open_store
 
 RUN_ID = Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the run id")
-REPORT_TYPES = {"md": "text/markdown; charset=utf-8", "html": "text/html; charset=utf-8",
-                "json": "application/json"}
 CANCEL_WAIT_S = 10.0
 
 
@@ -110,7 +115,7 @@ def create_app(settings: Settings, store: RunStore | None = None, *,
         """Queue a research run; its id comes back at once and it runs in the background.
         Refused at once (not queued) when the backend is not installed, the LLM server does
         not serve the model (400) or does not answer (503)."""
-        ticket = await queue.submit(body.question, body.overrides())
+        ticket = await queue.submit(body.question, body.overrides(), body.compare_to)
         return await asyncio.to_thread(view, queue, ticket.run_id)
 
     @api.get("/runs", response_model=RunList, responses=_errors())
@@ -152,23 +157,30 @@ def create_app(settings: Settings, store: RunStore | None = None, *,
         )
 
     @api.get(
-        "/runs/{run_id}/report", responses={**_errors(404, 409), 200: {"content": {
-            "text/markdown": {}, "text/html": {}, "application/json": {}}}},
+        "/runs/{run_id}/report", responses={**_errors(400, 404, 409), 200: {"content": {
+            media.split(";")[0]: {} for media in MEDIA_TYPES.values()}}},
         response_class=Response,
     )
     async def run_report(
         run_id: RunId, queue: Queue,
-        format: Annotated[str, Query(pattern="^(md|html|json)$")] = "md",
+        format: Annotated[str, Query(pattern=f"^({'|'.join(FORMATS)})$")] = "md",
     ) -> Response:
-        """The finished run's report, with its citations and sources."""
+        """The finished run's report, with its citations and sources: md, html or json as
+        text, pdf or docx as a file to download (400 when the server lacks the extra)."""
         found = view(queue, run_id, detail=False)
         report = queue.store.report(run_id)
         if report is None:
             raise Conflict(f"run {run_id} has no report (status {found.status})")
+        check_format(format)
+        if format in FILE_FORMATS:
+            content = await asyncio.to_thread(report_bytes, report, format)
+            disposition = f'attachment; filename="{run_id}.{format}"'
+            return Response(content, media_type=MEDIA_TYPES[format],
+                            headers={"Content-Disposition": disposition})
         record = queue.store.get_run(run_id)
         style = json.loads(record.settings_json).get("citation_style", "numbered")
         text = render_report(report, format, citation_style=style)
-        return Response(text, media_type=REPORT_TYPES[format])
+        return Response(text, media_type=MEDIA_TYPES[format])
 
     @api.post("/runs/{run_id}/resume", status_code=202, response_model=RunView,
               responses=_errors(400, 404, 409, 429, 502, 503))

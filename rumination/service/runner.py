@@ -44,6 +44,7 @@ from rumination.store.run_store import (
     RunRecord,
     RunStore,
 )
+from rumination.support.changes import PREVIOUS, stored_report, with_changes
 
 PROBE_TIMEOUT_S = 5.0  # for the /v1/models check before a run is queued
 
@@ -72,6 +73,7 @@ class Ticket:
     status: str = QUEUED
     error: str | None = None
     task: asyncio.Task[Any] | None = field(default=None, repr=False)
+    compare_to: str | None = None  # "previous" or a run id: the report says what changed
 
 
 def default_events_dir() -> Path:
@@ -128,9 +130,10 @@ class RunQueue:
         for probe in self._probes.values():
             await probe.aclose()
 
-    async def submit(self, question: str, overrides: dict[str, Any]) -> Ticket:
+    async def submit(self, question: str, overrides: dict[str, Any],
+                     compare_to: str | None = None) -> Ticket:
         """Queue a new run once its backend and model are known to work; its id is known
-        at once."""
+        at once. `compare_to`: "previous" or the id of a finished run (checked now)."""
         question = question.strip()
         if not question:
             raise UsageError("the question is empty")
@@ -139,11 +142,14 @@ class RunQueue:
             raise UsageError("the service researches in mode 'rumination' only")
         installed_backend(settings.backend)
         await self.check_model(settings)
+        if compare_to not in (None, PREVIOUS):
+            stored_report(self.store, compare_to)
         run_id = new_run_id()
         self._check_room()
         await asyncio.to_thread(self.store.create_run, run_id, question, settings.model,
                                 settings.backend, settings.mode, settings.public_json(), QUEUED)
-        return self._add(Ticket(run_id, question, settings, False, self.log(run_id)))
+        return self._add(Ticket(run_id, question, settings, False, self.log(run_id),
+                                compare_to=compare_to))
 
     async def check_model(self, settings: Settings) -> None:
         """ModelNotServed when an LLM server of `settings` lists models but not its model;
@@ -282,8 +288,10 @@ class RunQueue:
             if ticket.resume:
                 await researcher.resume(ticket.run_id, on_event=tell)
             else:
-                await researcher.run(ticket.question, on_event=tell, run_id=ticket.run_id,
-                                     recorded=True)
+                report = await researcher.run(ticket.question, on_event=tell,
+                                              run_id=ticket.run_id, recorded=True)
+                if ticket.compare_to is not None:
+                    with_changes(self.store, report, ticket.compare_to)
             ticket.status = FINISHED
         except asyncio.CancelledError:
             ticket.status = INTERRUPTED

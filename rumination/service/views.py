@@ -31,9 +31,14 @@ class RunRequest(BaseModel):
                                          "research (prompt + completion)")
     max_cost: float | None = Field(default=None, gt=0, description="cost budget of the research "
                                    "at the server's price_per_1k_* settings")
+    compare_to: str | None = Field(
+        default=None, pattern=r"^(previous|[A-Za-z0-9_-]{1,64})$",
+        description='"previous" (the last finished run of the same question) or a run id: '
+        'the report opens with what changed since that run'
+    )
 
     def overrides(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"question"}, exclude_none=True)
+        return self.model_dump(exclude={"question", "compare_to"}, exclude_none=True)
 
 
 class RunView(BaseModel):

@@ -77,6 +77,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX job_claims_by_status ON job_claims(batch, status, position)
     """,
     "ALTER TABLE sources ADD COLUMN rendered INTEGER NOT NULL DEFAULT 0",
+    # the batch job a run answers (its name): "what changed since" finds the job's last run
+    "ALTER TABLE runs ADD COLUMN job TEXT",
 ]
 # The same schema, version for version, in PostgreSQL's types; `seq` keeps insertion order.
 POSTGRES_MIGRATIONS: list[str] = [
@@ -86,6 +88,7 @@ POSTGRES_MIGRATIONS: list[str] = [
     MIGRATIONS[1],
     MIGRATIONS[2].replace("REAL", "DOUBLE PRECISION"),
     MIGRATIONS[3],
+    MIGRATIONS[4],
 ]
 
 _RUN_RECORD_SELECT = (  # the columns of RunRecord, in order
@@ -234,6 +237,28 @@ class RunStore:
                 " report_json = coalesce(?, report_json) WHERE run_id = ?",
                 (status, _now(), report_json, run_id),
             )
+
+    def set_job(self, run_id: str, job: str) -> None:
+        """Record that `run_id` answers the batch job named `job`."""
+        with self.db.transaction() as tx:
+            tx.execute("UPDATE runs SET job = ? WHERE run_id = ?", (job, run_id))
+
+    def previous_run(self, run_id: str) -> RunRecord | None:
+        """The latest finished run made before `run_id` of the same job (a run of a batch
+        job), else of the same question (an ad-hoc run); None when there is none."""
+        rows = self.db.query("SELECT job, question FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise UsageError(f"no run {run_id!r} in {self.where}")
+        job, question = rows[0]
+        same = "r.job = ?" if job is not None else "r.question = ?"
+        order = self.db.insertion_order
+        found = self.db.query(
+            f"{_RUN_RECORD_SELECT} WHERE {same} AND r.status = ? AND r.report_json IS NOT NULL"
+            f" AND {order} < (SELECT {order} FROM runs r WHERE r.run_id = ?)"
+            f" ORDER BY {order} DESC LIMIT 1",
+            (job if job is not None else question, FINISHED, run_id),
+        )  # fmt: skip
+        return RunRecord(*found[0]) if found else None
 
     def get_run(self, run_id: str) -> RunRecord:
         rows = self.db.query(f"{_RUN_RECORD_SELECT} WHERE r.run_id = ?", (run_id,))
