@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rumination.errors import RuminationError
+from rumination.errors import RuminationError, UsageError
 from rumination.wording import plural
 
 if TYPE_CHECKING:  # the framework is imported inside each command: `--help` stays fast
@@ -109,6 +109,10 @@ def runs_export(
         else:
             if out is not None:
                 checked_format(out, None, "json")  # checks the place only
+                kind = out.suffix.lower().lstrip(".")
+                if kind and kind != "json":
+                    raise UsageError(f"--out {out}: a run's export is JSON; for its report as "
+                                     f"{kind}, add --report {kind}")
             text = export_run(runs, run_id)
         if out is None:
             write_stdout(text)
