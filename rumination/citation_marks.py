@@ -15,8 +15,12 @@ import re
 # (untrusted text is neutralised before it is shown), so a header is always the framework's.
 SOURCE_HEADER = r"【(\d+)†([^†\n】]*)†([^\n】]*)"
 # The opening of a page window: the closed header, the page's `Published:` line if it has
-# one, then `Visible: a% - b%`. Groups: id, title, url, a, b.
-PAGE_HEADER = SOURCE_HEADER + r"】\n(?:Published: [^\n]*\n)?Visible: (\d+)% - (\d+)%"
+# one, the `Rendered:` line of a page read in a browser, then `Visible: a% - b%`.
+# Groups: id, title, url, a, b.
+PAGE_HEADER = (
+    SOURCE_HEADER
+    + r"】\n(?:Published: [^\n]*\n)?(?:Rendered: [^\n]*\n)?Visible: (\d+)% - (\d+)%"
+)
 # A report's reference to citation number k: `[k]`, but not a Markdown link `[k](…)`.
 # Group: k.
 REFERENCE = re.compile(r"\[(\d+)\](?!\()")

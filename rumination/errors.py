@@ -67,6 +67,10 @@ class FetchRefused(FetchError):
     """A URL was refused by the fetch rules (scheme, private address, size)."""
 
 
+class PageTooLarge(FetchRefused):
+    """A body passed its byte cap (as sent or once decompressed)."""
+
+
 class StoreUnavailable(RuminationError):
     """The run store (a PostgreSQL server) stopped answering; the run stays resumable."""
 

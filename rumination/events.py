@@ -10,9 +10,11 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Event:
-    """`kind` is one of: run_started, turn_started, tool_called, source_added, observation,
-    protocol_error, continuation_dropped, compacted, answer_started, answer_delta, warning,
-    finished."""
+    """`kind` is one of: run_started, turn_started, model_answered, tool_called,
+    tool_finished, source_added, observation, protocol_error, continuation_dropped, compacted,
+    answer_started, answer_delta, support_checked, warning, finished (and, from the service
+    and schedules: interrupted, run_error, schedule_fired, schedule_skipped,
+    schedule_failed)."""
 
     kind: str
     data: dict[str, Any] = field(default_factory=dict)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 Role = Literal["system", "user", "assistant", "observation"]
 ToolName = Literal["search", "click", "open", "finish"]
 Mode = Literal["rumination", "write"]
-ReportFormat = Literal["md", "html", "json"]
+ReportFormat = Literal["md", "html", "json", "pdf", "docx"]
 Verdict = Literal["supported", "unsupported", "unsure"]
 
 
@@ -40,6 +40,8 @@ class Page(BaseModel):
     text: str
     content_type: str = "text/plain"
     published: str | None = None
+    rendered: bool = False
+    """Its text was read from the DOM of a headless browser (the plain page needed JavaScript)."""
     """Publication date (YYYY-MM-DD) when the document states one."""
 
 
@@ -51,6 +53,9 @@ class Source(BaseModel):
     title: str
     snippet: str = Field(default="", exclude=True)
     fetched_at: datetime | None = None
+    rendered: bool = Field(
+        default=False, description="its text was read in a headless browser (JavaScript page)"
+    )
 
 
 class Usage(BaseModel):
@@ -140,10 +145,41 @@ class ReportFigures(BaseModel):
     )
 
 
+class ChangedSource(BaseModel):
+    url: str
+    title: str
+
+
+class FigureChange(BaseModel):
+    before: int | float | None  # a count stays an int in JSON, a share is a float
+    after: int | float | None
+
+
+class ReportChanges(BaseModel):
+    """What changed since an earlier run of the same job (or question): sources cited now
+    and not then and the reverse, statements new or gone (compared as normalised sentences,
+    so a small edit of wording is no change), and the figures before and after."""
+
+    since_run: str = Field(description="the earlier run's id")
+    since: str = Field(description="when the earlier run was made (ISO 8601)")
+    new_sources: list[ChangedSource] = Field(default_factory=list)
+    dropped_sources: list[ChangedSource] = Field(default_factory=list)
+    new_statements: list[str] = Field(default_factory=list)
+    removed_statements: list[str] = Field(default_factory=list)
+    figures: dict[str, FigureChange] = Field(
+        default_factory=dict, description="citation_accuracy and sources_cited, before and after"
+    )
+
+
+# what ended research before the model finished: a budget, or a full context window
+StopKind = Literal["turns", "wall_time", "tokens", "cost", "context_window"]
+
+
 class Report(BaseModel):
     """A finished research job: the answer with its citations resolved and numbered from 1,
     the sources the run showed the model (ids from 0), and what the run cost.
-    `rumination.reports.render_report(report, "md" | "html" | "json")` writes it for readers.
+    `rumination.reports.render_report(report, "md" | "html" | "json")` writes it for readers
+    (`report_bytes` also writes "pdf" and "docx").
 
     Attributes:
         question: the question as asked.
@@ -159,6 +195,10 @@ class Report(BaseModel):
         figures: what the citations amount to (counts, citation accuracy).
         simulated: written by the protocol simulator, not by a model.
         statements: every cited statement with its support verdict.
+        stopped_by: the budget that ended research (`turns`, `wall_time`, `tokens`, `cost`,
+            `context_window`); None when the model finished on its own.
+        cost: what `usage` cost at the configured prices; None when no price is set.
+        changes: what changed since an earlier run of the same job (when asked for).
     """
 
     question: str
@@ -175,5 +215,14 @@ class Report(BaseModel):
     simulated: bool = False  # written by rumination's protocol simulator, not by a model
     statements: list[CheckedStatement] = Field(
         default_factory=list, description="every cited statement with its support verdict"
+    )
+    stopped_by: StopKind | None = Field(
+        default=None, description="the budget that ended research; null if the model finished"
+    )
+    cost: float | None = Field(
+        default=None, description="the run's cost at the configured prices; null if unpriced"
+    )
+    changes: ReportChanges | None = Field(
+        default=None, description="what changed since an earlier run; null unless asked for"
     )
     extra: dict[str, Any] = Field(default_factory=dict, exclude=True)

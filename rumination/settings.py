@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from rumination import defaults
 from rumination.errors import ConfigError
@@ -101,6 +101,23 @@ class Settings(BaseModel):
         "answer is asked for"
     )
 
+    max_total_tokens: int | None = Field(
+        None, gt=0, description="prompt + completion tokens of the research turns (checked "
+        "before each turn) before the final answer is asked for; the answer's own request "
+        "comes on top; none: no limit"
+    )
+    max_cost: float | None = Field(
+        None, gt=0, description="cost of the research turns, by the price_per_1k_* settings "
+        "(checked before each turn), before the final answer is asked for; none: no limit"
+    )
+    price_per_1k_prompt_tokens: float | None = Field(
+        None, ge=0, description="price of 1000 prompt tokens, in any currency: reports and "
+        "summaries then show the cost"
+    )
+    price_per_1k_completion_tokens: float | None = Field(
+        None, ge=0, description="price of 1000 completion tokens, in the same currency"
+    )
+
     # Search and reading
     backend: str = Field(
         defaults.BACKEND, description="search backend by name (`rumination backends` lists them)"
@@ -144,6 +161,26 @@ class Settings(BaseModel):
         3, ge=0, le=20, description="top search hits fetched while the model thinks (0: off)"
     )
     fetch_per_host: int = Field(4, ge=1, le=64, description="concurrent fetches per host")
+    browser: Literal["auto", "always", "never"] = Field(
+        "auto", description="render pages in headless Chromium (extra browser): auto renders an "
+        "HTML page when the plain fetch looks like a script shell, always renders every HTML "
+        "page, never renders none; auto without Playwright or a browser renders none"
+    )
+    browser_executable: str | None = Field(
+        None, description="the Chromium to run; default: chromium, chromium-browser or "
+        "google-chrome on PATH, else Playwright's own browser if installed"
+    )
+    browser_timeout_s: float = Field(
+        15.0, gt=0, description="hard cap on rendering one page; the DOM as it stands then is read"
+    )
+    browser_settle_s: float = Field(
+        1.0, gt=0, description="a rendered page is read once the network has been idle for "
+        "500 ms or its text has not changed for this long"
+    )
+    browser_max_bytes: int = Field(
+        10_000_000, gt=0, description="bytes one rendered page may load, its resources included"
+    )
+    browser_pages: int = Field(2, ge=1, le=16, description="pages rendering at once")
     http_cache: bool = Field(False, description="keep fetched pages on disk across runs")
     http_cache_path: str | None = Field(
         None, description="default: $XDG_CACHE_HOME/rumination/http-cache.db"
@@ -211,6 +248,10 @@ class Settings(BaseModel):
         "numbered", description="Markdown reports: [k] with a numbered source list, or "
         "footnotes"
     )
+    changes: bool = Field(
+        False, description="open a report with what changed since the last run of the same "
+        "job (or question): research and batch --changes; schedule sets it unless --no-changes"
+    )
 
     @field_validator("llm_url", mode="before")
     @classmethod
@@ -232,6 +273,14 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return [h.strip() for h in value.split(",") if h.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _cost_needs_a_price(self) -> Settings:
+        priced = (self.price_per_1k_prompt_tokens, self.price_per_1k_completion_tokens)
+        if self.max_cost is not None and all(price is None for price in priced):
+            raise ValueError("max_cost needs price_per_1k_prompt_tokens or "
+                             "price_per_1k_completion_tokens to count a cost")
+        return self
 
     def public_json(self) -> str:
         """These settings as JSON with every secret (API keys, tokens, passwords) masked:
@@ -290,9 +339,10 @@ class Settings(BaseModel):
             return cls(**values)
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "settings"
+            where = ".".join(str(p) for p in first["loc"])
             message = first["msg"].removeprefix("Value error, ")
-            raise ConfigError(f"invalid setting {where}: {message}") from None
+            subject = f"setting {where}" if where else "settings"
+            raise ConfigError(f"invalid {subject}: {message}") from None
 
 
 SECRET_FIELDS = ("api_key", "api_token")

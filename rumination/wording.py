@@ -22,3 +22,9 @@ def counts_phrase(counts: Mapping[str, Any]) -> str:
     "3 citations of 1 source, 5 sources seen, 0 warnings"."""
     return (f"{cited(counts['citations'], counts['sources_cited'])}, "
             f"{plural(counts['sources'], 'source')} seen, {plural(counts['warnings'], 'warning')}")
+
+
+def spent(tokens: int, cost: float | None) -> str:
+    """Tokens and, where priced, cost: "12,345 tokens" or "12,345 tokens, cost 0.0412"."""
+    priced = "" if cost is None else f", cost {cost:.4g}"
+    return f"{tokens:,} {'token' if tokens == 1 else 'tokens'}{priced}"

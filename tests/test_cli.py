@@ -36,7 +36,7 @@ def test_unreachable_llm_exits_3_with_one_line_naming_the_url(
     ("args", "needle"),
     [
         (["research", "q", "--corpus", "/nonexistent/x.db"], "corpus not found"),
-        (["research", "q", "--format", "pdf"], "format"),
+        (["research", "q", "--format", "odt"], "format"),
         (["research", "q", "--max-turns", "0"], "max_turns"),
         (["research", "q", "--mode", "nope"], "mode"),
         (["research", "   ", "--llm-url", "http://127.0.0.1:9/v1"], "question is empty"),

@@ -53,17 +53,19 @@ def assert_one_error_line(stderr: str, *needles: str) -> None:
 
 @pytest.mark.parametrize(("name", "implied"), [
     ("r.md", "md"), ("r.MARKDOWN", "md"), ("r.html", "html"), ("r.htm", "html"),
-    ("r.json", "json"), ("report", "json"),  # no extension: the configured format
+    ("r.json", "json"), ("r.pdf", "pdf"), ("r.DOCX", "docx"),
+    ("report", "json"),  # no extension: the configured format
 ])
 def test_report_file_names_that_name_a_format(name: str, implied: str) -> None:
     assert report_format(Path(name), None, "json") == implied
 
 
-@pytest.mark.parametrize("name", ["r.pdf", "r.txt", "r.docx", "report.v2"])
+@pytest.mark.parametrize("name", ["r.txt", "r.doc", "r.odt", "report.v2"])
 def test_an_extension_no_format_writes_is_refused(name: str) -> None:
-    with pytest.raises(UsageError, match=r"reports are md, html, json, not \.\w+; end the "
-                       r"file name in \.md, \.markdown, \.html, \.htm, \.json"):
-        report_format(Path(name), "md", "md")  # an explicit --format does not make r.pdf fine
+    with pytest.raises(UsageError, match=r"reports are md, html, json, pdf, docx, not \.\w+; "
+                       r"end the file name in \.md, \.markdown, \.html, \.htm, \.json, "
+                       r"\.pdf, \.docx"):
+        report_format(Path(name), "md", "md")  # an explicit --format does not make r.txt fine
 
 
 @pytest.fixture
@@ -77,11 +79,11 @@ def stored_run(tmp_path: Path, corpus_db: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.mark.parametrize("command", ["research", "demo", "runs export", "verify"])
-def test_out_r_pdf_is_exit_2_before_any_work(
+def test_out_r_txt_is_exit_2_before_any_work(
     command: str, stored_run: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    out = tmp_path / "r.pdf"
+    out = tmp_path / "r.txt"
     unreachable = f"http://127.0.0.1:{closed_port()}/v1"  # checked first: exit 2, not 3
     args = {
         "research": ["research", "otters?", "--llm-url", unreachable],
@@ -91,33 +93,34 @@ def test_out_r_pdf_is_exit_2_before_any_work(
     }[command]
     result = runner.invoke(app, [*args, "--out", str(out)])
     assert result.exit_code == 2, result.output
-    assert_one_error_line(result.stderr, f"--out {out}: reports are md, html, json, not .pdf")
+    assert_one_error_line(result.stderr,
+                          f"--out {out}: reports are md, html, json, pdf, docx, not .txt")
     assert not out.exists()
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["batch", "jobs.yaml", "--out-dir", "out", "--format", "pdf"],
-     "invalid setting format: Input should be 'md', 'html' or 'json'"),
-    (["batch", "pdf-jobs.yaml", "--out-dir", "out"],
-     "job 1: field `format`: Input should be 'md', 'html' or 'json'"),
+    (["batch", "jobs.yaml", "--out-dir", "out", "--format", "txt"],
+     "invalid setting format: Input should be 'md', 'html', 'json', 'pdf' or 'docx'"),
+    (["batch", "txt-jobs.yaml", "--out-dir", "out"],
+     "job 1: field `format`: Input should be 'md', 'html', 'json', 'pdf' or 'docx'"),
 ])
 def test_batch_formats_are_listed_when_refused(
     args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     Path("jobs.yaml").write_text("- question: otters?\n  name: a\n", encoding="utf-8")
-    Path("pdf-jobs.yaml").write_text("- question: otters?\n  format: pdf\n", encoding="utf-8")
+    Path("txt-jobs.yaml").write_text("- question: otters?\n  format: txt\n", encoding="utf-8")
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert_one_error_line(result.stderr, message)
     assert not Path("out").exists()
 
 
-def test_out_r_pdf_as_users_run_it(tmp_path: Path) -> None:
-    done = rumination("demo", "--out", str(tmp_path / "r.pdf"))
+def test_out_r_txt_as_users_run_it(tmp_path: Path) -> None:
+    done = rumination("demo", "--out", str(tmp_path / "r.txt"))
     assert done.returncode == 2
-    assert_one_error_line(done.stderr, "reports are md, html, json, not .pdf")
-    assert not (tmp_path / "r.pdf").exists()
+    assert_one_error_line(done.stderr, "reports are md, html, json, pdf, docx, not .txt")
+    assert not (tmp_path / "r.txt").exists()
 
 
 # item 8: ports

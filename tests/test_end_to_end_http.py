@@ -63,7 +63,8 @@ def test_scripted_transcript_over_http_produces_exactly_its_calls(corpus_db: Pat
     assert data["usage"]["prompt_tokens"] > 0
     assert all(set(c) == {"number", "source_id", "url", "title", "support"}
                for c in data["citations"])
-    assert all(set(s) == {"source_id", "url", "title", "fetched_at"} for s in data["sources"])
+    assert all(set(s) == {"source_id", "url", "title", "fetched_at", "rendered"}
+               for s in data["sources"])
     assert data["mode"] == "rumination" and data["turns"] == 6
 
 

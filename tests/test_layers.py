@@ -13,6 +13,7 @@ LAYERS: list[set[str]] = [
     {"models", "errors", "defaults", "wording", "events", "templates", "settings", "progress",
      "prompts", "reports", "urls", "cjk", "citation_marks",
      "settings_reference"},  # the shared vocabulary, and rendering reports and docs from it
+    {"telemetry"},  # traces built from events: below everything that emits them
     {"store"},
     {"llm"},
     {"reading"},

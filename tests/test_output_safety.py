@@ -110,6 +110,14 @@ def test_a_report_that_cannot_be_written_is_recovered_with_runs_export(
     assert export.exit_code == 0, export.stderr
     text = recovered.read_text(encoding="utf-8")
     assert "## Sources" in text and run.run_id in text
+    # without --report the export is JSON: a report's file name is refused, nothing written
+    mistaken = tmp_path / "run.md"
+    refused = runner.invoke(app, ["runs", "export", run.run_id, "--out", str(mistaken)])
+    assert refused.exit_code == 2
+    assert one_error_line(refused.stderr) == (
+        f"error: --out {mistaken}: a run's export is JSON; for its report as md, add "
+        "--report md")
+    assert not mistaken.exists()
 
 
 def test_resume_continues_on_the_server_given_now(

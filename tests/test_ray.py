@@ -170,3 +170,34 @@ def test_a_missing_ray_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
                                       "--executor", "ray"])  # fmt: skip
     assert result.exit_code == 2
     assert result.stderr == "error: --executor ray needs Ray: pip install 'rumination[ray]'\n"
+
+
+def test_ray_workers_send_the_same_progress_as_local(
+    local_ray: Any, tmp_path: Path, corpus_db: Path, start_simulator: StartSimulator
+) -> None:
+    server = start_simulator(simulate, model="sim")
+    settings = settings_for([server.url], tmp_path / "runs.db")
+    jobs = jobs_for(corpus_db, 3)
+    seen: dict[str, list[tuple[str, str]]] = {"ray": [], "local": []}
+
+    def recorder(where: str) -> Any:
+        return lambda event: seen[where].append((event.data.get("job", ""), event.kind))
+
+    ray_batch = Batch(jobs, tmp_path / "ray", settings, render_report,
+                      executor=RayExecutor(workers=2, concurrency=2), on_event=recorder("ray"))
+    asyncio.run(ray_batch.run())
+    local = Batch(jobs, tmp_path / "local", settings, render_report,
+                  executor=LocalExecutor(concurrency=2), on_event=recorder("local"))
+    asyncio.run(local.run())
+
+    def per_job(where: str) -> dict[str, list[str]]:
+        kinds: dict[str, list[str]] = {}
+        for job, kind in seen[where]:
+            if kind not in ("answer_delta", "model_answered"):  # timings differ, deltas unsent
+                kinds.setdefault(job, []).append(kind)
+        return kinds
+
+    assert per_job("ray") == per_job("local")
+    assert sorted(per_job("ray")) == ["job0", "job1", "job2"]
+    assert all(kinds[0] == "run_started" and kinds[-1] == "finished"
+               for kinds in per_job("ray").values())

@@ -19,6 +19,7 @@ from servicekit import (  # noqa: E402
     Gate,
     read_events,
     running_api,
+    running_app,
     service_settings,
     simulator,
     wait_status,
@@ -221,7 +222,7 @@ def test_bad_requests_get_one_line_json_errors(tmp_path: Path) -> None:
         assert api.delete("/runs/nosuchrun").status_code == 404
         assert api.get("/runs/..%2Fx").status_code in (404, 422)
         assert api.get("/runs", params={"limit": 0}).status_code == 422
-        bad_format = api.get("/runs/abc/report", params={"format": "pdf"})
+        bad_format = api.get("/runs/abc/report", params={"format": "odt"})
         assert bad_format.status_code == 422 and "format" in bad_format.json()["error"]
 
 
@@ -308,20 +309,42 @@ def test_the_web_page_signs_in_with_the_token_and_then_uses_the_api_by_cookie(
         assert browser.get("/ui/runs/nosuchrun").status_code == 404
 
 
-def test_stopping_the_server_leaves_a_running_run_interrupted_and_resumable(
+def stopped_after_two_turns(settings: Settings) -> str:
+    """A run posted to a server that is stopped once the run has two turns; its id."""
+    with running_api(settings) as url, httpx.Client(base_url=url, timeout=30) as api:
+        run_id: str = api.post("/runs", json={"question": QUESTION}).json()["run_id"]
+        wait_for_turns(api, run_id, 2)
+    return run_id
+
+
+def test_stopping_the_server_queues_a_running_run_and_the_next_start_resumes_it(
     tmp_path: Path,
 ) -> None:
     gate = Gate(free=2)
     with simulator(gate) as sim:
         settings = service_settings(tmp_path, sim.url)
-        with running_api(settings) as url, httpx.Client(base_url=url, timeout=30) as api:
-            run_id = api.post("/runs", json={"question": QUESTION}).json()["run_id"]
-            wait_for_turns(api, run_id, 2)
-        assert RunStore(tmp_path / "runs.db").get_run(run_id).status == "interrupted"
+        run_id = stopped_after_two_turns(settings)
+        stored = RunStore(tmp_path / "runs.db").get_run(run_id)
+        assert (stored.status, stored.turns) == ("queued", 2)
         gate.open()
         with running_api(settings) as url, httpx.Client(base_url=url, timeout=30) as api:
-            assert api.get(f"/runs/{run_id}").json()["status"] == "interrupted"
-            assert api.post(f"/runs/{run_id}/resume").status_code == 202
+            wait_status(api, run_id, {"finished"})
             events = read_events(api, run_id)  # the first server's events, from the file
-            assert [d["resumed_at_turn"] for k, d in events if k == "run_started"] == [0, 2]
-            assert events[-1][1]["status"] == "finished"
+    assert [d["resumed_at_turn"] for k, d in events if k == "run_started"] == [0, 2]
+    assert events[-1][1]["status"] == "finished"
+
+
+def test_a_server_started_without_resume_leaves_queued_runs_for_later(tmp_path: Path) -> None:
+    gate = Gate(free=2)
+    with simulator(gate) as sim:
+        settings = service_settings(tmp_path, sim.url)
+        run_id = stopped_after_two_turns(settings)
+        gate.open()
+        with running_app(create_app(settings, take_up=False)) as url, \
+                httpx.Client(base_url=url, timeout=30) as api:
+            waiting = api.get(f"/runs/{run_id}").json()
+            assert (waiting["status"], waiting["live"]) == ("queued", False)
+            assert api.post(f"/runs/{run_id}/resume").status_code == 202
+            wait_status(api, run_id, {"finished"})
+            events = read_events(api, run_id)
+    assert [d["resumed_at_turn"] for k, d in events if k == "run_started"] == [0, 2]

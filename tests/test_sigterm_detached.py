@@ -5,6 +5,7 @@ default (a terminal, systemd)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -160,10 +161,36 @@ def post_run_when_up(url: str, proc: subprocess.Popen[str]) -> None:
 
 
 @pytest.mark.parametrize("sigint", SIGINT_AS)
-def test_api_stops_on_sigterm_and_resumes(env: dict[str, str], gate: Gate, sigint: str) -> None:
+def test_api_stops_on_sigterm_and_its_queue_finishes_after_a_restart(
+    env: dict[str, str], gate: Gate, sigint: str
+) -> None:
+    """Three runs posted at concurrency 1, SIGTERM while the first is mid-run: all three
+    stay queued in the store, and the next start finishes them, the first resumed."""
+    env = {**env, "RUMINATION_API_CONCURRENCY": "1"}
     port = free_port()
     proc = start(["api", "--port", str(port)], env, sigint)
     post_run_when_up(f"http://127.0.0.1:{port}", proc)
+    for n in (2, 3):
+        reply = httpx.post(f"http://127.0.0.1:{port}/runs",
+                           json={"question": f"{QUESTION} ({n})"}, timeout=5)
+        assert reply.status_code == 202, reply.text
     # uvicorn takes SIGINT over while it serves: only SIGTERM's outcome is checked
     sigterm_mid_run(proc, env, sigint, check_sigint=False)
-    resumes_to_the_end(env, gate)
+    store = RunStore(env["RUMINATION_RUN_STORE"])
+    first, *others = reversed(store.list_runs())  # oldest first
+    assert (first.status, first.turns) == ("queued", 1)
+    assert [(r.status, r.turns) for r in others] == [("queued", 0), ("queued", 0)]
+    gate.open()
+    again = start(["api", "--port", str(free_port())], env, sigint)
+    try:
+        deadline = time.monotonic() + 60
+        while {r.status for r in store.list_runs()} != {"finished"}:
+            assert again.poll() is None, again.communicate()[1]
+            assert time.monotonic() < deadline, [r.status for r in store.list_runs()]
+            time.sleep(0.1)
+    finally:
+        again.terminate()
+        again.communicate(timeout=30)
+    events = Path(env["RUMINATION_API_EVENTS_DIR"], f"{first.run_id}.jsonl").read_text()
+    starts = [json.loads(line) for line in events.splitlines() if '"run_started"' in line]
+    assert [start["resumed_at_turn"] for start in starts] == [0, 1]

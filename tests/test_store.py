@@ -227,3 +227,21 @@ def test_a_store_password_is_never_recorded() -> None:
     saved = settings.public_json()
     assert "hunter2" not in saved and "postgresql://team:***@db.internal:5432/runs" in saved
     assert Settings.load_saved(saved).store_url is None  # the current configuration decides
+
+
+def test_a_queued_run_is_claimed_once_and_listed_oldest_first(store_url: str) -> None:
+    store = RunStore(store_url)
+    other = RunStore(store_url)  # a second service sharing the store
+    try:
+        for run_id in ("q1", "q2"):
+            store.create_run(run_id, "a question", "m", "local", "rumination", "{}", "queued")
+        assert [r.run_id for r in other.runs_with_status("queued")] == ["q1", "q2"]
+        assert store.claim_queued("q1") is True
+        assert other.claim_queued("q1") is False  # taken: never run twice
+        assert store.get_run("q1").status == "running"
+        store.set_status("q2", "cancelled")
+        assert other.claim_queued("q2") is False
+        assert other.runs_with_status("queued") == []
+    finally:
+        store.close()
+        other.close()

@@ -70,7 +70,7 @@ def test_evidence_is_every_block_shown_for_a_source_in_both_result_styles() -> N
     ])
     header_style = "【5†History†https://a/h】\nRittinger 1856\n\n【3†COP†https://a/cop】\nCOP again"
     page = render("page", source_id=3, title="COP", url="https://a/cop", published=None,
-                  start_percent=0, end_percent=100, more=False, text=PAGE)
+                  rendered=False, start_percent=0, end_percent=100, more=False, text=PAGE)
     shown = evidence_by_source([inline, header_style, page])
     assert shown[4] == "Noise\n\ndB levels"
     assert shown[5] == "History\n\nRittinger 1856"
@@ -323,3 +323,11 @@ def test_lexical_judges_chinese_by_character_pairs_and_is_unsure_across_scripts(
     assert judge.judge("瑞典和挪威的电价很低", page).verdict == "unsupported"
     across = judge.judge("Modern heat pumps still run at minus 25 C.", page)
     assert across.verdict == "unsure" and "different scripts" in across.reason
+
+
+def test_the_rendered_line_of_a_page_is_not_evidence() -> None:
+    page = render("page", source_id=2, title="Moons", url="https://a/m", published=None,
+                  rendered=True, start_percent=0, end_percent=100, more=False,
+                  text="Tidal locking slows a moon.")
+    assert "Rendered: in a headless browser" in page
+    assert evidence_by_source([page])[2] == "Moons\n\nTidal locking slows a moon."

@@ -32,6 +32,7 @@ SEARCH_RESULT_TEMPLATES = {"model": "search_results", "card": "search_results_ca
 class Observation:
     text: str
     new_sources: list[Source] = field(default_factory=list)
+    failure: str | None = None  # search_failed, fetch_failed, unknown_link: for metrics
 
 
 @dataclass
@@ -83,7 +84,8 @@ class Browser:
             )
         except BackendError as exc:
             return Observation(
-                render("search_failed", query=one_line(query), reason=one_line(str(exc)))
+                render("search_failed", query=one_line(query), reason=one_line(str(exc))),
+                failure="search_failed",
             )
         if not hits:
             return Observation(render("no_results", query=one_line(query)))
@@ -108,7 +110,8 @@ class Browser:
         if source is None:
             known = _id_range(self.registry) or "none yet; search first"
             return Observation(
-                f"There is no result with link_id {link_id} (ids seen so far: {known})."
+                f"There is no result with link_id {link_id} (ids seen so far: {known}).",
+                failure="unknown_link",
             )
         return await self._read(source, [])
 
@@ -126,7 +129,8 @@ class Browser:
                 render(
                     "page_error", source_id="-", url=one_line(url, 2000),
                     reason=one_line(str(exc)),
-                )
+                ),
+                failure="fetch_failed",
             )
         source = self.registry.register(url, one_line(page.title or url))
         self._readings[source.source_id] = _Reading(page)
@@ -151,22 +155,23 @@ class Browser:
                         reason=one_line(str(exc)),
                     ),
                     new,
+                    failure="fetch_failed",
                 )
             reading = self._readings[source.source_id] = _Reading(page)
-        self.registry.mark_fetched(source.source_id)
+        self.registry.mark_fetched(source.source_id, rendered=reading.page.rendered)
         text = reading.page.text
         if reading.offset >= len(text):
             reading.offset = 0  # read past the end: start over rather than show nothing
         observation, reading.offset = page_window(
             source.source_id, source.title, source.url, text, reading.offset, self.window_chars,
-            published=reading.page.published,
+            published=reading.page.published, rendered=reading.page.rendered,
         )
         return Observation(observation, new)
 
 
 def page_window(
     source_id: int, title: str, url: str, text: str, start: int, size: int,
-    *, published: str | None = None,
+    *, published: str | None = None, rendered: bool = False,
 ) -> tuple[str, int]:
     """The observation showing `text` from `start` (about `size` characters, ending at a
     break) under its header, and where that window ends. `title` is already one line."""
@@ -177,6 +182,7 @@ def page_window(
         title=title,
         url=one_line(url, 2000),
         published=published,
+        rendered=rendered,
         start_percent=_percent(start, len(text)) if start else 0,
         end_percent=_percent(end, len(text)),
         more=end < len(text),

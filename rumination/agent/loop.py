@@ -3,11 +3,13 @@ then the final answer. Researcher (agent/researcher.py) builds the parts and han
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from rumination.agent.browser import Browser
+from rumination.agent.budgets import Stop, budget_reached
 from rumination.agent.context import BudgetPlan, ContextBudget, ContextTooSmall
 from rumination.agent.sources import SourceRegistry
 from rumination.errors import ContextLengthExceeded
@@ -22,7 +24,7 @@ from rumination.llm.protocol import (
     kept_text,
     parse_turn,
 )
-from rumination.models import Message, Turn, Usage
+from rumination.models import Message, StopKind, Turn, Usage
 from rumination.settings import Settings
 from rumination.store.run_store import RunStore
 from rumination.templates import render
@@ -43,6 +45,7 @@ class RunState:
     warnings: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     answer: str | None = None
+    stopped_by: StopKind | None = None
     started: float = field(default_factory=time.monotonic)
 
 
@@ -61,17 +64,20 @@ class TurnLoop:
         self.state = state
         self.on_event = on_event
         # each source as last committed
-        self._saved: dict[int, tuple[str, str, str, datetime | None]] = {}
+        self._saved: dict[int, tuple[str, str, str, datetime | None, bool]] = {}
 
-    def _checkpoint(self, turn: Turn) -> None:
+    async def _checkpoint(self, turn: Turn) -> None:
         """Commit the turn before the next request: a crash loses at most the turn in flight.
-        Only the sources new or changed since the last commit are written."""
+        Only the sources new or changed since the last commit are written. The write runs
+        in a worker thread: a slow store holds up this run only, not the others in the
+        process (their streams are read meanwhile)."""
         if self.store is None:
             return
         sources = self.state.registry.all()
-        rows = {s.source_id: (s.url, s.title, s.snippet, s.fetched_at) for s in sources}
+        rows = {s.source_id: (s.url, s.title, s.snippet, s.fetched_at, s.rendered)
+                for s in sources}
         changed = [s for s in sources if self._saved.get(s.source_id) != rows[s.source_id]]
-        self.store.save_turn(self.state.run_id, turn, changed)
+        await asyncio.to_thread(self.store.save_turn, self.state.run_id, turn, changed)
         self._saved = rows
 
     async def run(self) -> None:
@@ -83,9 +89,10 @@ class TurnLoop:
             if self.state.answer is None:
                 await self._final_answer(None)
             return
-        stop_reason = await self._research()
+        stop = await self._research()
+        self.state.stopped_by = stop.kind if stop else None
         if self.state.answer is None:
-            await self._final_answer(stop_reason)
+            await self._final_answer(stop)
 
     async def _generate(self, max_tokens: int, answering: bool = False) -> Completion:
         """One model call that fits the window: compacts history first if needed, and once
@@ -119,6 +126,13 @@ class TurnLoop:
                 raise ContextTooSmall(str(again)) from None
         completion.model_seconds = time.monotonic() - started
         self.state.usage = self.state.usage + completion.usage
+        usage = completion.usage
+        await emit(self.on_event, "model_answered", answering=answering,
+                   seconds=round(completion.model_seconds, 4),
+                   first_token_seconds=completion.first_token_seconds,
+                   prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                   cached_prompt_tokens=usage.cached_prompt_tokens,
+                   finish_reason=completion.finish_reason)
         return completion
 
     async def _fit(self, max_tokens: int, keep_last: int) -> BudgetPlan:
@@ -131,18 +145,19 @@ class TurnLoop:
             await emit(self.on_event, "compacted", pages=count,
                        compactions=self.budget.compactions)
 
-    async def _research(self) -> str | None:
-        """Turns until finish; returns why research stopped early, or None on finish."""
+    async def _research(self) -> Stop | None:
+        """Turns until finish; returns the budget that stopped research early, or None."""
         st = self.state
         for index in range(len(st.turns), self.s.max_turns):
-            if time.monotonic() - st.started > self.s.max_wall_time_s:
-                return f"wall time of {self.s.max_wall_time_s:g} s"
+            reached = budget_reached(self.s, st.usage, time.monotonic() - st.started)
+            if reached is not None:
+                return reached
             await emit(self.on_event, "turn_started", index=index, max_turns=self.s.max_turns)
             try:
                 completion = await self._generate(self.s.max_tokens)
             except ContextTooSmall as exc:
                 st.warnings.append(f"research stopped at turn {index}: context window full ({exc})")
-                return "context window"
+                return Stop("context_window", "context window")
             turn = Turn(index=index, assistant_text=completion.content, usage=completion.usage,
                         model_seconds=completion.model_seconds)
             st.turns.append(turn)
@@ -155,17 +170,17 @@ class TurnLoop:
                            chars=len(parsed.dropped), text=parsed.dropped[:200])
             if isinstance(parsed, AnswerTurn) and len(parsed.answer) >= MIN_UNPROMPTED_ANSWER_CHARS:
                 st.answer = parsed.answer
-                self._checkpoint(turn)
+                await self._checkpoint(turn)
                 return None
             if isinstance(parsed, CallTurn) and parsed.call.name == "finish":
                 turn.tool_call = parsed.call
-                self._checkpoint(turn)
+                await self._checkpoint(turn)
                 return None
             observation = await self._act(turn, parsed)
             turn.observation = observation
             st.messages.append(Message(role="observation", content=observation))
-            self._checkpoint(turn)
-        return f"{self.s.max_turns} turns"
+            await self._checkpoint(turn)
+        return Stop("turns", f"{self.s.max_turns} turns")
 
     async def _act(self, turn: Turn, parsed: Parsed) -> str:
         if not isinstance(parsed, CallTurn):
@@ -182,16 +197,19 @@ class TurnLoop:
         started = time.monotonic()
         result = await self.browser.execute(parsed.call)
         turn.tool_seconds = time.monotonic() - started
+        await emit(self.on_event, "tool_finished", index=turn.index, name=parsed.call.name,
+                   seconds=round(turn.tool_seconds, 4), failure=result.failure,
+                   chars=len(result.text))
         for source in result.new_sources:
             await emit(self.on_event, "source_added", source_id=source.source_id,
                        title=source.title, url=source.url)
         return "\n\n".join([*parsed.notes, result.text])
 
-    async def _final_answer(self, stop_reason: str | None) -> None:
+    async def _final_answer(self, stop: Stop | None) -> None:
         st = self.state
-        if stop_reason is not None:
-            st.warnings.append(f"research stopped by budget ({stop_reason}); answer forced")
-            note = render("turns_exhausted", reason=stop_reason)
+        if stop is not None:
+            st.warnings.append(f"research stopped by budget ({stop.reason}); answer forced")
+            note = render("turns_exhausted", reason=stop.reason)
             if st.messages[-1].role == "observation":
                 last = st.messages[-1]
                 st.messages[-1] = Message(role="observation", content=f"{last.content}\n\n{note}")

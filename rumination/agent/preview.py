@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 from rumination.agent.browser import page_window
 from rumination.errors import FetchError, UsageError
 from rumination.models import Page
+from rumination.reading.browser_render import page_fetcher
 from rumination.reading.documents import SUPPORTED_SUFFIXES, Unreadable, read_document, read_file
 from rumination.reading.extract import decode, page_from_bytes, published_date
-from rumination.reading.fetch import PageFetcher
 from rumination.reading.untrusted import one_line
 from rumination.settings import Settings
 
@@ -33,7 +33,7 @@ async def load(target: str, settings: Settings) -> Page:
         if scheme:
             if scheme not in ("http", "https"):
                 raise UsageError(f"{target}: only files and http(s) URLs can be extracted")
-            fetcher = PageFetcher.from_settings(settings)
+            fetcher = page_fetcher(settings)
             try:
                 return await fetcher.fetch(target)
             finally:
@@ -76,7 +76,7 @@ def view(page: Page, window_chars: int, *, full: bool = False) -> str:
     size = max(len(page.text), 1) if full else window_chars
     observation, _ = page_window(
         1, one_line(page.title or page.url), page.url, page.text, 0, size,
-        published=page.published,
+        published=page.published, rendered=page.rendered,
     )
     return observation
 

@@ -13,6 +13,8 @@ from datetime import date
 
 from rumination.agent.backends import SearchBackend, create_backend
 from rumination.agent.browser import Browser
+from rumination.agent.budgets import run_cost
+from rumination.agent.checking import checked_report
 from rumination.agent.context import ContextBudget
 from rumination.agent.loop import RunState, TurnLoop
 from rumination.agent.sources import SourceRegistry
@@ -24,6 +26,7 @@ from rumination.llm.protocol import kept_text, parse_turn
 from rumination.llm.provenance import mark_simulated
 from rumination.llm.tokens import TokenCounter
 from rumination.models import Message, Report, Usage
+from rumination.reading.browser_render import page_fetcher
 from rumination.reading.fetch import PageFetcher
 from rumination.reading.untrusted import question_text
 from rumination.settings import Settings
@@ -31,7 +34,7 @@ from rumination.store.run_store import FAILED, FINISHED, INTERRUPTED, RunStore, 
 from rumination.support.citations import resolve_citations
 from rumination.support.evidence import evidence_by_source
 from rumination.support.figures import compute_figures, report_counts
-from rumination.support.judges import verified
+from rumination.telemetry.spans import traced
 from rumination.templates import render
 
 DEFAULT_CONTEXT_WINDOW = 32768  # the model's native window, when the server does not say
@@ -63,10 +66,12 @@ class Researcher:
         self._store = store
 
     async def run(
-        self, question: str, on_event: EventHandler | None = None, *, run_id: str | None = None
+        self, question: str, on_event: EventHandler | None = None, *, run_id: str | None = None,
+        recorded: bool = False,
     ) -> Report:
         """Research `question` from scratch; the run is recorded in the run store under
-        `run_id` (a new id unless one is given, e.g. by a service that announced it)."""
+        `run_id` (a new id unless one is given, e.g. by a service that announced it).
+        `recorded`: the store has the run already (a service queued it, then claimed it)."""
         question = question.strip()
         if not question:
             raise UsageError("the question is empty")
@@ -77,7 +82,8 @@ class Researcher:
         )
         if warning := question_text(question)[1]:
             state.warnings.append(warning)
-        return await self._execute(state, on_event, resumed=False)
+        with traced(on_event) as on_event:
+            return await self._execute(state, on_event, resumed=False, recorded=recorded)
 
     async def resume(self, run_id: str, on_event: EventHandler | None = None) -> Report:
         """Continue a stored run from its last committed turn, with the same citation ids."""
@@ -103,7 +109,8 @@ class Researcher:
             registry=SourceRegistry(store.sources(run_id)), turns=turns,
             usage=sum((t.usage for t in turns), Usage()),
         )
-        return await self._execute(state, on_event, resumed=True)
+        with traced(on_event) as on_event:
+            return await self._execute(state, on_event, resumed=True, recorded=True)
 
     def _open_store(self) -> RunStore | None:
         if self._store is None and self.settings.keep_runs:
@@ -111,7 +118,7 @@ class Researcher:
         return self._store
 
     async def _execute(
-        self, state: RunState, on_event: EventHandler | None, resumed: bool
+        self, state: RunState, on_event: EventHandler | None, resumed: bool, recorded: bool
     ) -> Report:
         store = self._open_store()  # first: an unusable run store is reported before any work
         async with contextlib.AsyncExitStack() as parts:
@@ -119,10 +126,10 @@ class Researcher:
             status = INTERRUPTED
             report: Report | None = None
             try:
-                if store is not None and not resumed:
-                    store.create_run(state.run_id, state.question, llm.model, backend.name,
-                                     self.settings.mode,
-                                     self.settings.public_json())
+                if store is not None and not recorded:
+                    await asyncio.to_thread(
+                        store.create_run, state.run_id, state.question, llm.model,
+                        backend.name, self.settings.mode, self.settings.public_json())
                 await emit(on_event, "run_started", run_id=state.run_id,
                            question=state.question, model=llm.model, backend=backend.name,
                            resumed_at_turn=len(state.turns))
@@ -163,7 +170,7 @@ class Researcher:
             llm = await parts.enter_async_context(pool.lease(run_id))
         fetcher = self._fetcher
         if fetcher is None:
-            fetcher = PageFetcher.from_settings(s)
+            fetcher = page_fetcher(s)
             parts.push_async_callback(fetcher.aclose)
         return llm, backend, fetcher
 
@@ -208,9 +215,11 @@ class Researcher:
             model=llm.model,
             mode="rumination",
             figures=compute_figures(resolved.text, resolved, state.registry.all()),
+            stopped_by=state.stopped_by,
+            cost=run_cost(state.usage, self.settings),
         )
         shown = evidence_by_source(t.observation for t in state.turns if t.observation)
-        report = await verified(report, shown, self.settings)
+        report = await checked_report(report, shown, self.settings, on_event)
         if getattr(llm, "simulated", False):
             mark_simulated(report)
         await emit(on_event, "finished", run_id=state.run_id, **report_counts(report),

@@ -41,10 +41,11 @@ class SourceRegistry:
         """The id the next new document gets."""
         return max(self._by_id) + 1 if self._by_id else FIRST_ID
 
-    def mark_fetched(self, source_id: int) -> None:
+    def mark_fetched(self, source_id: int, *, rendered: bool = False) -> None:
         source = self._by_id[source_id]
         if source.fetched_at is None:
             source.fetched_at = datetime.now(UTC)
+        source.rendered = source.rendered or rendered
 
     def get(self, source_id: int) -> Source | None:
         return self._by_id.get(source_id)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import date
 
 from rumination.agent.backends import SearchBackend, create_backend
+from rumination.agent.budgets import run_cost
+from rumination.agent.checking import checked_report
 from rumination.agent.sources import SourceRegistry
 from rumination.cjk import has_cjk
 from rumination.errors import BackendError, ContextLengthExceeded, FetchError, UsageError
@@ -26,6 +28,7 @@ from rumination.llm.client import ChatModel, LLMClient
 from rumination.llm.protocol import clean_final_answer
 from rumination.llm.provenance import mark_simulated
 from rumination.models import Message, Report, SearchHit, Turn, Usage
+from rumination.reading.browser_render import page_fetcher
 from rumination.reading.fetch import PageFetcher
 from rumination.reading.untrusted import neutralise, one_line, question_text
 from rumination.settings import Settings
@@ -33,7 +36,7 @@ from rumination.store.run_store import FAILED, FINISHED, RunStore, open_store
 from rumination.support.citations import resolve_citations
 from rumination.support.evidence import evidence_by_source
 from rumination.support.figures import compute_figures, report_counts
-from rumination.support.judges import verified
+from rumination.telemetry.spans import traced
 from rumination.templates import render
 from rumination.urls import normalize_url
 
@@ -204,8 +207,9 @@ async def _write(
         sources=registry.all(), turns=1, usage=usage, warnings=warnings + resolved.warnings,
         run_id=run_id, model=llm.model, mode="write",
         figures=compute_figures(resolved.text, resolved, registry.all()),
+        cost=run_cost(usage, settings),
     )
-    report = await verified(report, evidence_by_source([shown]), settings)
+    report = await checked_report(report, evidence_by_source([shown]), settings, on_event)
     if getattr(llm, "simulated", False):
         mark_simulated(report)
     await emit(on_event, "finished", run_id=run_id, **report_counts(report),
@@ -233,10 +237,11 @@ async def run_write(
         retries=s.retries, stream=s.stream,
     )
     own_backend = backend or create_backend(s)
-    own_fetcher = fetcher or PageFetcher.from_settings(s)
+    own_fetcher = fetcher or page_fetcher(s)
     try:
-        return await write_report(question, s, own_llm, own_backend, own_fetcher, on_event,
-                                  store)
+        with traced(on_event) as on_event:
+            return await write_report(question, s, own_llm, own_backend, own_fetcher,
+                                      on_event, store)
     finally:
         if own_store is not None:
             own_store.close()

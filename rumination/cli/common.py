@@ -66,16 +66,21 @@ def figures_line(figures: ReportFigures) -> str:
 def run_settings(
     llm_url: list[str] | None, model: str | None, backend: str | None, corpus: str | None,
     fmt: str | None, max_turns: int | None, mode: str | None, backend_opt: list[str] | None,
-    store: str | None = None,
+    store: str | None = None, browser: str | None = None, changes: bool | None = None, *,
+    max_total_tokens: int | None = None, max_cost: float | None = None,
 ) -> Settings:
-    """Settings from every layer, with the model and backend options shared by research,
-    batch and schedule on top."""
+    """Settings from every layer, with the model, backend and budget options shared by
+    research, batch, schedule and eval on top."""
     from rumination.settings import Settings
 
     settings = Settings.load(
         llm_url=llm_urls(llm_url), model=model, backend=backend, corpus=corpus, format=fmt,
-        max_turns=max_turns, mode=mode, store_url=store,
+        max_turns=max_turns, mode=mode, store_url=store, browser=browser, changes=changes,
+        max_total_tokens=max_total_tokens, max_cost=max_cost,
     )
+    if settings.changes and not settings.keep_runs:
+        raise UsageError("--changes compares a report with the stored runs before it: it "
+                         "needs the run store (keep_runs = true)")
     if not backend_opt:
         return settings
     chosen = {**settings.backends.get(settings.backend, {}), **option_pairs(backend_opt)}
@@ -109,29 +114,45 @@ def trace_handler(path: Path | None) -> Callable[[Event], None] | None:
 def checked_format(out: Path | None, fmt: str | None, configured: str) -> str:
     """The format to write, checked, and the --out place checked before any work is done."""
     from rumination.jobs.output import check_writable_file, report_format
-    from rumination.reports.render import check_format
+    from rumination.reports.render import FILE_FORMATS, check_format
 
     chosen = check_format(report_format(out, fmt, configured))
     if out is not None:
         check_writable_file(out, "--out")
+    elif chosen in FILE_FORMATS and sys.stdout.isatty():
+        raise UsageError(f"a {chosen} report is a file, not text for the terminal: give "
+                         f"--out FILE.{chosen} (or redirect stdout to a file)")
     return chosen
+
+
+def write_stdout(content: str | bytes) -> None:
+    if isinstance(content, bytes):
+        sys.stdout.flush()
+        sys.stdout.buffer.write(content)
+        sys.stdout.buffer.flush()
+    else:
+        sys.stdout.write(content)
 
 
 def deliver(report: Report, out: Path | None, fmt: str, settings: Settings) -> None:
     from rumination.jobs import output
-    from rumination.reports.render import render_report
+    from rumination.reports.render import FILE_FORMATS, render_report, report_bytes
     from rumination.support.figures import report_counts
 
-    text = render_report(report, fmt, citation_style=settings.citation_style)
+    content: str | bytes = (
+        report_bytes(report, fmt) if fmt in FILE_FORMATS
+        else render_report(report, fmt, citation_style=settings.citation_style)
+    )
     if out is None:
-        sys.stdout.write(text)
+        write_stdout(content)
     else:
         try:
-            output.write_atomic(out, text)
+            output.write_atomic(out, content)
         except OSError as exc:
-            if not settings.keep_runs:
-                sys.stdout.write(text)
-            raise output.write_failure(out, exc, report.run_id, settings.keep_runs) from None
+            if not settings.keep_runs and isinstance(content, str):
+                sys.stdout.write(content)
+            raise output.write_failure(out, exc, report.run_id, settings.keep_runs,
+                                       printed=isinstance(content, str)) from None
         typer.echo(f"report written to {out}: {counts_phrase(report_counts(report))}", err=True)
     if report.figures is not None:
         typer.echo(figures_line(report.figures), err=True)

@@ -7,16 +7,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rumination.wording import cited, plural
-
-if TYPE_CHECKING:  # the framework is imported inside each command: `--help` stays fast
-    pass
 from rumination.cli.app import app
 from rumination.cli.common import guarded, progress_handler, run_settings
 from rumination.cli.options import (
     BackendOpt,
     BackendOptsOpt,
+    BrowserOpt,
+    ChangesOpt,
     CorpusOpt,
+    CostBudgetOpt,
     ExecutorOpt,
     FormatOpt,
     LlmUrl,
@@ -24,10 +23,33 @@ from rumination.cli.options import (
     ModeOpt,
     RayAddressOpt,
     StoreOpt,
+    TokenBudgetOpt,
     TraceOpt,
     TurnsOpt,
     WorkersOpt,
 )
+from rumination.wording import cited, plural, spent
+
+if TYPE_CHECKING:  # the framework is imported inside each command: `--help` stays fast
+    from rumination.jobs.files import Job
+    from rumination.jobs.jobrun import JobResult
+    from rumination.settings import Settings
+
+
+def batch_spent(results: list[JobResult]) -> str:
+    """The batch's tokens and (where priced) cost, jobs skipped as finished before included."""
+    costs = [r.cost for r in results if r.cost is not None]
+    tokens = sum(r.prompt_tokens + r.completion_tokens for r in results)
+    return spent(tokens, sum(costs) if costs else None)
+
+
+def check_formats(settings: Settings, jobs: list[Job]) -> None:
+    """Every format the jobs will write can be written here (a missing extra is reported
+    now, not after the first run)."""
+    from rumination.reports.render import check_format
+
+    for chosen in {settings.format} | {job.format for job in jobs if job.format}:
+        check_format(chosen)
 
 
 @app.command()
@@ -52,9 +74,13 @@ def batch(
     corpus: CorpusOpt = None,
     fmt: FormatOpt = None,
     max_turns: TurnsOpt = None,
+    max_total_tokens: TokenBudgetOpt = None,
+    max_cost: CostBudgetOpt = None,
     mode: ModeOpt = None,
     store: StoreOpt = None,
     trace: TraceOpt = None,
+    browser: BrowserOpt = None,
+    changes: ChangesOpt = False,
 ) -> None:
     """Run every job in JOBS_FILE; re-running skips finished jobs and resumes interrupted ones.
     The options are defaults for every job (and override what a resumed run stored); a job's
@@ -67,14 +93,17 @@ def batch(
         from rumination.jobs.executors import make_executor
         from rumination.jobs.files import load_jobs
         from rumination.jobs.outdir import OutDir
-        from rumination.reports.render import render_report
+        from rumination.reports.render import report_bytes
 
         jobs = load_jobs(jobs_file)
         settings = run_settings(
-            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store
+            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store,
+            browser=browser, changes=changes or None, max_total_tokens=max_total_tokens,
+            max_cost=max_cost,
         )
+        check_formats(settings, jobs)
         destination = OutDir.open(out_dir)
-        runner = Batch(jobs, destination, settings, render_report,
+        runner = Batch(jobs, destination, settings, report_bytes,
                        executor=make_executor(executor, concurrency, workers, ray_address),
                        on_event=progress_handler(trace))  # fmt: skip
         results = asyncio.run(runner.run())
@@ -83,11 +112,13 @@ def batch(
                 f", citation accuracy {r.citation_accuracy:.0%}"
             )
             counts = cited(r.citations, r.sources_cited)
-            detail = r.error or f"{counts}{accuracy}, {r.seconds:.1f} s"
+            stopped = f", stopped by the {r.stopped_by} budget" if r.stopped_by else ""
+            detail = r.error or f"{counts}{accuracy}{stopped}, {r.seconds:.1f} s"
             typer.echo(f"{r.status:9} {r.job}  {detail}")
         failed = sum(r.status == "failed" for r in results)
-        typer.echo(f"{len(results) - failed} of {plural(len(results), 'job')} done; summary in "
-                   f"{destination.location(SUMMARY_FILE)}", err=True)
+        typer.echo(f"{len(results) - failed} of {plural(len(results), 'job')} done, "
+                   f"{batch_spent(results)}; summary in {destination.location(SUMMARY_FILE)}",
+                   err=True)
         if failed:
             raise typer.Exit(1)
 
@@ -104,11 +135,18 @@ def schedule(
     corpus: CorpusOpt = None,
     fmt: FormatOpt = None,
     max_turns: TurnsOpt = None,
+    max_total_tokens: TokenBudgetOpt = None,
+    max_cost: CostBudgetOpt = None,
     mode: ModeOpt = None,
     store: StoreOpt = None,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
     workers: WorkersOpt = 2,
+    changes: Annotated[
+        bool | None, typer.Option("--changes/--no-changes", help="open each report with what "
+                                  "changed since the job's last run [default: on when runs "
+                                  "are kept]")
+    ] = None,
 ) -> None:
     """Run batch jobs on cron schedules until stopped (Ctrl-C). The options are defaults
     for every job."""
@@ -121,19 +159,25 @@ def schedule(
         from rumination.jobs.files import load_jobs
         from rumination.jobs.outdir import OutDir
         from rumination.jobs.schedule import Schedule, Scheduler, load_schedules
-        from rumination.reports.render import render_report
+        from rumination.reports.render import report_bytes
+        from rumination.settings import Settings
 
         make_executor(executor, 1, workers, ray_address)  # a bad choice is reported now
         schedules = load_schedules(schedules_file)
         for item in schedules:
             load_jobs(item.jobs)  # a bad jobs file is reported now, not at 6 a.m. on Monday
         settings = run_settings(
-            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store
+            llm_url, model, backend, corpus, fmt, max_turns, mode, backend_opt, store,
+            changes=changes, max_total_tokens=max_total_tokens, max_cost=max_cost,
         )
+        if changes is None:  # on by default: a schedule's readers read every week's report
+            settings = Settings.load_over(settings, {"changes": settings.keep_runs})
+        for item in schedules:
+            check_formats(settings, load_jobs(item.jobs))
         progress = progress_handler()
 
         async def run_batch(item: Schedule, out_dir: OutDir) -> None:
-            batch = Batch(load_jobs(item.jobs), out_dir, settings, render_report,
+            batch = Batch(load_jobs(item.jobs), out_dir, settings, report_bytes,
                           executor=make_executor(executor, item.concurrency, workers,
                                                  ray_address),
                           on_event=progress)  # fmt: skip
@@ -161,6 +205,8 @@ def eval_suite(
     backend_opt: BackendOptsOpt = None,
     corpus: CorpusOpt = None,
     max_turns: TurnsOpt = None,
+    max_total_tokens: TokenBudgetOpt = None,
+    max_cost: CostBudgetOpt = None,
     mode: ModeOpt = None,
     judge: Annotated[
         str | None, typer.Option(help="lexical, or llm (also grades answers SimpleQA-style)")
@@ -178,17 +224,18 @@ def eval_suite(
         import asyncio
 
         from rumination.jobs.evaluation import load_previous, load_suite, run_eval, summary_table
-        from rumination.reports.render import render_report
+        from rumination.reports.render import report_bytes
         from rumination.settings import Settings
 
         items = load_suite(suite)
         previous = load_previous(compare) if compare is not None else None
         settings = run_settings(llm_url, model, backend, corpus, None, max_turns, mode,
-                                 backend_opt)
+                                 backend_opt, max_total_tokens=max_total_tokens,
+                                 max_cost=max_cost)
         judging = {"judge": judge, "judge_url": judge_url, "judge_model": judge_model}
         settings = Settings.load_over(settings, {k: v for k, v in judging.items() if v})
         results, summary = asyncio.run(run_eval(
-            items, out_dir, settings, render_report, concurrency=concurrency,
+            items, out_dir, settings, report_bytes, concurrency=concurrency,
             previous=previous, on_event=progress_handler(trace),
         ))
         typer.echo(summary_table(summary, previous))

@@ -47,13 +47,29 @@ OutOpt = Annotated[
 FormatOpt = Annotated[
     str | None,
     typer.Option("--format", metavar="FORMAT",
-                 help="md, html or json [default: from the --out file name, "
+                 help="md, html, json, pdf or docx [default: from the --out file name, "
                  f"else {defaults.FORMAT}]"),
+]
+ChangesOpt = Annotated[
+    bool, typer.Option("--changes", help="open the report with what changed since the last "
+                       "run of the same job (or question)")
 ]
 TurnsOpt = Annotated[
     int | None,
     typer.Option("--max-turns", metavar="N",
                  help=f"tool-call turn budget [default: {defaults.MAX_TURNS}]"),
+]
+TokenBudgetOpt = Annotated[
+    int | None,
+    typer.Option("--max-total-tokens", metavar="N",
+                 help="prompt + completion tokens of the research before the answer is asked "
+                 "for [default: no limit]"),
+]
+CostBudgetOpt = Annotated[
+    float | None,
+    typer.Option("--max-cost", metavar="AMOUNT",
+                 help="research cost at the price_per_1k_* settings before the answer is asked "
+                 "for [default: no limit]"),
 ]
 TraceOpt = Annotated[Path | None, typer.Option("--trace", metavar="FILE",
                                                help="write JSONL events here")]
@@ -72,6 +88,12 @@ StoreOpt = Annotated[
     str | None,
     typer.Option("--store", metavar="URL",
                  help="run store: sqlite:///PATH or postgresql://USER@HOST/DB"),
+]
+BrowserOpt = Annotated[
+    str | None,
+    typer.Option("--browser", metavar="WHEN",
+                 help="render pages in headless Chromium: auto (pages that look like a script "
+                 "shell), always (every HTML page) or never [default: auto]"),
 ]
 ModeOpt = Annotated[
     str | None,

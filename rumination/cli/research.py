@@ -26,13 +26,17 @@ from rumination.cli.common import (
 from rumination.cli.options import (
     BackendOpt,
     BackendOptsOpt,
+    BrowserOpt,
+    ChangesOpt,
     CorpusOpt,
+    CostBudgetOpt,
     FormatOpt,
     LlmUrl,
     ModelOpt,
     ModeOpt,
     OutOpt,
     StoreOpt,
+    TokenBudgetOpt,
     TraceOpt,
     TurnsOpt,
 )
@@ -49,9 +53,13 @@ def research(
     out: OutOpt = None,
     fmt: FormatOpt = None,
     max_turns: TurnsOpt = None,
+    max_total_tokens: TokenBudgetOpt = None,
+    max_cost: CostBudgetOpt = None,
     mode: ModeOpt = None,
     store: StoreOpt = None,
     trace: TraceOpt = None,
+    browser: BrowserOpt = None,
+    changes: ChangesOpt = False,
 ) -> None:
     """Research QUESTION with the model and write a cited report."""
 
@@ -61,7 +69,9 @@ def research(
         from rumination.agent.sync import research as run_research
 
         settings = run_settings(
-            llm_url, model, backend, corpus, None, max_turns, mode, backend_opt, store
+            llm_url, model, backend, corpus, None, max_turns, mode, backend_opt, store,
+            browser=browser, changes=changes or None, max_total_tokens=max_total_tokens,
+            max_cost=max_cost,
         )
         if settings.corpus and not Path(settings.corpus).is_file():
             raise UsageError(f"corpus not found: {settings.corpus}")
@@ -80,6 +90,10 @@ def research(
             if started:
                 resume_hint(settings, started[0])
             raise
+        if settings.changes:
+            from rumination.support.changes import with_changes
+
+            report = with_changes(open_run_store(settings), report)
         deliver(report, out, fmt_, settings)
 
     guarded(body)
@@ -94,7 +108,7 @@ def demo(
     fmt: Annotated[
         str | None,
         typer.Option("--format", metavar="FORMAT",
-                     help="md, html or json [default: from the --out file name]"),
+                     help="md, html, json, pdf or docx [default: from the --out file name]"),
     ] = None,
     mode: Annotated[str, typer.Option("--mode", help="rumination or write")] = "rumination",
 ) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rumination.errors import RuminationError
+from rumination.errors import RuminationError, UsageError
 from rumination.wording import plural
 
 if TYPE_CHECKING:  # the framework is imported inside each command: `--help` stays fast
@@ -24,6 +23,7 @@ from rumination.cli.common import (
     open_run_store,
     progress_handler,
     resume_hint,
+    write_stdout,
 )
 from rumination.cli.options import FormatOpt, OutOpt, StoreOpt
 
@@ -90,7 +90,7 @@ def runs_export(
     ] = None,
     report_fmt: Annotated[
         str | None,
-        typer.Option("--report", help="md, html or json: export only the run's report, "
+        typer.Option("--report", help="md, html, json, pdf or docx: export only the run's report, "
                      "in this format (a finished run)"),
     ] = None,
     store: StoreOpt = None,
@@ -109,11 +109,51 @@ def runs_export(
         else:
             if out is not None:
                 checked_format(out, None, "json")  # checks the place only
+                kind = out.suffix.lower().lstrip(".")
+                if kind and kind != "json":
+                    raise UsageError(f"--out {out}: a run's export is JSON; for its report as "
+                                     f"{kind}, add --report {kind}")
             text = export_run(runs, run_id)
         if out is None:
-            sys.stdout.write(text)
+            write_stdout(text)
         else:
             write_atomic(out, text)
+
+    guarded(body)
+
+
+@runs_app.command("diff")
+def runs_diff(
+    run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="the earlier run")],
+    run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="the later run")],
+    as_json: Annotated[bool, typer.Option("--json", help="the `changes` JSON object")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """What changed from RUN_A's report to RUN_B's: sources cited now and not then and the
+    reverse, statements new or gone, citation accuracy and sources cited before and after."""
+
+    def body() -> None:
+        from rumination.reports.labels import changes_lines
+        from rumination.support.changes import compare_reports, stored_report
+
+        runs = open_run_store(url=store, read_only=True)
+        before, since = stored_report(runs, run_a)
+        after, _ = stored_report(runs, run_b)
+        changes = compare_reports(before, after, since)
+        if as_json:
+            typer.echo(changes.model_dump_json(indent=2))
+            return
+        typer.echo(f"changes from run {run_a} ({since}) to run {run_b}")
+        for line in changes_lines(changes):
+            typer.echo(line)
+        for label, sources in (("+ source", changes.new_sources),
+                               ("- source", changes.dropped_sources)):
+            for source in sources:
+                typer.echo(f"{label}  {source.title}  {source.url}")
+        for label, statements in (("+ statement", changes.new_statements),
+                                  ("- statement", changes.removed_statements)):
+            for statement in statements:
+                typer.echo(f"{label}  {statement}")
 
     guarded(body)
 

@@ -18,6 +18,9 @@ from rumination.cli.common import guarded
 def api(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8765,
+    resume: Annotated[bool, typer.Option(
+        "--resume/--no-resume", help="on start, run the queued runs the store holds (accepted "
+        "or interrupted before a stop)")] = True,
 ) -> None:
     """Serve research over HTTP: the API (OpenAPI at /docs) and the web page at /. Beyond
     loopback it needs the api_token setting. Needs rumination[api]."""
@@ -29,7 +32,7 @@ def api(
         require("api", "api")
         from rumination.service.server import serve_api
 
-        serve_api(Settings.load(), host, port)
+        serve_api(Settings.load(), host, port, take_up=resume)
 
     guarded(body)
 

@@ -13,7 +13,7 @@ import typer
 from rumination.cli.app import app
 from rumination.cli.common import guarded
 from rumination.cli.index_progress import ImportProgressDisplay, _IndexProgress
-from rumination.cli.options import ModelOpt
+from rumination.cli.options import BrowserOpt, ModelOpt
 from rumination.errors import RuminationError, UsageError
 from rumination.llm.serve import DEFAULT_MODEL_PATH, ServeOptions
 from rumination.wording import plural
@@ -199,6 +199,7 @@ def extract(
                        "http(s) URL"),
     ],
     full: Annotated[bool, typer.Option("--full", help="the whole text, not one window")] = False,
+    browser: BrowserOpt = None,
 ) -> None:
     """Print a page's text exactly as the model would see it: the first window with its
     header (page_window_chars), or all of it with --full. Files are read as `rumination
@@ -210,7 +211,7 @@ def extract(
         from rumination.agent.preview import preview
         from rumination.settings import Settings
 
-        settings = Settings.load()
+        settings = Settings.load(browser=browser)
         sys.stdout.write(asyncio.run(preview(target, settings, full=full)) + "\n")
 
     guarded(body)

@@ -37,7 +37,7 @@ SUMMARY_FILE = "summary.json"
 WORKER_ATTEMPTS = 3  # a job whose worker died this often is reported failed
 # a finished job's figures, kept in the state file so a re-run's summary still has them
 _FIGURES = ("citations", "sources_cited", "citation_accuracy", "effective_citations",
-            "prompt_tokens", "completion_tokens", "seconds")
+            "prompt_tokens", "completion_tokens", "cost", "stopped_by", "seconds")
 
 
 class _State:

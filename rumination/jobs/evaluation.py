@@ -93,6 +93,8 @@ class ItemResult:
     turns: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost: float | None = None
+    stopped_by: str | None = None
     seconds: float = 0.0
     warnings: int = 0
     error: str | None = None
@@ -128,6 +130,7 @@ async def score_item(
     result.turns = report.turns
     result.prompt_tokens = report.usage.prompt_tokens
     result.completion_tokens = report.usage.completion_tokens
+    result.cost, result.stopped_by = report.cost, report.stopped_by
     result.warnings = len(report.warnings)
     if item.answer is not None:
         result.exact_match = exact_match(item.answer, result.short_answer)
@@ -166,10 +169,19 @@ def summarize(results: Sequence[ItemResult]) -> dict[str, Any]:
         "turns": _mean([r.turns for r in done]),
         "prompt_tokens": _mean([r.prompt_tokens for r in done]),
         "completion_tokens": _mean([r.completion_tokens for r in done]),
+        "total_tokens": sum(r.prompt_tokens + r.completion_tokens for r in results),
+        "total_cost": _total([r.cost for r in results]),
+        "stopped_by_budget": sum(r.stopped_by is not None for r in done),
         "seconds": _mean([r.seconds for r in done]),
         "warnings": _mean([r.warnings for r in done]),
     }
     return summary
+
+
+def _total(costs: list[float | None]) -> float | None:
+    """The sum of the priced costs; None when nothing was priced."""
+    priced = [cost for cost in costs if cost is not None]
+    return round(sum(priced), 6) if priced else None
 
 
 def load_previous(path: Path) -> dict[str, Any]:

@@ -8,6 +8,10 @@ that dies takes its jobs with it; the driver sees `WorkerLost` and sends each jo
 a (restarted) worker, which resumes the job's run from its last committed turn. A worker that
 cannot be built (its process cannot import rumination, say) would fail every job the same way:
 that is `WorkerStartFailed`, a usage error that stops the batch, never a retry.
+
+Progress: workers put their runs' events (all but the answer's text deltas) on a Ray queue
+the driver drains into its own event handler, so a Ray batch shows the same progress lines
+and traces as a local one.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from rumination.errors import UsageError
-from rumination.events import EventHandler
+from rumination.events import Event, EventHandler, emit
 from rumination.jobs.files import Job
 from rumination.jobs.jobrun import JobContext, JobResult, Renderer, run_job
 from rumination.jobs.outdir import OutDir
 from rumination.llm.endpoints import EndpointPool
 from rumination.settings import Settings
 from rumination.store.run_store import open_store
+from rumination.telemetry.tracing import flush as flush_traces
 
 
 class WorkerLost(Exception):
@@ -107,17 +112,28 @@ class LocalExecutor(Executor):
             await self._process.aclose()
 
 
-class RayWorker:
-    """A Ray actor (made one by RayExecutor): runs jobs in its own event loop."""
+# not sent to the driver: one per generated piece of text, and no progress line shows them
+UNSENT_EVENTS = frozenset({"answer_delta"})
 
-    def __init__(self, setup: JobSetup) -> None:
+
+class RayWorker:
+    """A Ray actor (made one by RayExecutor): runs jobs in its own event loop, sending their
+    events to `progress` (a ray.util.queue.Queue) when given."""
+
+    def __init__(self, setup: JobSetup, progress: Any = None) -> None:
         self.setup = setup
+        self.progress = progress
         self.process: JobProcess | None = None
 
     async def run(self, job_json: str, run_id: str | None) -> JobResult:
         if self.process is None:  # built here, inside the actor's event loop
-            self.process = JobProcess(self.setup)
+            sending = self._send if self.progress is not None else None
+            self.process = JobProcess(self.setup, sending)
         return await self.process.run(Job.model_validate_json(job_json), run_id)
+
+    async def _send(self, event: Event) -> None:
+        if event.kind not in UNSENT_EVENTS:
+            await self.progress.put_async((event.kind, event.data))
 
     def pid(self) -> int:
         return os.getpid()
@@ -125,6 +141,7 @@ class RayWorker:
     async def close(self) -> None:
         if self.process is not None:
             await self.process.aclose()
+        flush_traces()  # the driver kills this actor next: no exit handler runs
 
 
 class RayExecutor(Executor):
@@ -146,6 +163,8 @@ class RayExecutor(Executor):
         self.workers: list[Any] = []
         self.in_flight: dict[int, int] = {}  # jobs sent to each worker and not yet back
         self._order = itertools.count()
+        self._progress: Any = None  # the workers' event queue, when the driver listens
+        self._relay: asyncio.Task[None] | None = None
 
     async def start(self, setup: JobSetup, on_event: EventHandler | None) -> None:
         ray = self.ray
@@ -158,7 +177,12 @@ class RayExecutor(Executor):
         actor = ray.remote(RayWorker).options(  # +1: pid() and close() never wait for a job
             max_concurrency=self.concurrency + 1, max_restarts=-1, num_cpus=0
         )
-        self.workers = [actor.remote(setup) for _ in range(self.workers_wanted)]
+        if on_event is not None:
+            from ray.util.queue import Queue
+
+            self._progress = Queue(actor_options={"num_cpus": 0})
+            self._relay = asyncio.create_task(self._relay_events(on_event))
+        self.workers = [actor.remote(setup, self._progress) for _ in range(self.workers_wanted)]
         self.in_flight = dict.fromkeys(range(len(self.workers)), 0)
         try:  # wait until every worker is built, so a constructor error stops the batch here
             await asyncio.gather(*(worker.pid.remote() for worker in self.workers))
@@ -188,6 +212,12 @@ class RayExecutor(Executor):
             return WorkerStartFailed(f"a Ray worker could not start: {raised_in(str(exc))}")
         return WorkerLost(str(exc).splitlines()[0])
 
+    async def _relay_events(self, on_event: EventHandler) -> None:
+        """The workers' events, in the order each worker sent them, to the driver's handler."""
+        while True:
+            kind, data = await self._progress.get_async()
+            await emit(on_event, kind, **data)
+
     async def worker_pids(self) -> list[int]:
         return [await worker.pid.remote() for worker in self.workers]
 
@@ -197,6 +227,22 @@ class RayExecutor(Executor):
                 await worker.close.remote()
             self.ray.kill(worker)
         self.workers = []
+        if self._relay is not None:
+            await self._drain()
+            self._relay.cancel()
+            await asyncio.gather(self._relay, return_exceptions=True)
+            self._progress.shutdown()
+            self._relay = self._progress = None
+
+    async def _drain(self, wait_s: float = 2.0) -> None:
+        """Give the relay the events still queued (the last jobs' `finished`: a worker's
+        events are all queued before its job's result comes back), for a while."""
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while asyncio.get_running_loop().time() < deadline:
+            with contextlib.suppress(self.ray.exceptions.RayError):
+                if await asyncio.to_thread(self._progress.qsize) == 0:
+                    return
+            await asyncio.sleep(0.02)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -20,11 +20,14 @@ from rumination.llm.endpoints import EndpointPool
 from rumination.models import Report
 from rumination.settings import Settings
 from rumination.store.run_store import RunStore
+from rumination.support.changes import with_changes
 from rumination.support.figures import report_counts
 
 
 class Renderer(Protocol):
-    def __call__(self, report: Report, fmt: str, *, citation_style: str) -> str: ...
+    """reports.report_bytes (every format), or reports.render_report (the text formats)."""
+
+    def __call__(self, report: Report, fmt: str, *, citation_style: str) -> str | bytes: ...
 
 
 @dataclass
@@ -39,6 +42,8 @@ class JobResult:
     effective_citations: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost: float | None = None  # at the configured prices; None when unpriced
+    stopped_by: str | None = None  # the budget that ended research, if one did
     seconds: float = 0.0
     error: str | None = None
 
@@ -87,9 +92,13 @@ async def run_job(job: Job, run_id: str | None, ctx: JobContext) -> JobResult:
             report = await researcher.resume(run_id, on_event=on_event)
         else:
             report = await researcher.run(job.question, on_event=on_event)
-        text = ctx.render(report, settings.format, citation_style=settings.citation_style)
+        ctx.store.set_job(report.run_id, key)
+        if settings.changes:
+            report = with_changes(ctx.store, report)
+        rendered = ctx.render(report, settings.format, citation_style=settings.citation_style)
         try:
-            ctx.out_dir.write_text(name, text)
+            ctx.out_dir.write_bytes(
+                name, rendered.encode("utf-8") if isinstance(rendered, str) else rendered)
         except OSError as exc:
             raise write_failure(ctx.out_dir.location(name), exc, report.run_id, True) from None
     except RuminationError as exc:
@@ -103,5 +112,6 @@ async def run_job(job: Job, run_id: str | None, ctx: JobContext) -> JobResult:
         citation_accuracy=report.figures.citation_accuracy if report.figures else None,
         effective_citations=report.figures.effective_citations if report.figures else 0,
         completion_tokens=report.usage.completion_tokens,
+        cost=report.cost, stopped_by=report.stopped_by,
         seconds=round(time.monotonic() - started, 3),
     )  # fmt: skip

@@ -63,8 +63,11 @@ class OutDir(ABC):
     @abstractmethod
     def read_text(self, name: str) -> str | None: ...
 
+    def write_text(self, name: str, text: str) -> None:
+        self.write_bytes(name, text.encode("utf-8"))
+
     @abstractmethod
-    def write_text(self, name: str, text: str) -> None: ...
+    def write_bytes(self, name: str, data: bytes) -> None: ...
 
     @property
     def identity(self) -> str:
@@ -105,8 +108,8 @@ class LocalDir(OutDir):
         path = self.path / name
         return path.read_text(encoding="utf-8") if path.exists() else None
 
-    def write_text(self, name: str, text: str) -> None:
-        write_atomic(self.path / name, text)
+    def write_bytes(self, name: str, data: bytes) -> None:
+        write_atomic(self.path / name, data)
 
 
 class RemoteDir(OutDir):
@@ -142,8 +145,8 @@ class RemoteDir(OutDir):
             return None
         return bytes(self.fs.cat_file(path)).decode("utf-8")
 
-    def write_text(self, name: str, text: str) -> None:
-        path, data = self._path(name), text.encode("utf-8")
+    def write_bytes(self, name: str, data: bytes) -> None:
+        path = self._path(name)
         if self.whole_object:
             self.fs.pipe_file(path, data)
             return

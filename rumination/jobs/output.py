@@ -10,7 +10,7 @@ from pathlib import Path
 from rumination.errors import UsageError
 
 FORMAT_BY_SUFFIX = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html",
-                    ".json": "json"}  # fmt: skip
+                    ".json": "json", ".pdf": "pdf", ".docx": "docx"}  # fmt: skip
 
 
 def report_format(out: Path | None, explicit: str | None, configured: str) -> str:
@@ -26,7 +26,7 @@ def report_format(out: Path | None, explicit: str | None, configured: str) -> st
 
 def implied_format(out: Path) -> str | None:
     """The format `out`'s extension names; None without an extension; UsageError for one no
-    format writes (`r.pdf` must not silently hold Markdown)."""
+    format writes (`r.txt` must not silently hold Markdown)."""
     suffix = out.suffix.lower()
     if not suffix:
         return None
@@ -77,13 +77,18 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def write_failure(path: Path | str, exc: OSError, run_id: str, stored: bool) -> UsageError:
-    """The one-line error for a report that could not be written after its run finished."""
+def write_failure(path: Path | str, exc: OSError, run_id: str, stored: bool,
+                  printed: bool = True) -> UsageError:
+    """The one-line error for a report that could not be written after its run finished;
+    `printed`: a text report went to stdout instead (a PDF or Word file never does)."""
     reason = exc.strerror or str(exc)
     if stored:
         return UsageError(f"cannot write the report to {path}: {reason}; the run is stored, "
                           f"recover it with `rumination runs export {run_id} --report "
                           f"{FORMAT_BY_SUFFIX.get(Path(path).suffix.lower(), 'md')} --out FILE`")
+    if not printed:
+        return UsageError(f"cannot write the report to {path}: {reason}; the run store is "
+                          "off, so it is lost: write it somewhere writable, or keep runs")
     return UsageError(f"cannot write the report to {path}: {reason}; it was printed on "
                       "stdout instead (the run store is off)")  # fmt: skip
 
@@ -94,13 +99,15 @@ def _umask() -> int:
     return current
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, content: str | bytes) -> None:
+    """Write `content` (text in UTF-8) to `path` whole: a temporary file, then a rename."""
+    data = content.encode("utf-8") if isinstance(content, str) else content
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a report is an ordinary file
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

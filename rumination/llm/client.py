@@ -8,6 +8,7 @@ the chat template), streams with usage, retries what is worth retrying (connect 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -60,6 +61,8 @@ class Completion:
     usage: Usage
     finish_reason: str | None
     model_seconds: float = 0.0
+    # streamed: from sending the request to the first generated text (thinking or answer)
+    first_token_seconds: float | None = None
 
 
 class ChatModel(Protocol):
@@ -308,6 +311,8 @@ class LLMClient:
         reasoning: list[str] = []
         usage = Usage()
         finish_reason: str | None = None
+        sent = time.monotonic()
+        first_token: float | None = None
         async with self._http.lease() as http, http.stream(
                 "POST", url, content=body, headers=JSON_HEADERS) as response:
             self._note(response)
@@ -327,6 +332,8 @@ class LLMClient:
                 for choice in chunk.get("choices") or []:
                     delta = choice.get("delta") or {}
                     think = delta.get("reasoning_content") or delta.get("reasoning")
+                    if first_token is None and (think or delta.get("content")):
+                        first_token = time.monotonic() - sent
                     if think:
                         reasoning.append(think)
                     text = delta.get("content")
@@ -342,6 +349,7 @@ class LLMClient:
             reasoning="".join(reasoning) or None,
             usage=usage,
             finish_reason=finish_reason,
+            first_token_seconds=first_token,
         )
 
 

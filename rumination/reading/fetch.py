@@ -25,14 +25,15 @@ import ipaddress
 import re
 import socket
 import zlib
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpcore
 import httpx
 
-from rumination.errors import FetchError, FetchRefused
+from rumination.errors import FetchError, FetchRefused, PageTooLarge
 from rumination.llm.tls import verifying_context
 from rumination.models import Page
 from rumination.reading.extract import page_from_bytes
@@ -255,6 +256,29 @@ def _checked_transport(policy: HostPolicy) -> httpx.AsyncBaseTransport:
     return transport
 
 
+Downloaded = tuple[str, str, bytes]
+"""Final URL, content type and body of a fetch."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP exchange of `PageFetcher.request`."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    location: str | None = None
+    """The absolute redirect target when the answer is a redirect."""
+
+
+class Renderer(Protocol):
+    """Turns a fetched document into a Page, maybe in a browser (reading.browser_render)."""
+
+    async def read(self, url: str, content_type: str, body: bytes) -> Page: ...
+
+    async def aclose(self) -> None: ...
+
+
 class PageFetcher:
     """One shared HTTP client for a run's page fetches: pooled connections, HTTP/2 where the
     server offers it, at most `per_host` requests to one host at a time.
@@ -288,6 +312,8 @@ class PageFetcher:
         self._policy = HostPolicy(self.allow_hosts)
         self.per_host = per_host
         self.cache = cache
+        self.renderer: Renderer | None = None
+        """Reads fetched documents, maybe in a browser (set by browser_render.page_fetcher)."""
         self._host_slots: dict[str, asyncio.Semaphore] = {}
         # our own transport checks at connect time; a custom one is checked before each request
         self._checks_on_connect = transport is None
@@ -304,6 +330,8 @@ class PageFetcher:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PageFetcher:
+        """The plain fetcher the settings describe; `reading.browser_render.page_fetcher` adds
+        the browser the `browser` setting asks for."""
         s = settings
         return cls(
             timeout_s=s.fetch_timeout_s, connect_timeout_s=s.fetch_connect_timeout_s,
@@ -314,13 +342,24 @@ class PageFetcher:
         )
 
     async def aclose(self) -> None:
+        if self.renderer is not None:
+            await self.renderer.aclose()
         await self._http.aclose()
         if self.cache is not None:
             self.cache.close()
 
     async def fetch(self, url: str) -> Page:
+        """The page at `url`, read as text; rendered in the browser when `renderer` decides
+        so (its own time budget starts after the fetch's)."""
+        url, content_type, body = await self._timed(self._download(url))
+        if self.renderer is not None:
+            return await self.renderer.read(url, content_type, body)
+        # extraction is CPU work: a thread keeps the loop free for prefetches and streams
+        return await asyncio.to_thread(page_from_bytes, url, content_type, body)
+
+    async def _timed(self, download: Awaitable[Downloaded]) -> Downloaded:
         try:
-            return await asyncio.wait_for(self._fetch(url), self.timeout_s)
+            return await asyncio.wait_for(download, self.timeout_s)
         except TimeoutError:
             raise FetchError(f"timed out after {self.timeout_s:g} s") from None
         except httpx.ConnectTimeout:
@@ -332,54 +371,69 @@ class PageFetcher:
         except httpx.HTTPError as exc:
             raise FetchError(f"{type(exc).__name__}: {exc}") from None
 
-    async def _fetch(self, url: str) -> Page:
+    async def _download(self, url: str) -> Downloaded:
+        """Final URL, content type and body, redirects followed and checked."""
         asked = url
         cached = await self.cache.lookup(url) if self.cache is not None else None
         if cached is not None:
             # the address rules hold for cached pages too (they may have changed since)
             for hop in dict.fromkeys((url, cached.final_url)):
                 await check_url(hop, self._policy, resolve=True)
-            return await asyncio.to_thread(
-                page_from_bytes, cached.final_url, cached.content_type, cached.body
-            )
+            return cached.final_url, cached.content_type, cached.body
         for _ in range(self.max_redirects + 1):
-            await check_url(url, self._policy, resolve=not self._checks_on_connect)
-            async with self._host_slot(url), self._http.stream("GET", url) as response:
-                if response.is_redirect and "location" in response.headers:
-                    url = urljoin(url, response.headers["location"])
-                    continue
-                if response.status_code >= 400:
-                    raise FetchError(f"the server answered HTTP {response.status_code}")
-                body = await self._read_capped(response)
-                content_type = response.headers.get("content-type", "")
+            answer = await self.request(url)
+            if answer.location is not None:
+                url = answer.location
+                continue
+            if answer.status >= 400:
+                raise FetchError(f"the server answered HTTP {answer.status}")
+            content_type = answer.headers.get("content-type", "")
             if self.cache is not None:
-                await self.cache.store(asked, url, content_type, body, response.headers)
-            # extraction is CPU work: a thread keeps the loop free for prefetches and streams
-            return await asyncio.to_thread(page_from_bytes, url, content_type, body)
+                await self.cache.store(asked, url, content_type, answer.body, answer.headers)
+            return url, content_type, answer.body
         raise FetchError(f"more than {self.max_redirects} redirects")
+
+    async def request(
+        self, url: str, *, method: str = "GET", headers: Iterable[tuple[str, str]] = (),
+        content: bytes | None = None, max_bytes: int | None = None, error_body: bool = False,
+    ) -> Answer:
+        """One request under the address rules, no redirect followed (`location` says where
+        one points), the body capped at `max_bytes` (default: the fetcher's cap). The body of
+        an error status is read only with `error_body`."""
+        await check_url(url, self._policy, resolve=not self._checks_on_connect)
+        async with self._host_slot(url), self._http.stream(
+            method, url, headers=list(headers), content=content
+        ) as response:
+            location = response.headers.get("location")
+            if response.is_redirect and location is not None:
+                return Answer(response.status_code, response.headers, b"", urljoin(url, location))
+            if response.status_code >= 400 and not error_body:
+                return Answer(response.status_code, response.headers, b"")
+            body = await self._read_capped(response, max_bytes or self.max_bytes)
+            return Answer(response.status_code, response.headers, body)
 
     def _host_slot(self, url: str) -> asyncio.Semaphore:
         """At most `per_host` requests to one host at a time (prefetches included)."""
         host = (urlsplit(url).hostname or "").lower()
         return self._host_slots.setdefault(host, asyncio.Semaphore(self.per_host))
 
-    async def _read_capped(self, response: httpx.Response) -> bytes:
+    async def _read_capped(self, response: httpx.Response, max_bytes: int) -> bytes:
         """The decoded body; FetchRefused as soon as it (or what is sent) passes max_bytes."""
-        too_big = f"the page is larger than {self.max_bytes} bytes"
+        too_big = f"the page is larger than {max_bytes} bytes"
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            raise FetchRefused(too_big)
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise PageTooLarge(too_big)
         if response.is_stream_consumed:  # built in memory (httpx.MockTransport), decoded
-            if len(response.content) > self.max_bytes:
-                raise FetchRefused(too_big)
+            if len(response.content) > max_bytes:
+                raise PageTooLarge(too_big)
             return response.content
-        decoder = _Decoder(response.headers.get("content-encoding", ""), self.max_bytes)
+        decoder = _Decoder(response.headers.get("content-encoding", ""), max_bytes)
         chunks: list[bytes] = []
         sent = 0
         async for chunk in response.aiter_raw():
             sent += len(chunk)
-            if sent > self.max_bytes:
-                raise FetchRefused(too_big)
+            if sent > max_bytes:
+                raise PageTooLarge(too_big)
             chunks.append(decoder.feed(chunk))
         chunks.append(decoder.flush())
         return b"".join(chunks)
@@ -443,7 +497,7 @@ class _Decoder:
         self._started = True
         self.size += len(out)
         if self.size > self.limit:
-            raise FetchRefused(f"the page is larger than {self.limit} bytes once decompressed")
+            raise PageTooLarge(f"the page is larger than {self.limit} bytes once decompressed")
         return out
 
     def flush(self) -> bytes:

@@ -23,7 +23,7 @@ from rumination.citation_marks import REFERENCE
 from rumination.cjk import has_cjk
 from rumination.errors import UsageError
 from rumination.models import CheckedStatement, Report
-from rumination.reports.labels import provenance_label
+from rumination.reports.labels import changes_lines, provenance_label
 from rumination.templates import render
 
 if TYPE_CHECKING:
@@ -97,13 +97,23 @@ def _parser() -> MarkdownIt:
     return md
 
 
-def answer_html(report: Report) -> Markup:
-    """The answer's Markdown as HTML (raw HTML in it is escaped, never passed through)."""
+def _answer_env(report: Report) -> dict[str, Any]:
     titles = {c.number: c.title for c in report.citations}
     checked = {s.occurrence: s for s in report.statements if s.occurrence is not None}
-    env = {"citation_titles": titles, "checked": checked}
+    return {"citation_titles": titles, "checked": checked}
+
+
+def answer_html(report: Report) -> Markup:
+    """The answer's Markdown as HTML (raw HTML in it is escaped, never passed through)."""
     answer = _without_repeated_question(report.answer_markdown, report.question)
-    return Markup(_parser().render(answer, env))
+    return Markup(_parser().render(answer, _answer_env(report)))
+
+
+def answer_tokens(report: Report) -> list[Token]:
+    """The answer's Markdown as markdown-it block tokens; citation references `[k]` are
+    inline tokens of type "citation" with meta {"number": k} (for the Word report)."""
+    answer = _without_repeated_question(report.answer_markdown, report.question)
+    return _parser().parse(answer, _answer_env(report))
 
 
 def _without_repeated_question(answer: str, question: str) -> str:
@@ -119,7 +129,8 @@ def _words(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
 
-def _linkable(url: str) -> bool:
+def linkable(url: str) -> bool:
+    """Whether a source URL can be a live link (web pages and local corpus files)."""
     return urlsplit(url).scheme.lower() in _LINKABLE_SCHEMES
 
 
@@ -136,7 +147,8 @@ def render_html(report: Report) -> str:
         uncited=[s for s in report.sources if s.source_id not in cited],
         flagged=[s for s in report.statements if s.action == "flagged"],
         dropped=[s for s in report.statements if s.action == "dropped"],
-        linkable=_linkable,
+        linkable=linkable,
         simulated=report.simulated,
         label=provenance_label(report),
+        changes_lines=changes_lines(report.changes),
     ) + "\n"

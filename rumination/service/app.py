@@ -1,9 +1,11 @@
 """The HTTP API (FastAPI): start, watch, read, cancel and resume research runs.
 
-Every route but the OpenAPI schema needs `Authorization: Bearer <api_token>` when the
-setting is set. Errors are JSON: `{"error": "one line", "status": N}`: 400 for a body that
-is no JSON or names an unknown backend or a model the LLM server does not serve, 422 for a
-field out of bounds, 502/503 when the LLM server is no LLM API / does not answer.
+Store reads run in worker threads, so a slow store delays the request that reads it, not
+the runs' event streams. Every route but the OpenAPI schema needs `Authorization: Bearer
+<api_token>` when the setting is set. Errors are JSON: `{"error": "one line", "status": N}`:
+400 for a body that is no JSON or names an unknown backend or a model the LLM server does
+not serve, 422 for a field out of bounds, 502/503 when the LLM server is no LLM API / does
+not answer.
 """
 
 
@@ -20,9 +22,18 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
 from rumination.errors import LLMError, LLMUnavailable, NotAnLLMServer, UsageError
-from rumination.reports.render import render_report
+from rumination.reports.render import (
+    FILE_FORMATS,
+    FORMATS,
+    MEDIA_TYPES,
+    check_format,
+    render_report,
+    report_bytes,
+)
 from rumination.service.auth import is_allowed
 from rumination.service.limits import BodySizeLimit
+from rumination.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from rumination.service.metrics import ServiceMetrics
 from rumination.service.pages import page_router
 from rumination.service.runner import Conflict, NotFound, QueueFull, RunQueue
 from rumination.service.views import (
@@ -38,8 +49,6 @@ from rumination.settings import Settings
 from rumination.store.run_store import RunStore, open_store
 
 RUN_ID = Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the run id")
-REPORT_TYPES = {"md": "text/markdown; charset=utf-8", "html": "text/html; charset=utf-8",
-                "json": "application/json"}
 CANCEL_WAIT_S = 10.0
 
 
@@ -56,15 +65,18 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody} for code in (401, 422, *codes)}
 
 
-def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
-    """The API over `settings` (the server's defaults for every run) and the run store."""
+def create_app(settings: Settings, store: RunStore | None = None, *,
+               take_up: bool = True) -> FastAPI:
+    """The API over `settings` (the server's defaults for every run) and the run store.
+    `take_up`: on start, run what the store has queued (accepted or interrupted before a
+    restart)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_store = store is None
         run_store = store or open_store(settings)
-        app.state.queue = RunQueue(settings, run_store)
-        await app.state.queue.start()
+        app.state.queue = RunQueue(settings, run_store, observer=metrics.observe)
+        await app.state.queue.start(take_up)
         try:
             yield
         finally:
@@ -72,6 +84,11 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
             if own_store:
                 run_store.close()
 
+    def run_states() -> list[str]:
+        queue: RunQueue | None = getattr(app.state, "queue", None)
+        return [ticket.status for ticket in queue.tickets()] if queue else []
+
+    metrics = ServiceMetrics(run_states)
     bearer = HTTPBearer(auto_error=False, description="the server's api_token setting")
 
     def authorized(
@@ -98,8 +115,8 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
         """Queue a research run; its id comes back at once and it runs in the background.
         Refused at once (not queued) when the backend is not installed, the LLM server does
         not serve the model (400) or does not answer (503)."""
-        ticket = await queue.submit(body.question, body.overrides())
-        return view(queue, ticket.run_id)
+        ticket = await queue.submit(body.question, body.overrides(), body.compare_to)
+        return await asyncio.to_thread(view, queue, ticket.run_id)
 
     @api.get("/runs", response_model=RunList, responses=_errors())
     async def list_runs(
@@ -111,12 +128,12 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
         = None,
     ) -> RunList:
         """Runs waiting in this service, then stored runs (CLI runs too), newest first."""
-        return listing(queue, limit, status, q)
+        return await asyncio.to_thread(listing, queue, limit, status, q)
 
     @api.get("/runs/{run_id}", response_model=RunView, responses=_errors(404))
     async def get_run(run_id: RunId, queue: Queue) -> RunView:
         """A run's status, turns, sources seen and, once finished, its report's figures."""
-        return view(queue, run_id)
+        return await asyncio.to_thread(view, queue, run_id)
 
     @api.get(
         "/runs/{run_id}/events", responses={**_errors(404), 200: {
@@ -140,23 +157,30 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
         )
 
     @api.get(
-        "/runs/{run_id}/report", responses={**_errors(404, 409), 200: {"content": {
-            "text/markdown": {}, "text/html": {}, "application/json": {}}}},
+        "/runs/{run_id}/report", responses={**_errors(400, 404, 409), 200: {"content": {
+            media.split(";")[0]: {} for media in MEDIA_TYPES.values()}}},
         response_class=Response,
     )
     async def run_report(
         run_id: RunId, queue: Queue,
-        format: Annotated[str, Query(pattern="^(md|html|json)$")] = "md",
+        format: Annotated[str, Query(pattern=f"^({'|'.join(FORMATS)})$")] = "md",
     ) -> Response:
-        """The finished run's report, with its citations and sources."""
+        """The finished run's report, with its citations and sources: md, html or json as
+        text, pdf or docx as a file to download (400 when the server lacks the extra)."""
         found = view(queue, run_id, detail=False)
         report = queue.store.report(run_id)
         if report is None:
             raise Conflict(f"run {run_id} has no report (status {found.status})")
+        check_format(format)
+        if format in FILE_FORMATS:
+            content = await asyncio.to_thread(report_bytes, report, format)
+            disposition = f'attachment; filename="{run_id}.{format}"'
+            return Response(content, media_type=MEDIA_TYPES[format],
+                            headers={"Content-Disposition": disposition})
         record = queue.store.get_run(run_id)
         style = json.loads(record.settings_json).get("citation_style", "numbered")
         text = render_report(report, format, citation_style=style)
-        return Response(text, media_type=REPORT_TYPES[format])
+        return Response(text, media_type=MEDIA_TYPES[format])
 
     @api.post("/runs/{run_id}/resume", status_code=202, response_model=RunView,
               responses=_errors(400, 404, 409, 429, 502, 503))
@@ -173,6 +197,11 @@ def create_app(settings: Settings, store: RunStore | None = None) -> FastAPI:
         if ticket.task is not None:
             await asyncio.wait([ticket.task], timeout=CANCEL_WAIT_S)
         return view(queue, run_id)
+
+    @api.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """Prometheus metrics of this service (text exposition format)."""
+        return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     app.include_router(api)
     return app

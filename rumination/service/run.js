@@ -38,6 +38,7 @@ function showReport() {
   frame.src = "/runs/" + encodeURIComponent(runId) + "/report?format=html";
   frame.hidden = false;
   document.getElementById("report-pending").hidden = true;
+  document.getElementById("downloads").hidden = false;
 }
 
 // the report's counts, from its `finished` event: citation marks, distinct sources cited

@@ -1,8 +1,14 @@
 """Background research for the service: runs wait in a bounded queue and a fixed number of
 workers research them, each run recorded in the same run store as a CLI run.
 
+The queue survives restarts: a run is in the store (status `queued`) from the moment it is
+accepted, and a worker claims it there before it starts, so services sharing a store never
+run it twice. Closing the queue (SIGTERM) interrupts running runs and puts them back to
+`queued`, their turns kept; the next start takes up every queued run, resuming those with
+turns (unless started with `take_up=False`: `rumination api --no-resume`).
+
 A cancelled run stops where it is: what it produced stays in the store as an interrupted
-run, and `resume` continues it. Closing the queue cancels every run the same way.
+run, and `resume` continues it.
 
 A run is checked before it is queued: its backend is installed, and the LLM server answers
 and serves its model (one GET /v1/models per server, no retries: a server down now is an
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +31,21 @@ from rumination.events import Event
 from rumination.llm.client import LLMClient
 from rumination.llm.endpoints import EndpointPool
 from rumination.llm.server_answers import model_not_served
+from rumination.reading.browser_render import page_fetcher
 from rumination.reading.fetch import PageFetcher
 from rumination.service.eventlog import EventLog
 from rumination.settings import Settings
-from rumination.store.run_store import FINISHED, INTERRUPTED, RUNNING, RunRecord, RunStore
+from rumination.store.run_store import (
+    CANCELLED,
+    FINISHED,
+    INTERRUPTED,
+    QUEUED,
+    RUNNING,
+    RunRecord,
+    RunStore,
+)
+from rumination.support.changes import PREVIOUS, stored_report, with_changes
 
-QUEUED, CANCELLED = "queued", "cancelled"  # states a run has only inside the service
 PROBE_TIMEOUT_S = 5.0  # for the /v1/models check before a run is queued
 
 
@@ -57,6 +73,7 @@ class Ticket:
     status: str = QUEUED
     error: str | None = None
     task: asyncio.Task[Any] | None = field(default=None, repr=False)
+    compare_to: str | None = None  # "previous" or a run id: the report says what changed
 
 
 def default_events_dir() -> Path:
@@ -65,9 +82,12 @@ def default_events_dir() -> Path:
 
 
 class RunQueue:
-    def __init__(self, settings: Settings, store: RunStore) -> None:
+    def __init__(self, settings: Settings, store: RunStore,
+                 observer: Callable[[Event], None] | None = None) -> None:
+        """`observer` sees every event of every run (metrics)."""
         self.settings = settings
         self.store = store
+        self.observer = observer
         self.events_dir = Path(settings.api_events_dir or default_events_dir())
         self._tickets: dict[str, Ticket] = {}
         self._waiting: asyncio.Queue[Ticket] = asyncio.Queue()
@@ -76,22 +96,33 @@ class RunQueue:
         self._fetcher: PageFetcher | None = None
         self._probes: dict[str, LLMClient] = {}  # by server URL: asks which models it serves
 
-    async def start(self) -> None:
+    async def start(self, take_up: bool = True) -> None:
+        """Start the workers; `take_up`: first queue every run the store has as queued
+        (accepted before a restart, or interrupted by one), oldest first."""
         # shared by every run: one connection pool per LLM endpoint and for page fetches
         self._pool = EndpointPool.from_settings(self.settings)
-        self._fetcher = PageFetcher.from_settings(self.settings)
+        self._fetcher = page_fetcher(self.settings)
+        if take_up:
+            for record in await asyncio.to_thread(self.store.runs_with_status, QUEUED):
+                settings = Settings.load_saved(record.settings_json)
+                self._add(Ticket(record.run_id, record.question, settings, record.turns > 0,
+                                 self.log(record.run_id)))
         self._workers = [asyncio.create_task(self._work()) for _ in
                          range(self.settings.api_concurrency)]
 
     async def close(self) -> None:
-        """Stop accepting work; running runs are cancelled (they stay resumable)."""
+        """Stop taking work; running runs are interrupted and queued again in the store
+        (their turns kept), for the next start to take up."""
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
-        running = [t.task for t in self._tickets.values() if t.task and not t.task.done()]
-        for task in running:
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        running = [t for t in self._tickets.values() if t.task and not t.task.done()]
+        for ticket in running:
+            assert ticket.task is not None
+            ticket.task.cancel()
+        await asyncio.gather(*(t.task for t in running if t.task), return_exceptions=True)
+        for ticket in running:
+            self.store.set_status(ticket.run_id, QUEUED)
         if self._pool is not None:
             await self._pool.aclose()
         if self._fetcher is not None:
@@ -99,9 +130,10 @@ class RunQueue:
         for probe in self._probes.values():
             await probe.aclose()
 
-    async def submit(self, question: str, overrides: dict[str, Any]) -> Ticket:
+    async def submit(self, question: str, overrides: dict[str, Any],
+                     compare_to: str | None = None) -> Ticket:
         """Queue a new run once its backend and model are known to work; its id is known
-        at once."""
+        at once. `compare_to`: "previous" or the id of a finished run (checked now)."""
         question = question.strip()
         if not question:
             raise UsageError("the question is empty")
@@ -110,8 +142,14 @@ class RunQueue:
             raise UsageError("the service researches in mode 'rumination' only")
         installed_backend(settings.backend)
         await self.check_model(settings)
+        if compare_to not in (None, PREVIOUS):
+            stored_report(self.store, compare_to)
         run_id = new_run_id()
-        return self._enqueue(Ticket(run_id, question, settings, False, self.log(run_id)))
+        self._check_room()
+        await asyncio.to_thread(self.store.create_run, run_id, question, settings.model,
+                                settings.backend, settings.mode, settings.public_json(), QUEUED)
+        return self._add(Ticket(run_id, question, settings, False, self.log(run_id),
+                                compare_to=compare_to))
 
     async def check_model(self, settings: Settings) -> None:
         """ModelNotServed when an LLM server of `settings` lists models but not its model;
@@ -142,7 +180,9 @@ class RunQueue:
         settings = Settings.load_saved(record.settings_json)
         await self.check_model(settings)
         self._resumable(run_id)  # still, after the wait
-        return self._enqueue(Ticket(run_id, record.question, settings, True, self.log(run_id)))
+        self._check_room()
+        self.store.set_status(run_id, QUEUED)
+        return self._add(Ticket(run_id, record.question, settings, True, self.log(run_id)))
 
     def _resumable(self, run_id: str) -> RunRecord:
         """The stored run, if nothing stands in the way of resuming it."""
@@ -176,7 +216,11 @@ class RunQueue:
             ticket.task.cancel()
         else:
             ticket.status = CANCELLED
+            # a waiting resume goes back to interrupted: its turns are still worth resuming
+            self.store.set_status(run_id, INTERRUPTED if ticket.resume else CANCELLED)
             ticket.log.close()
+            if self.observer is not None:  # it never ran: its event stream stays empty
+                self.observer(Event("cancelled", {"run_id": run_id}))
         return ticket
 
     def ticket(self, run_id: str) -> Ticket | None:
@@ -194,10 +238,12 @@ class RunQueue:
         ticket = self._tickets.get(run_id)
         return ticket.log if ticket else EventLog(self.events_dir / f"{run_id}.jsonl")
 
-    def _enqueue(self, ticket: Ticket) -> Ticket:
+    def _check_room(self) -> None:
         waiting = sum(t.status == QUEUED for t in self._tickets.values())
         if waiting >= self.settings.api_max_queued:
             raise QueueFull(f"{waiting} runs are waiting already (setting api_max_queued)")
+
+    def _add(self, ticket: Ticket) -> Ticket:
         self._tickets[ticket.run_id] = ticket
         ticket.log.open()
         self._waiting.put_nowait(ticket)
@@ -207,6 +253,12 @@ class RunQueue:
         while True:
             ticket = await self._waiting.get()
             if ticket.status != QUEUED:  # cancelled while it waited
+                continue
+            if not await asyncio.to_thread(self.store.claim_queued, ticket.run_id):
+                # another service sharing the store took it (or cancelled it): the store
+                # tells the rest
+                del self._tickets[ticket.run_id]
+                ticket.log.close()
                 continue
             ticket.status = RUNNING
             ticket.task = asyncio.create_task(self._research(ticket))
@@ -228,22 +280,34 @@ class RunQueue:
                                 fetcher=self._fetcher)
 
         ticket.log.open()
+
+        def tell(event: Event) -> None:
+            self._tell(ticket, event)
+
         try:
             if ticket.resume:
-                await researcher.resume(ticket.run_id, on_event=ticket.log.append)
+                await researcher.resume(ticket.run_id, on_event=tell)
             else:
-                await researcher.run(ticket.question, on_event=ticket.log.append,
-                                     run_id=ticket.run_id)
+                report = await researcher.run(ticket.question, on_event=tell,
+                                              run_id=ticket.run_id, recorded=True)
+                if ticket.compare_to is not None:
+                    with_changes(self.store, report, ticket.compare_to)
             ticket.status = FINISHED
         except asyncio.CancelledError:
             ticket.status = INTERRUPTED
-            ticket.log.append(Event("interrupted", {"run_id": ticket.run_id}))
+            tell(Event("interrupted", {"run_id": ticket.run_id}))
         except RuminationError as exc:
             ticket.status, ticket.error = INTERRUPTED, str(exc)
-            ticket.log.append(Event("run_error", {"run_id": ticket.run_id, "message": str(exc)}))
+            tell(Event("run_error", {"run_id": ticket.run_id, "message": str(exc),
+                                     "resumable": True}))
         except Exception as exc:  # a framework bug: the run is failed, the service goes on
             ticket.status, ticket.error = "failed", f"{type(exc).__name__}: {exc}"
-            ticket.log.append(Event("run_error", {"run_id": ticket.run_id,
-                                                    "message": ticket.error}))
+            tell(Event("run_error", {"run_id": ticket.run_id, "message": ticket.error,
+                                     "resumable": False}))
         finally:
             ticket.log.close()
+
+    def _tell(self, ticket: Ticket, event: Event) -> None:
+        ticket.log.append(event)
+        if self.observer is not None:
+            self.observer(event)

@@ -32,14 +32,16 @@ def check_exposure(host: str, settings: Settings) -> None:
                          "(RUMINATION_API_TOKEN) or listen on 127.0.0.1")
 
 
-def serve_api(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
+def serve_api(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
+              take_up: bool = True) -> None:
     from rumination.service.app import create_app
     from rumination.store.run_store import open_store
 
     check_exposure(host, settings)
     # the store is opened here, not in the app's startup, so a bad one is one line too
     with listening_socket(host, port) as listener, closing(open_store(settings)) as store:
-        run_uvicorn(create_app(settings, store), listener, host, timeout_graceful_shutdown=15)
+        run_uvicorn(create_app(settings, store, take_up=take_up), listener, host,
+                    timeout_graceful_shutdown=15)
 
 
 def run_uvicorn(app: Callable[..., Any], listener: socket.socket, host: str, **options: Any,

@@ -27,9 +27,18 @@ class RunRequest(BaseModel):
     model: str | None = Field(default=None, description="served model name on the server's LLM")
     search_language: str | None = Field(default=None, max_length=16)
     max_wall_time_s: float | None = Field(default=None, gt=0)
+    max_total_tokens: int | None = Field(default=None, gt=0, description="token budget of the "
+                                         "research (prompt + completion)")
+    max_cost: float | None = Field(default=None, gt=0, description="cost budget of the research "
+                                   "at the server's price_per_1k_* settings")
+    compare_to: str | None = Field(
+        default=None, pattern=r"^(previous|[A-Za-z0-9_-]{1,64})$",
+        description='"previous" (the last finished run of the same question) or a run id: '
+        'the report opens with what changed since that run'
+    )
 
     def overrides(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"question"}, exclude_none=True)
+        return self.model_dump(exclude={"question", "compare_to"}, exclude_none=True)
 
 
 class RunView(BaseModel):
@@ -80,7 +89,7 @@ def _view(
     status = _status(ticket, record)
     found = RunView(
         run_id=run_id, status=status, question=record.question if record else ticket.question
-        if ticket else "", live=status in LIVE,
+        if ticket else "", live=ticket is not None and ticket.status in LIVE,
         error=ticket.error if ticket and status not in LIVE else None,
         queue_position=queue.queue_position(run_id) if status == QUEUED else None,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from rumination.errors import UsageError
-from rumination.reports.render import render_report
+from rumination.reports.render import FILE_FORMATS, render_report, report_bytes
 from rumination.settings import Settings
 from rumination.store.run_store import RunStore
 
@@ -28,12 +28,15 @@ def export_run(store: RunStore, run_id: str) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-def export_report(store: RunStore, run_id: str, fmt: str) -> str:
-    """The run's report in `fmt`; UsageError when the run has none (it did not finish)."""
+def export_report(store: RunStore, run_id: str, fmt: str) -> str | bytes:
+    """The run's report in `fmt` (bytes for pdf and docx); UsageError when the run has none
+    (it did not finish)."""
     record = store.get_run(run_id)
     report = store.report(run_id)
     if report is None:
         raise UsageError(f"run {run_id} has no report (status {record.status}); "
                          f"`rumination runs resume {run_id}` finishes it")  # fmt: skip
+    if fmt in FILE_FORMATS:
+        return report_bytes(report, fmt)
     style = Settings.load_saved(record.settings_json).citation_style
     return render_report(report, fmt, citation_style=style)

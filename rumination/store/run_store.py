@@ -76,6 +76,9 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX job_claims_by_status ON job_claims(batch, status, position)
     """,
+    "ALTER TABLE sources ADD COLUMN rendered INTEGER NOT NULL DEFAULT 0",
+    # the batch job a run answers (its name): "what changed since" finds the job's last run
+    "ALTER TABLE runs ADD COLUMN job TEXT",
 ]
 # The same schema, version for version, in PostgreSQL's types; `seq` keeps insertion order.
 POSTGRES_MIGRATIONS: list[str] = [
@@ -84,6 +87,8 @@ POSTGRES_MIGRATIONS: list[str] = [
     ),
     MIGRATIONS[1],
     MIGRATIONS[2].replace("REAL", "DOUBLE PRECISION"),
+    MIGRATIONS[3],
+    MIGRATIONS[4],
 ]
 
 _RUN_RECORD_SELECT = (  # the columns of RunRecord, in order
@@ -91,6 +96,8 @@ _RUN_RECORD_SELECT = (  # the columns of RunRecord, in order
     " updated_at, (SELECT count(*) FROM turns t WHERE t.run_id = r.run_id) FROM runs r"
 )
 RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
+# accepted by the service and waiting for a worker (again, after a restart), or cancelled there
+QUEUED, CANCELLED = "queued", "cancelled"
 
 
 @dataclass(frozen=True)
@@ -168,15 +175,34 @@ class RunStore:
         return int(self.db.query("SELECT max(version) FROM schema_version")[0][0])
 
     def create_run(
-        self, run_id: str, question: str, model: str, backend: str, mode: str, settings_json: str
+        self, run_id: str, question: str, model: str, backend: str, mode: str, settings_json: str,
+        status: str = RUNNING,
     ) -> None:
         now = _now()
         with self.db.transaction() as tx:
             tx.execute(
                 "INSERT INTO runs (run_id, question, model, backend, mode, settings_json, status,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, question, model, backend, mode, settings_json, RUNNING, now, now),
+                (run_id, question, model, backend, mode, settings_json, status, now, now),
             )
+
+    def claim_queued(self, run_id: str) -> bool:
+        """Mark a queued run running; False when it is no longer queued (another service
+        sharing the store took it, or it was cancelled)."""
+        with self.db.transaction() as tx:
+            taken = tx.execute(
+                "UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ? AND status = ?"
+                " RETURNING run_id", (RUNNING, _now(), run_id, QUEUED),
+            )
+        return bool(taken)
+
+    def runs_with_status(self, status: str) -> list[RunRecord]:
+        """Every run in `status`, oldest first."""
+        rows = self.db.query(
+            f"{_RUN_RECORD_SELECT} WHERE status = ? ORDER BY created_at,"
+            f" {self.db.insertion_order}", (status,),
+        )
+        return [RunRecord(*row) for row in rows]
 
     def save_turn(self, run_id: str, turn: Turn, sources: list[Source]) -> None:
         """Commit one finished turn and the run's sources together."""
@@ -192,11 +218,14 @@ class RunStore:
                  turn.model_seconds, turn.tool_seconds, turn.usage.cached_prompt_tokens),
             )
             tx.executemany(
-                "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, source_id)"
+                "INSERT INTO sources (run_id, source_id, url, title, snippet, fetched_at, rendered)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, source_id)"
                 " DO UPDATE SET url = excluded.url, title = excluded.title,"
-                " snippet = excluded.snippet, fetched_at = excluded.fetched_at",
+                " snippet = excluded.snippet, fetched_at = excluded.fetched_at,"
+                " rendered = excluded.rendered",
                 [(run_id, s.source_id, s.url, s.title, s.snippet,
-                  s.fetched_at.isoformat() if s.fetched_at else None) for s in sources],
+                  s.fetched_at.isoformat() if s.fetched_at else None, int(s.rendered))
+                 for s in sources],
             )
             tx.execute("UPDATE runs SET updated_at = ? WHERE run_id = ?", (_now(), run_id))
 
@@ -208,6 +237,28 @@ class RunStore:
                 " report_json = coalesce(?, report_json) WHERE run_id = ?",
                 (status, _now(), report_json, run_id),
             )
+
+    def set_job(self, run_id: str, job: str) -> None:
+        """Record that `run_id` answers the batch job named `job`."""
+        with self.db.transaction() as tx:
+            tx.execute("UPDATE runs SET job = ? WHERE run_id = ?", (job, run_id))
+
+    def previous_run(self, run_id: str) -> RunRecord | None:
+        """The latest finished run made before `run_id` of the same job (a run of a batch
+        job), else of the same question (an ad-hoc run); None when there is none."""
+        rows = self.db.query("SELECT job, question FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise UsageError(f"no run {run_id!r} in {self.where}")
+        job, question = rows[0]
+        same = "r.job = ?" if job is not None else "r.question = ?"
+        order = self.db.insertion_order
+        found = self.db.query(
+            f"{_RUN_RECORD_SELECT} WHERE {same} AND r.status = ? AND r.report_json IS NOT NULL"
+            f" AND {order} < (SELECT {order} FROM runs r WHERE r.run_id = ?)"
+            f" ORDER BY {order} DESC LIMIT 1",
+            (job if job is not None else question, FINISHED, run_id),
+        )  # fmt: skip
+        return RunRecord(*found[0]) if found else None
 
     def get_run(self, run_id: str) -> RunRecord:
         rows = self.db.query(f"{_RUN_RECORD_SELECT} WHERE r.run_id = ?", (run_id,))
@@ -240,12 +291,13 @@ class RunStore:
 
     def sources(self, run_id: str) -> list[Source]:
         rows = self.db.query(
-            "SELECT source_id, url, title, snippet, fetched_at FROM sources"
+            "SELECT source_id, url, title, snippet, fetched_at, rendered FROM sources"
             " WHERE run_id = ? ORDER BY source_id", (run_id,),
         )
         return [
             Source(source_id=r[0], url=r[1], title=r[2], snippet=r[3],
-                   fetched_at=datetime.fromisoformat(r[4]) if r[4] else None)
+                   fetched_at=datetime.fromisoformat(r[4]) if r[4] else None,
+                   rendered=bool(r[5]))
             for r in rows
         ]
 

@@ -14,7 +14,9 @@ from collections.abc import Iterable
 from rumination.citation_marks import SOURCE_HEADER
 
 _HEADER = re.compile(SOURCE_HEADER + r"(】)?\n?")
-_VISIBLE = re.compile(r"^Visible: \d+% - \d+%[^\n]*\n?", re.MULTILINE)
+# the framework's lines about a window, not the source's text: which part is shown, and
+# whether the page was rendered in a browser
+_VISIBLE = re.compile(r"^(?:Visible: \d+% - \d+%|Rendered: )[^\n]*\n?", re.MULTILINE)
 
 
 def evidence_by_source(observations: Iterable[str]) -> dict[int, str]:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from rumination.citation_marks import REFERENCE
+from rumination.cjk import has_cjk
 
 _GROUP = re.compile(r"(?:\s*" + REFERENCE.pattern + ")+")  # references side by side
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s|\n|(?<=[。！？])")
@@ -20,6 +21,8 @@ _MARKDOWN = re.compile(
     r"^\s{0,3}(?:#{1,6}\s+|[-*+]\s+|\d+[.)]\s+|>\s*)|[*_`|]+|\[([^\]]*)\]\([^)]*\)"
 )
 _WORD = re.compile(r"\w{2,}")
+_SPACED_REFERENCE = re.compile(r"[ \t]*" + REFERENCE.pattern)
+_HEADING_LINE = re.compile(r"^\s{0,3}#{1,6}\s.*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,22 @@ def cited_statements(answer: str, numbers: set[int]) -> list[CitedStatement]:
             if number in numbers:
                 found.append(CitedStatement(clause, number, occurrence))
                 occurrence += 1
+    return found
+
+
+def sentences(answer: str, min_words: int = 3) -> list[str]:
+    """The answer's sentences as plain text: Markdown syntax, citation references, headings
+    and code fences left out; fragments of fewer than `min_words` words skipped."""
+    text = _SPACED_REFERENCE.sub("", _HEADING_LINE.sub(" ", _FENCE.sub(" ", answer)))
+    starts = _sentence_starts(text)
+    found = []
+    for begin, end in zip(starts, [*starts[1:], len(text)], strict=True):
+        plain = _plain(text[begin:end])
+        # CJK text has no spaces between words: count its characters instead
+        if len(_WORD.findall(plain)) >= min_words or (
+            has_cjk(plain) and len(plain) >= 2 * min_words
+        ):
+            found.append(plain)
     return found
 
 

@@ -67,10 +67,21 @@ def test_research_against_a_served_model(
 def test_a_bad_report_extension_is_one_line(
     install: Install, user_env: dict[str, str], empty_dir: Path
 ) -> None:
-    done = install.run(["rumination", "demo", "--out", "r.pdf"], cwd=empty_dir, env=user_env)
+    done = install.run(["rumination", "demo", "--out", "r.txt"], cwd=empty_dir, env=user_env)
     assert done.returncode == 2
-    one_line_error(done.stderr)
-    assert not (empty_dir / "r.pdf").exists()
+    assert "reports are md, html, json, pdf, docx, not .txt" in one_line_error(done.stderr)
+    assert not (empty_dir / "r.txt").exists()
+
+
+@pytest.mark.parametrize(("name", "extra"), [("r.pdf", "pdf"), ("r.docx", "docx")])
+def test_a_pdf_or_word_report_without_its_extra_is_one_line_naming_it(
+    install: Install, user_env: dict[str, str], empty_dir: Path, name: str, extra: str
+) -> None:
+    """This install has the api and mcp extras only (installkit)."""
+    done = install.run(["rumination", "demo", "--out", name], cwd=empty_dir, env=user_env)
+    assert done.returncode == 2
+    assert f"pip install 'rumination[{extra}]'" in one_line_error(done.stderr)
+    assert not (empty_dir / name).exists()
 
 
 def _jobs_file(folder: Path, names: list[str]) -> Path:

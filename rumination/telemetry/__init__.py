@@ -1,0 +1,1 @@
+"""OpenTelemetry traces of runs (extra `otel`), configured by the standard OTEL_* variables."""
