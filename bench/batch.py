@@ -19,7 +19,7 @@ conversation fills a 131072-token window (compaction keeps it under), at 0 ms/to
 RSS of this process above its level before the batch, divided by the runs.
 
     python bench/batch.py [--ms-per-token 25] [--slowdown 0 --slowdown 0.02] [--waves 2]
-                          [--concurrency 1 --concurrency 128] [--single-pool]
+                          [--concurrency 1 --concurrency 128] [--single-pool | --shard-size N]
                           [--memory-runs 32]
 """
 
@@ -163,10 +163,14 @@ def main() -> None:
                         f"(default: {' '.join(map(str, CONCURRENCIES))})")
     parser.add_argument("--single-pool", action="store_true",
                         help="one httpx pool for the whole batch, as before the pools were split")
+    parser.add_argument("--shard-size", type=int,
+                        help="requests in flight per httpx pool [default: the client's, 16]")
     parser.add_argument("--memory-runs", type=int, default=32, help="0: skip the memory run")
     args = parser.parse_args()
     if args.single_pool:
         llm_client.SHARD_SIZE = None  # type: ignore[assignment]
+    elif args.shard_size:
+        llm_client.SHARD_SIZE = args.shard_size
     with tempfile.TemporaryDirectory() as tmp:
         for slowdown in args.slowdown or [0.0, 0.02]:
             throughput_table(args.ms_per_token, slowdown, args.waves,
