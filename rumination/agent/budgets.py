@@ -33,7 +33,8 @@ def budget_reached(settings: Settings, usage: Usage, elapsed_s: float) -> Stop |
     used = usage.prompt_tokens + usage.completion_tokens
     if settings.max_total_tokens is not None and used >= settings.max_total_tokens:
         return Stop("tokens", f"token budget of {settings.max_total_tokens}: {used} used")
-    cost = run_cost(usage, settings)
-    if settings.max_cost is not None and cost is not None and cost >= settings.max_cost:
-        return Stop("cost", f"cost budget of {settings.max_cost:g}: {cost:.4g} spent")
+    if settings.max_cost is not None:  # settings refuse a cost budget without a price
+        cost = run_cost(usage, settings) or 0.0
+        if cost >= settings.max_cost:
+            return Stop("cost", f"cost budget of {settings.max_cost:g}: {cost:.4g} spent")
     return None

@@ -15,13 +15,13 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rumination.events import Event
+from rumination.service.views import LIVE
+from rumination.store.run_store import QUEUED
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # model requests last from under a second (a tool call) to many minutes (a long report)
 MODEL_BUCKETS = (0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640)
 TOOL_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-# run states a run has inside the service, as the queue's gauges report them
-LIVE_STATES = ("queued", "running")
 
 
 class _RunGauges(Collector):
@@ -34,11 +34,11 @@ class _RunGauges(Collector):
         states = list(self._states())
         runs = GaugeMetricFamily("rumination_runs", "Runs in this service by state",
                                  labels=["state"])
-        for state in LIVE_STATES:
+        for state in LIVE:
             runs.add_metric([state], states.count(state))
         yield runs
         yield GaugeMetricFamily("rumination_queue_depth", "Runs waiting for a worker",
-                                value=states.count("queued"))
+                                value=states.count(QUEUED))
 
 
 class ServiceMetrics:
