@@ -333,7 +333,7 @@ class LLMClient:
                     delta = choice.get("delta") or {}
                     think = delta.get("reasoning_content") or delta.get("reasoning")
                     if first_token is None and (think or delta.get("content")):
-                        first_token = time.monotonic() - sent
+                        first_token = round(time.monotonic() - sent, 4)
                     if think:
                         reasoning.append(think)
                     text = delta.get("content")

@@ -53,7 +53,6 @@ class RequestGate:
     document: bytes
     max_bytes: int
     loaded: int = 0
-    fetched: int = 0
     refused: list[str] = field(default_factory=list)
     refused_navigation: str | None = None
     over_cap: bool = False
@@ -92,7 +91,7 @@ class RequestGate:
             await _abort(route, "blockedbyclient")
             return
         try:
-            url, answer = await self._follow(request)
+            answer = await self._follow(request)
         except FetchRefused as exc:
             self.refused.append(f"{request.url}: {exc}")
             if main_frame:
@@ -110,7 +109,7 @@ class RequestGate:
         headers = {k: v for k, v in answer.headers.items() if k.lower() not in _NOT_RETURNED}
         await _fulfil(route, answer.status, headers, answer.body)
 
-    async def _follow(self, request: Request) -> tuple[str, Answer]:
+    async def _follow(self, request: Request) -> Answer:
         """The answer to `request`, redirects followed (a navigation's first one returned)."""
         url, method, content = request.url, request.method, request.post_data_buffer
         headers = [(k, v) for k, v in (await request.all_headers()).items()
@@ -128,10 +127,9 @@ class RequestGate:
             except PageTooLarge as exc:
                 self.over_cap = True
                 raise FetchError(str(exc)) from None
-            self.fetched += 1
             self.loaded += len(answer.body)
             if answer.location is None or request.is_navigation_request():
-                return url, answer
+                return answer
             url = answer.location
             if answer.status not in _KEEPS_METHOD:
                 method, content = "GET", None

@@ -86,7 +86,7 @@ class PageRenderer:
         )
 
     async def read(self, url: str, content_type: str, body: bytes) -> Page:
-        if not self.wants(content_type, body):
+        if not await asyncio.to_thread(self.wants, content_type, body):
             return await asyncio.to_thread(page_from_bytes, url, content_type, body)
         try:
             rendering = await self.render(url, content_type, body)

@@ -126,7 +126,6 @@ class _AnswerWriter:
 
     def __init__(self, document: Document, report: Report) -> None:
         self.document = document
-        self.titles = {c.number: c.title for c in report.citations}
         self.checked = {s.occurrence: s for s in report.statements if s.occurrence is not None}
         self.occurrence = -1
         self.lists: list[str] = []  # "List Bullet" / "List Number", innermost last

@@ -57,6 +57,7 @@ from rumination.store.database import immediate_transaction
 
 SCHEMA_VERSION = 4
 COMMIT_EVERY = 200
+RECORDS_PER_COMMIT = 2000
 INDEX_CACHE_KIB = 256 * 1024
 MERGE_SHARE = 0.25
 # marks the matched words in snippets; plain text, so it survives neutralise() and rendering
@@ -119,6 +120,7 @@ class Corpus:
     engine = "sqlite"
     # files (or records) per transaction: a bigger batch would keep more work at risk
     commit_every: int | None = None  # None: COMMIT_EVERY
+    records_per_commit = RECORDS_PER_COMMIT  # collection imports (importers/records.py)
 
     def __init__(self, db_path: str | Path, *, create: bool = False) -> None:
         self.path = Path(db_path)

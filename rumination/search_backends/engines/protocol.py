@@ -40,6 +40,7 @@ class CorpusEngine(Protocol):
     """A local corpus: documents split into passages, searched for their best passage."""
 
     engine: str  # "sqlite", "tantivy"
+    records_per_commit: int  # records a collection import commits at once
     path: Path
 
     def search(self, query: str, limit: int = 10) -> list[SearchHit]: ...

@@ -21,7 +21,12 @@ from pathlib import Path
 import tantivy
 
 from rumination.errors import UsageError
-from rumination.search_backends.corpus import DOCUMENT_TABLES, HIGHLIGHT, Corpus
+from rumination.search_backends.corpus import (
+    DOCUMENT_TABLES,
+    HIGHLIGHT,
+    RECORDS_PER_COMMIT,
+    Corpus,
+)
 from rumination.search_backends.engines.tantivy_query import (
     ANALYZER,
     ANALYZER_NAME,
@@ -56,6 +61,7 @@ class TantivyCorpus(Corpus):
 
     engine = "tantivy"
     commit_every = FILES_PER_COMMIT
+    records_per_commit = 10 * RECORDS_PER_COMMIT  # each commit writes a Tantivy segment
 
     def __init__(self, folder: str | Path, *, create: bool = False) -> None:
         folder = Path(folder)
@@ -86,9 +92,6 @@ class TantivyCorpus(Corpus):
             self._writer.wait_merging_threads()  # segments merged before the files are read
             self._writer = None
         super().close()
-
-    def passage_count(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM passages").fetchone()[0])
 
     def index_size(self) -> int:
         """Bytes on disk: the catalog and the Tantivy index."""

@@ -24,7 +24,6 @@ from rumination.search_backends.chunking import split_passages
 from rumination.search_backends.engines.protocol import CorpusEngine
 from rumination.search_backends.index_events import IndexStats
 
-RECORDS_PER_COMMIT = 2000
 PROGRESS_EVERY_S = 1.0
 
 
@@ -100,7 +99,7 @@ def import_records(
     report = on_progress or (lambda progress: None)
     state_key = f"import:{source.key_prefix}"
     stamp, resume_after = _state(corpus.meta(state_key))
-    batch = batch or RECORDS_PER_COMMIT * (10 if corpus.engine == "tantivy" else 1)
+    batch = batch or corpus.records_per_commit
     counts: Counter[str] = Counter()
     now = datetime.now(UTC).isoformat()
     position, last_report = 0, started
