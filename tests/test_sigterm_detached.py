@@ -38,6 +38,12 @@ def ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def default_sigint() -> None:
+    """SIGINT at its default in the command, also when pytest itself was started with `&`
+    (which would hand the command an ignored SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def sigint_ignored(pid: int) -> bool:
     """From the kernel: is SIGINT's disposition SIG_IGN in process `pid`?"""
     status = Path(f"/proc/{pid}/status").read_text()
@@ -73,7 +79,7 @@ def start(args: list[str], env: dict[str, str], sigint: str) -> subprocess.Popen
     return subprocess.Popen(
         [sys.executable, "-m", "rumination", *args], env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        preexec_fn=ignore_sigint if sigint == IGNORED else None,
+        preexec_fn=ignore_sigint if sigint == IGNORED else default_sigint,
     )
 
 
