@@ -31,12 +31,15 @@ import itertools
 import json
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -308,6 +311,9 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=3600.0,
                         help="hard time limit of one (size, engine) measurement")
     parser.add_argument("--tmp", type=Path, default=None, help="where to write the corpora")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="write the data and corpora under this folder and keep them "
+                             "(a later run reuses the data; see bench/search_profile.py)")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     engines = args.engine or list(ENGINES)
@@ -325,27 +331,51 @@ def main() -> None:
           "reidx: re-index after one file changed")
     print(HEADER, flush=True)
     for size in sorted(sizes or [2000]):
-        writer = Writer(args.seed, args.vocabulary)
-        with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-            started = time.perf_counter()
-            if args.source == "jsonl":
-                source = Path(tmp, "collection.jsonl")
-                texts = write_jsonl(source, size, writer)
-            else:
-                source = Path(tmp, "docs")
-                source.mkdir()
-                texts = write_folder(source, size, writer)
-            queries = [writer.query(writer.rng.choice(texts), args.query_mix)
-                       for _ in range(args.queries)]
-            query_file = Path(tmp, "queries.json")
-            query_file.write_text(json.dumps(queries), encoding="utf-8")
-            print(f"# {size:,} {'records' if args.source == 'jsonl' else 'documents'} written "
-                  f"in {time.perf_counter() - started:.0f} s", flush=True)
+        with data_folder(args.keep, args.tmp, f"{args.source}-{size}-seed{args.seed}") as tmp:
+            source, query_file = write_data(tmp, size, args)
             for engine in engines:
                 workdir = Path(tmp, f"work-{engine}")
+                shutil.rmtree(workdir, ignore_errors=True)
                 workdir.mkdir()
                 run_child(engine, source, query_file, workdir, args.budget_s)
 
+
+@contextmanager
+def data_folder(keep: Path | None, tmp: Path | None, name: str) -> Iterator[Path]:
+    """A temporary folder, or `keep`/`name` (made if missing) when the data is kept."""
+    if keep is None:
+        with tempfile.TemporaryDirectory(dir=tmp) as folder:
+            yield Path(folder)
+        return
+    folder = keep / name
+    folder.mkdir(parents=True, exist_ok=True)
+    yield folder
+
+
+def write_data(folder: Path, size: int, args: argparse.Namespace) -> tuple[Path, Path]:
+    """The collection (or documents) and the queries, written unless a kept folder has them."""
+    source = folder / ("collection.jsonl" if args.source == "jsonl" else "docs")
+    query_file = folder / "queries.json"
+    written = folder / "written"
+    settings = f"{args.vocabulary} {args.queries} {args.query_mix}"
+    if written.is_file() and written.read_text(encoding="utf-8") == settings:
+        print(f"# {size:,} reusing the data in {folder}", flush=True)
+        return source, query_file
+    started = time.perf_counter()
+    writer = Writer(args.seed, args.vocabulary)
+    if args.source == "jsonl":
+        texts = write_jsonl(source, size, writer)
+    else:
+        shutil.rmtree(source, ignore_errors=True)
+        source.mkdir()
+        texts = write_folder(source, size, writer)
+    queries = [writer.query(writer.rng.choice(texts), args.query_mix)
+               for _ in range(args.queries)]
+    query_file.write_text(json.dumps(queries), encoding="utf-8")
+    written.write_text(settings, encoding="utf-8")
+    print(f"# {size:,} {'records' if args.source == 'jsonl' else 'documents'} written "
+          f"in {time.perf_counter() - started:.0f} s", flush=True)
+    return source, query_file
 
 if __name__ == "__main__":
     main()

@@ -34,9 +34,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 from rumination.errors import UsageError
 from rumination.models import Page, SearchHit
@@ -110,6 +111,30 @@ _SCHEMA_1_INDEX = (
     "DROP TRIGGER IF EXISTS documents_ad",
     "DROP TABLE IF EXISTS documents_fts",
 )
+
+
+@dataclass(frozen=True)
+class FoundPassage:
+    """A passage a search found: its document's row, and what its engine needs to make it a
+    hit (the sqlite engine: the hit's fields; tantivy: the score and the passage's address)."""
+
+    document_row: int
+    detail: object
+
+
+def best_of_each_document(found: list[FoundPassage], limit: int) -> list[FoundPassage]:
+    """The first (best-ranked) passage of each document, for the first `limit` documents."""
+    best: dict[int, FoundPassage] = {}
+    for passage in found:
+        best.setdefault(passage.document_row, passage)
+        if len(best) == limit:
+            break
+    return list(best.values())
+
+
+def ranked_hit(doc_id: str, score: float, title: str, url: str, snippet: str) -> RankedHit:
+    return RankedHit(doc_id=doc_id, score=float(score),
+                     hit=SearchHit(title=title, url=url, snippet=" ".join(snippet.split())))
 
 
 class Corpus:
@@ -232,18 +257,14 @@ class Corpus:
             return []
         with self._lock:
             match = self._match(self._rarer(terms))
-        hits: dict[int, RankedHit] = {}  # document row -> its best passage, best first
         fetch = limit * PASSAGES_PER_HIT
         while True:
             with self._lock:
-                rows = self._best_passages(match, fetch)
-            for document_row, doc_id, score, title, url, snippet in rows:
-                if document_row not in hits:
-                    hit = SearchHit(title=title, url=url, snippet=" ".join(snippet.split()))
-                    hits[document_row] = RankedHit(doc_id=doc_id, score=score, hit=hit)
-            if len(hits) >= limit or len(rows) < fetch:
-                return list(hits.values())[:limit]
-            hits.clear()
+                found = self._best_passages(match, fetch)
+            best = best_of_each_document(found, limit)
+            if len(best) >= limit or len(found) < fetch:
+                with self._lock:
+                    return self._describe(match, best)
             fetch *= 4  # many passages of the same few documents: look deeper
 
     def _rarer(self, terms: list[str]) -> list[str]:
@@ -254,13 +275,11 @@ class Corpus:
         """What `_best_passages` searches for: here an FTS5 MATCH expression."""
         return " OR ".join(terms)
 
-    def _best_passages(
-        self, match: object, limit: int
-    ) -> list[tuple[int, str, float, str, str, str]]:
-        """The `limit` best-ranked passages: document row, document id, score, title, URL,
-        snippet. FTS5 sorts by rank itself and computes snippets only for the rows it
-        returns."""
-        return self._db.execute(
+    def _best_passages(self, match: object, limit: int) -> list[FoundPassage]:
+        """The `limit` best-ranked passages, best first. FTS5 sorts by rank itself and makes
+        snippets only for the rows it returns, so each passage is found fully described:
+        document id, score, title, URL, snippet."""
+        rows = self._db.execute(
             "SELECT p.document_id, coalesce(d.doc_id, d.path), -m.rank, p.title, p.url,"
             " m.snippet FROM"
             " (SELECT rowid, snippet(passages_fts, 1, ?, ?, ' … ', 40) AS snippet, rank"
@@ -270,6 +289,12 @@ class Corpus:
             " ORDER BY m.rank",
             (HIGHLIGHT, HIGHLIGHT, match, _RANK, limit),
         ).fetchall()
+        return [FoundPassage(row[0], row[1:]) for row in rows]
+
+    def _describe(self, match: object, found: list[FoundPassage]) -> list[RankedHit]:
+        """The hits of the passages `found`, in their order."""
+        return [ranked_hit(*cast(tuple[str, float, str, str, str], passage.detail))
+                for passage in found]
 
     def get(self, url: str) -> Page | None:
         """The whole document at a document URL; at a passage URL, the document from the

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import tantivy
 
@@ -26,7 +28,10 @@ from rumination.search_backends.corpus import (
     HIGHLIGHT,
     RECORDS_PER_COMMIT,
     Corpus,
+    FoundPassage,
+    ranked_hit,
 )
+from rumination.search_backends.engines.protocol import RankedHit
 from rumination.search_backends.engines.tantivy_query import (
     ANALYZER,
     ANALYZER_NAME,
@@ -41,6 +46,14 @@ SNIPPET_CHARS = 240
 FILES_PER_COMMIT = 5000  # a Tantivy commit writes a segment: fewer, larger ones index faster
 
 PassageRow = tuple[int, int, int, str, str, str]
+
+
+@dataclass(frozen=True)
+class _Match:
+    """A search's query, and the searcher (one snapshot of the index) that runs it."""
+
+    query: tantivy.Query
+    searcher: tantivy.Searcher
 
 
 def is_tantivy_corpus(path: Path) -> bool:
@@ -155,37 +168,46 @@ class TantivyCorpus(Corpus):
     def _match(self, terms: list[str]) -> object:
         self._index.reload()  # another process may have committed
         searcher = self._index.searcher()
-        return build_query(self._schema_t, terms, searcher.num_docs,
-                           lambda token: searcher.doc_freq("body", token) if token else 0)
+        query = build_query(self._schema_t, terms, searcher.num_docs,
+                            lambda token: searcher.doc_freq("body", token) if token else 0)
+        return None if query is None else _Match(query, searcher)
 
-    def _best_passages(
-        self, match: object, limit: int
-    ) -> list[tuple[int, str, float, str, str, str]]:
+    def _best_passages(self, match: object, limit: int) -> list[FoundPassage]:
+        """The `limit` best passages, each with its document's row from the index's fast
+        field: nothing is read from the doc store or the catalog until `_describe`, which
+        reads only the passages shown."""
         if match is None:
             return []
-        assert isinstance(match, tantivy.Query)
-        searcher = self._index.searcher()
-        found = searcher.search(match, limit, count=False).hits
-        snippets = tantivy.SnippetGenerator.create(searcher, match, self._schema_t, "body")
+        assert isinstance(match, _Match)
+        found = match.searcher.search(match.query, limit, count=False).hits
+        documents = match.searcher.fast_field_values("document", [a for _, a in found])
+        return [FoundPassage(document, (score, address))
+                for (score, address), document in zip(found, documents, strict=True)
+                if isinstance(document, int)]  # every segment has the field: never skipped
+
+    def _describe(self, match: object, found: list[FoundPassage]) -> list[RankedHit]:
+        if not found:
+            return []
+        assert isinstance(match, _Match)
+        searcher = match.searcher
+        snippets = tantivy.SnippetGenerator.create(searcher, match.query, self._schema_t, "body")
         snippets.set_max_num_chars(SNIPPET_CHARS)
-        rows = []
-        seen: set[int] = set()  # a document's later passages are never shown: no snippet
-        for score, address in found:
+        hits = []
+        for passage in found:
+            score, address = cast(tuple[float, tantivy.DocAddress], passage.detail)
             stored = searcher.doc(address)
-            document, number = stored["document"][0], stored["number"][0]
             row = self._db.execute(
                 "SELECT p.url, p.title, coalesce(d.doc_id, d.path) FROM passages p"
                 " JOIN documents d ON d.id = p.document_id"
-                " WHERE p.document_id = ? AND p.number = ?", (document, number),
+                " WHERE p.document_id = ? AND p.number = ?",
+                (passage.document_row, stored["number"][0]),
             ).fetchone()
             if row is None:  # an interrupted batch's passage (see the module's docstring)
                 continue
             url, title, doc_id = row
-            snippet = "" if document in seen else _snippet(
-                snippets.snippet_from_doc(stored), stored["body"][0])
-            seen.add(document)
-            rows.append((document, doc_id, float(score), title, url, snippet))
-        return rows
+            snippet = _snippet(snippets.snippet_from_doc(stored), stored["body"][0])
+            hits.append(ranked_hit(doc_id, score, title, url, snippet))
+        return hits
 
     # --- the writer ---
 
