@@ -7,9 +7,7 @@ Phases, as `TantivyCorpus.ranked` runs them for a query at k = 10:
   (a fast field), the best passage of each document kept;
 - stored: each shown passage's stored fields (number, body), read from the doc store;
 - catalog: each shown passage's URL, title and id from the SQLite catalog;
-- snippets: the snippet generator and each shown passage's snippet;
-- full OR (not part of the search): the same top passages found by the full OR query, as
-  before `tantivy_plan` pruned it, run just after "top" (so on a warmer cache).
+- snippets: the snippet generator and each shown passage's snippet.
 Each phase's wall time and this thread's CPU time are printed (p50, p95, mean per query; wall
 well above CPU means waiting on the disk), for the queries read cold (every corpus file
 dropped from the page cache first, with posix_fadvise) and then again warm, and the whole
@@ -29,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from rumination.search_backends.corpus import (
     PASSAGES_PER_HIT,
@@ -37,9 +35,8 @@ from rumination.search_backends.corpus import (
     fts_terms,
 )
 from rumination.search_backends.engines.tantivy_corpus import SNIPPET_CHARS, TantivyCorpus
-from rumination.search_backends.engines.tantivy_plan import any_of, top_passages
 
-PHASES = ("terms", "top", "full OR", "stored", "catalog", "snippets")
+PHASES = ("terms", "top", "stored", "catalog", "snippets")
 
 
 class Clock:
@@ -49,7 +46,6 @@ class Clock:
         self.wall: dict[str, list[float]] = defaultdict(list)
         self.cpu: dict[str, list[float]] = defaultdict(list)
         self._query: dict[str, tuple[float, float]] = {}
-        self.pruned = 0  # searches answered without scoring the long clauses' passages
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -80,15 +76,12 @@ def profiled_search(corpus: Any, query: str, clock: Clock, limit: int = 10) -> i
         match = corpus._match(corpus._rarer(terms)) if terms else None
     if match is None:
         return 0
-    fetch = limit * PASSAGES_PER_HIT
     with clock.phase("top"):
-        best = best_of_each_document(corpus._best_passages(match, fetch), limit)
+        best = best_of_each_document(corpus._best_passages(match, limit * PASSAGES_PER_HIT),
+                                     limit)
     searcher = match.searcher
-    with clock.phase("full OR"):  # beside "top", not in the search: no pruning
-        searcher.search(any_of(match.clauses), fetch, count=False)
-    clock.pruned += top_passages(searcher, match.clauses, fetch).pruned
     with clock.phase("stored"):
-        stored = [searcher.doc(cast(tuple[float, Any], passage.detail)[1]) for passage in best]
+        stored = [searcher.doc(passage.detail[1]) for passage in best]
     with clock.phase("catalog"):
         rows = [corpus._db.execute(
             "SELECT p.url, p.title, coalesce(d.doc_id, d.path) FROM passages p"
@@ -97,7 +90,7 @@ def profiled_search(corpus: Any, query: str, clock: Clock, limit: int = 10) -> i
             (passage.document_row, doc["number"][0])).fetchone()
             for passage, doc in zip(best, stored, strict=True)]
     with clock.phase("snippets"):
-        generator = tantivy.SnippetGenerator.create(searcher, match.query(), corpus._schema_t,
+        generator = tantivy.SnippetGenerator.create(searcher, match.query, corpus._schema_t,
                                                     "body")
         generator.set_max_num_chars(SNIPPET_CHARS)
         for doc in stored:
@@ -125,8 +118,7 @@ def percentile(samples: list[float], share: float) -> float:
 
 
 def report(label: str, clock: Clock) -> None:
-    pruned = f"; {clock.pruned} answered pruned" if clock.pruned else ""
-    print(f"\n{label}: ms per query, wall (thread CPU){pruned}")
+    print(f"\n{label}: ms per query, wall (thread CPU)")
     print(f"{'phase':<9} {'p50':>15} {'p95':>15} {'mean':>15}")
     for name, wall in clock.wall.items():
         cpu = clock.cpu[name]

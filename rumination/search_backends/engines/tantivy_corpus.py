@@ -32,11 +32,10 @@ from rumination.search_backends.corpus import (
     ranked_hit,
 )
 from rumination.search_backends.engines.protocol import RankedHit
-from rumination.search_backends.engines.tantivy_plan import Clause, any_of, top_passages
 from rumination.search_backends.engines.tantivy_query import (
     ANALYZER,
     ANALYZER_NAME,
-    build_clauses,
+    build_query,
 )
 
 CATALOG = "catalog.db"
@@ -51,14 +50,10 @@ PassageRow = tuple[int, int, int, str, str, str]
 
 @dataclass(frozen=True)
 class _Match:
-    """A search's clauses, and the searcher (one snapshot of the index) that runs it."""
+    """A search's query, and the searcher (one snapshot of the index) that runs it."""
 
-    clauses: list[Clause]
+    query: tantivy.Query
     searcher: tantivy.Searcher
-
-    def query(self) -> tantivy.Query:
-        """The full query: what the snippets mark."""
-        return any_of(self.clauses)
 
 
 def is_tantivy_corpus(path: Path) -> bool:
@@ -168,13 +163,14 @@ class TantivyCorpus(Corpus):
         """Tantivy merges its segments itself, in the background."""
 
     def _rarer(self, terms: list[str]) -> list[str]:
-        return terms  # build_clauses leaves the common words out with Tantivy's own counts
+        return terms  # build_query leaves the common words out with Tantivy's own counts
 
     def _match(self, terms: list[str]) -> object:
         self._index.reload()  # another process may have committed
         searcher = self._index.searcher()
-        clauses = build_clauses(self._schema_t, terms, searcher)
-        return _Match(clauses, searcher) if clauses else None
+        query = build_query(self._schema_t, terms, searcher.num_docs,
+                            lambda token: searcher.doc_freq("body", token) if token else 0)
+        return None if query is None else _Match(query, searcher)
 
     def _best_passages(self, match: object, limit: int) -> list[FoundPassage]:
         """The `limit` best passages, each with its document's row from the index's fast
@@ -183,7 +179,7 @@ class TantivyCorpus(Corpus):
         if match is None:
             return []
         assert isinstance(match, _Match)
-        found = top_passages(match.searcher, match.clauses, limit).hits
+        found = match.searcher.search(match.query, limit, count=False).hits
         documents = match.searcher.fast_field_values("document", [a for _, a in found])
         return [FoundPassage(document, (score, address))
                 for (score, address), document in zip(found, documents, strict=True)
@@ -194,8 +190,7 @@ class TantivyCorpus(Corpus):
             return []
         assert isinstance(match, _Match)
         searcher = match.searcher
-        snippets = tantivy.SnippetGenerator.create(searcher, match.query(), self._schema_t,
-                                                   "body")
+        snippets = tantivy.SnippetGenerator.create(searcher, match.query, self._schema_t, "body")
         snippets.set_max_num_chars(SNIPPET_CHARS)
         hits = []
         for passage in found:

@@ -15,10 +15,11 @@ field (Tantivy does not rank the words it expands to); words and phrases rank by
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import tantivy
 
 from rumination.search_backends.common_terms import rarer_terms
-from rumination.search_backends.engines.tantivy_plan import Clause, term_clause
 
 ANALYZER_NAME = "rumination_en"
 TITLE_WEIGHT = 0.5
@@ -58,43 +59,38 @@ def _first_token(term: str) -> str:
     return tokens[0] if tokens else ""
 
 
-def build_clauses(schema: tantivy.Schema, terms: list[str], searcher: tantivy.Searcher
-                  ) -> list[Clause]:
-    """The clauses OR-ed for `terms` (words common in the corpus left out, as `common_terms`
-    does for the sqlite engine): a title and a body clause per term; none when no term has a
-    token left."""
-    kept = rarer_terms(terms, searcher.num_docs, lambda term: _body_passages(searcher, term))
-    return [clause for term in kept
-            for clause in _field_clauses(schema, searcher, *term_parts(term))]
+def build_query(
+    schema: tantivy.Schema, terms: list[str], passages: int, body_doc_freq: Callable[[str], int]
+) -> tantivy.Query | None:
+    """The OR of `terms` (words common in the corpus left out, as `common_terms` does for the
+    sqlite engine); None when no term has a token left."""
+    kept = rarer_terms(terms, passages, lambda term: body_doc_freq(_first_token(term)))
+    clauses = [
+        (tantivy.Occur.Should, query)
+        for term in kept
+        for query in _field_queries(schema, *term_parts(term))
+    ]
+    return tantivy.Query.boolean_query(clauses) if clauses else None
 
 
-def _body_passages(searcher: tantivy.Searcher, term: str) -> int:
-    token = _first_token(term)
-    return searcher.doc_freq("body", token) if token else 0
-
-
-def _field_clauses(schema: tantivy.Schema, searcher: tantivy.Searcher, tokens: list[str],
-                   prefix: bool) -> list[Clause]:
+def _field_queries(
+    schema: tantivy.Schema, tokens: list[str], prefix: bool
+) -> list[tantivy.Query]:
     if not tokens:
         return []
-    return [_one_field(schema, searcher, "title", tokens, prefix, TITLE_WEIGHT),
-            _one_field(schema, searcher, "body", tokens, prefix, 1.0)]
+    title = _one_field(schema, "title", tokens, prefix)
+    return [tantivy.Query.boost_query(title, TITLE_WEIGHT),
+            _one_field(schema, "body", tokens, prefix)]
 
 
-def _one_field(schema: tantivy.Schema, searcher: tantivy.Searcher, field: str,
-               tokens: list[str], prefix: bool, boost: float) -> Clause:
+def _one_field(schema: tantivy.Schema, field: str, tokens: list[str], prefix: bool
+               ) -> tantivy.Query:
     if prefix and len(tokens) == 1:
         # tokens are letters and digits only: nothing to escape in the pattern
-        query = tantivy.Query.regex_query(schema, field, tokens[0] + ".*")
-    elif prefix:
-        query = tantivy.Query.phrase_prefix_query(schema, field, list(tokens))
-    elif len(tokens) == 1:
-        term = tantivy.Query.term_query(schema, field, tokens[0])
-        return term_clause(searcher, _boosted(term, boost), field, tokens[0], boost)
-    else:
-        query = tantivy.Query.phrase_query(schema, field, list(tokens))
-    return Clause(_boosted(query, boost), passages=0, bound=None)
-
-
-def _boosted(query: tantivy.Query, boost: float) -> tantivy.Query:
-    return query if boost == 1.0 else tantivy.Query.boost_query(query, boost)
+        return tantivy.Query.regex_query(schema, field, tokens[0] + ".*")
+    words: list[str | tuple[int, str]] = list(tokens)
+    if prefix:
+        return tantivy.Query.phrase_prefix_query(schema, field, words)
+    if len(tokens) == 1:
+        return tantivy.Query.term_query(schema, field, tokens[0])
+    return tantivy.Query.phrase_query(schema, field, words)
