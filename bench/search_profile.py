@@ -11,7 +11,8 @@ Phases, as `TantivyCorpus.ranked` runs them for a query at k = 10:
 Each phase's wall time and this thread's CPU time are printed (p50, p95, mean per query; wall
 well above CPU means waiting on the disk), for the queries read cold (every corpus file
 dropped from the page cache first, with posix_fadvise) and then again warm, and the whole
-`search` call beside them.
+`search` call beside them. Each pass opens the corpus anew; a cold one drops its files from the
+page cache first.
 
     python bench/search_profile.py DIR/jsonl-10000000-seed7 [--queries N] [--no-cold]
 """
@@ -19,6 +20,7 @@ dropped from the page cache first, with posix_fadvise) and then again warm, and 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -27,7 +29,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rumination.search_backends.corpus import (
     PASSAGES_PER_HIT,
@@ -37,6 +39,7 @@ from rumination.search_backends.corpus import (
 from rumination.search_backends.engines.tantivy_corpus import SNIPPET_CHARS, TantivyCorpus
 
 PHASES = ("terms", "top", "stored", "catalog", "snippets")
+Search = Callable[[TantivyCorpus, str, "Clock"], None]
 
 
 class Clock:
@@ -64,7 +67,7 @@ class Clock:
         self._query.clear()
 
 
-def profiled_search(corpus: Any, query: str, clock: Clock, limit: int = 10) -> int:
+def profiled_search(corpus: Any, query: str, clock: Clock, limit: int = 10) -> None:
     """The steps of `TantivyCorpus.ranked` for `query`, each timed; the hits found."""
     import tantivy
 
@@ -75,13 +78,13 @@ def profiled_search(corpus: Any, query: str, clock: Clock, limit: int = 10) -> i
         terms = fts_terms(query)
         match = corpus._match(corpus._rarer(terms)) if terms else None
     if match is None:
-        return 0
+        return
     with clock.phase("top"):
         best = best_of_each_document(corpus._best_passages(match, limit * PASSAGES_PER_HIT),
                                      limit)
     searcher = match.searcher
     with clock.phase("stored"):
-        stored = [searcher.doc(passage.detail[1]) for passage in best]
+        stored = corpus.stored(searcher, [cast(tuple[float, Any], p.detail)[1] for p in best])
     with clock.phase("catalog"):
         rows = [corpus._db.execute(
             "SELECT p.url, p.title, coalesce(d.doc_id, d.path) FROM passages p"
@@ -95,7 +98,7 @@ def profiled_search(corpus: Any, query: str, clock: Clock, limit: int = 10) -> i
         generator.set_max_num_chars(SNIPPET_CHARS)
         for doc in stored:
             generator.snippet_from_doc(doc)
-    return sum(row is not None for row in rows)
+    assert all(row is not None for row in rows)
 
 
 def drop_from_page_cache(folder: Path) -> int:
@@ -127,20 +130,35 @@ def report(label: str, clock: Clock) -> None:
         print(f"{name:<9} " + " ".join(f"{cell:>15}" for cell in cells))
 
 
-def run(corpus: TantivyCorpus, queries: list[str], search: Callable[[str, Clock], None]
-        ) -> Clock:
+def run(folder: Path, queries: list[str], search: Search, *, cold: bool) -> Clock:
+    """`queries` searched on the corpus in `folder`, opened for this pass alone; with `cold`,
+    its files dropped from the page cache first (while no process maps them: the kernel keeps
+    the pages of a mapped file)."""
+    if cold:
+        gc.collect()  # the last pass's index objects, and with them their maps
+        dropped = drop_from_page_cache(folder)
+        print(f"\ndropped {dropped / 2**30:.1f} GiB from the page cache", end="")
+    corpus = TantivyCorpus(folder)
     clock = Clock()
-    for query in queries:
-        search(query, clock)
-        clock.end_query()
+    try:
+        for query in queries:
+            search(corpus, query, clock)
+            clock.end_query()
+    finally:
+        corpus.close()
     return clock
+
+
+def whole_search(corpus: TantivyCorpus, query: str, clock: Clock) -> None:
+    with clock.phase("search"):
+        corpus.search(query, 10)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("folder", type=Path, help="a folder kept by bench/index.py --keep")
     parser.add_argument("--queries", type=int, default=None, help="the first N queries only")
-    parser.add_argument("--no-cold", action="store_true", help="skip the cold pass")
+    parser.add_argument("--no-cold", action="store_true", help="skip the cold passes")
     args = parser.parse_args()
     queries = json.loads((args.folder / "queries.json").read_text(encoding="utf-8"))
     queries = queries[: args.queries] if args.queries else queries
@@ -150,25 +168,12 @@ def main() -> None:
     print(f"{corpus_folder}: {searcher.num_docs:,} passages in {searcher.num_segments} "
           f"segments, {corpus.index_size() / 2**30:.1f} GiB; {len(queries)} queries; "
           f"load average {os.getloadavg()[0]:.1f}")
-
-    def phases(query: str, clock: Clock) -> None:
-        profiled_search(corpus, query, clock)
-
-    def whole(query: str, clock: Clock) -> None:
-        with clock.phase("search"):
-            corpus.search(query, 10)
-
-    try:
-        if not args.no_cold:
-            dropped = drop_from_page_cache(corpus_folder)
-            print(f"dropped {dropped / 2**30:.1f} GiB from the page cache")
-            report("cold, by phase", run(corpus, queries, phases))
-            drop_from_page_cache(corpus_folder)
-            report("cold, whole search", run(corpus, queries, whole))
-        report("warm, by phase", run(corpus, queries, phases))
-        report("warm, whole search", run(corpus, queries, whole))
-    finally:
-        corpus.close()
+    corpus.close()
+    del corpus, searcher
+    for cold in ((True, False) if not args.no_cold else (False,)):
+        label = "cold" if cold else "warm"
+        report(f"{label}, by phase", run(corpus_folder, queries, profiled_search, cold=cold))
+        report(f"{label}, whole search", run(corpus_folder, queries, whole_search, cold=cold))
 
 
 if __name__ == "__main__":

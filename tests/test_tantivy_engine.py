@@ -115,3 +115,33 @@ def test_a_failed_sqlite_commit_takes_its_passages_out_of_tantivy(
         assert corpus.search("lemmings") == []
     finally:
         corpus.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").is_file(), reason="Linux's /proc only")
+def test_a_search_advises_random_reads_on_the_doc_store_and_not_the_postings(
+    tmp_path: Path, docs: Path,
+) -> None:
+    corpus = open_corpus(tmp_path / "corpus", engine="tantivy", create=True)
+    corpus.index_folder(docs)
+    corpus.close()
+    corpus = open_corpus(tmp_path / "corpus")
+    assert corpus.search("seals")
+    flags = mapping_flags(tmp_path / "corpus" / "index")
+    corpus.close()
+    stores = [f for name, f in flags if name.endswith(".store")]
+    postings = [f for name, f in flags if name.endswith(".idx")]
+    assert stores and all("rr" in f for f in stores)  # rr: VM_RAND_READ, from MADV_RANDOM
+    assert postings and not any("rr" in f for f in postings)
+
+
+def mapping_flags(folder: Path) -> list[tuple[str, list[str]]]:
+    """(file, VmFlags) of each of this process's mappings of a file under `folder`."""
+    found: list[tuple[str, list[str]]] = []
+    name = None
+    for line in Path("/proc/self/smaps").read_text(encoding="utf-8").splitlines():
+        head = line.split(maxsplit=5)
+        if "-" in head[0] and len(head[0]) > 8 and ":" not in head[0]:
+            name = head[5] if len(head) == 6 else None
+        elif line.startswith("VmFlags:") and name and name.startswith(str(folder.resolve())):
+            found.append((name, line.split()[1:]))
+    return found

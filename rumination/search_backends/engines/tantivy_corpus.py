@@ -1,7 +1,9 @@
 """The `tantivy` engine: a corpus folder holding the documents table in SQLite
 (`catalog.db`, as the sqlite engine keeps it, passage texts left out) and the passages in a
-Tantivy index (`index/`): BM25 with block-max WAND, so a search reads only the postings
-that can still reach the top k, and its cost grows far slower than the corpus.
+Tantivy index (`index/`). A search scores every passage that matches one of its words
+(Tantivy's Python bindings collect the top k without its block-max WAND: see
+docs/benchmarks.md), in compact postings and native code; then only the k passages shown are
+read from the doc store and the catalog.
 
 Everything `corpus.Corpus` does with documents (incremental re-indexing of folders,
 imports, `get`) is inherited; only the passage index differs. A batch is committed to
@@ -15,6 +17,7 @@ process lives on); searches skip them meanwhile.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,7 @@ from rumination.search_backends.corpus import (
     ranked_hit,
 )
 from rumination.search_backends.engines.protocol import RankedHit
+from rumination.search_backends.engines.random_reads import advise_random_reads
 from rumination.search_backends.engines.tantivy_query import (
     ANALYZER,
     ANALYZER_NAME,
@@ -43,6 +47,7 @@ INDEX = "index"
 WRITER_HEAP_BYTES = 256 * 2**20
 WRITER_THREADS = 2
 SNIPPET_CHARS = 240
+READER_THREADS = 10  # a search shows 10 passages by default
 FILES_PER_COMMIT = 5000  # a Tantivy commit writes a segment: fewer, larger ones index faster
 
 PassageRow = tuple[int, int, int, str, str, str]
@@ -95,12 +100,17 @@ class TantivyCorpus(Corpus):
             raise UsageError(f"cannot open the tantivy index in {folder} ({exc})") from None
         self._index.register_tokenizer(ANALYZER_NAME, ANALYZER)
         self._writer: tantivy.IndexWriter | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._advised_segments: tuple[int, int] | None = None
         self._pending = False
         self._committed_ahead = False  # this transaction's passages are in Tantivy already
         super().__init__(folder / CATALOG, create=create)
         self.path = folder
 
     def close(self) -> None:
+        if self._readers is not None:
+            self._readers.shutdown()
+            self._readers = None
         if self._writer is not None:
             self._writer.wait_merging_threads()  # segments merged before the files are read
             self._writer = None
@@ -168,6 +178,7 @@ class TantivyCorpus(Corpus):
     def _match(self, terms: list[str]) -> object:
         self._index.reload()  # another process may have committed
         searcher = self._index.searcher()
+        self._advise_random_reads(searcher)
         query = build_query(self._schema_t, terms, searcher.num_docs,
                             lambda token: searcher.doc_freq("body", token) if token else 0)
         return None if query is None else _Match(query, searcher)
@@ -192,10 +203,12 @@ class TantivyCorpus(Corpus):
         searcher = match.searcher
         snippets = tantivy.SnippetGenerator.create(searcher, match.query, self._schema_t, "body")
         snippets.set_max_num_chars(SNIPPET_CHARS)
+        details = [cast(tuple[float, tantivy.DocAddress], p.detail) for p in found]
         hits = []
-        for passage in found:
-            score, address = cast(tuple[float, tantivy.DocAddress], passage.detail)
-            stored = searcher.doc(address)
+        for passage, (score, _), stored in zip(
+            found, details, self.stored(searcher, [address for _, address in details]),
+            strict=True,
+        ):
             row = self._db.execute(
                 "SELECT p.url, p.title, coalesce(d.doc_id, d.path) FROM passages p"
                 " JOIN documents d ON d.id = p.document_id"
@@ -208,6 +221,24 @@ class TantivyCorpus(Corpus):
             snippet = _snippet(snippets.snippet_from_doc(stored), stored["body"][0])
             hits.append(ranked_hit(doc_id, score, title, url, snippet))
         return hits
+
+    def _advise_random_reads(self, searcher: tantivy.Searcher) -> None:
+        """Random-read advice on the doc store (`random_reads`), given again when the
+        searcher's segments may have changed (new segments are new mappings)."""
+        segments = (searcher.num_segments, searcher.num_docs)
+        if segments != self._advised_segments:
+            advise_random_reads(self.path / INDEX)
+            self._advised_segments = segments
+
+    def stored(self, searcher: tantivy.Searcher, addresses: list[tantivy.DocAddress]
+               ) -> list[tantivy.Document]:
+        """The stored passages at `addresses`, read side by side: on a corpus larger than the
+        page cache each is a read from disk, and Tantivy reads them without the GIL."""
+        if len(addresses) < 2:
+            return [searcher.doc(address) for address in addresses]
+        if self._readers is None:
+            self._readers = ThreadPoolExecutor(READER_THREADS, "tantivy-reader")
+        return list(self._readers.map(searcher.doc, addresses))
 
     # --- the writer ---
 
