@@ -84,7 +84,7 @@ def profiled_search(corpus: Any, query: str, clock: Clock, limit: int = 10) -> N
                                      limit)
     searcher = match.searcher
     with clock.phase("stored"):
-        stored = corpus.stored(searcher, [cast(tuple[float, Any], p.detail)[1] for p in best])
+        stored = [searcher.doc(cast(tuple[float, Any], p.detail)[1]) for p in best]
     with clock.phase("catalog"):
         rows = [corpus._db.execute(
             "SELECT p.url, p.title, coalesce(d.doc_id, d.path) FROM passages p"

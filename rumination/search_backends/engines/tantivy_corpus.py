@@ -17,7 +17,6 @@ process lives on); searches skip them meanwhile.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,6 @@ INDEX = "index"
 WRITER_HEAP_BYTES = 256 * 2**20
 WRITER_THREADS = 2
 SNIPPET_CHARS = 240
-READER_THREADS = 10  # a search shows 10 passages by default
 FILES_PER_COMMIT = 5000  # a Tantivy commit writes a segment: fewer, larger ones index faster
 
 PassageRow = tuple[int, int, int, str, str, str]
@@ -100,7 +98,6 @@ class TantivyCorpus(Corpus):
             raise UsageError(f"cannot open the tantivy index in {folder} ({exc})") from None
         self._index.register_tokenizer(ANALYZER_NAME, ANALYZER)
         self._writer: tantivy.IndexWriter | None = None
-        self._readers: ThreadPoolExecutor | None = None
         self._advised_segments: tuple[int, int] | None = None
         self._pending = False
         self._committed_ahead = False  # this transaction's passages are in Tantivy already
@@ -108,9 +105,6 @@ class TantivyCorpus(Corpus):
         self.path = folder
 
     def close(self) -> None:
-        if self._readers is not None:
-            self._readers.shutdown()
-            self._readers = None
         if self._writer is not None:
             self._writer.wait_merging_threads()  # segments merged before the files are read
             self._writer = None
@@ -203,12 +197,10 @@ class TantivyCorpus(Corpus):
         searcher = match.searcher
         snippets = tantivy.SnippetGenerator.create(searcher, match.query, self._schema_t, "body")
         snippets.set_max_num_chars(SNIPPET_CHARS)
-        details = [cast(tuple[float, tantivy.DocAddress], p.detail) for p in found]
         hits = []
-        for passage, (score, _), stored in zip(
-            found, details, self.stored(searcher, [address for _, address in details]),
-            strict=True,
-        ):
+        for passage in found:
+            score, address = cast(tuple[float, tantivy.DocAddress], passage.detail)
+            stored = searcher.doc(address)
             row = self._db.execute(
                 "SELECT p.url, p.title, coalesce(d.doc_id, d.path) FROM passages p"
                 " JOIN documents d ON d.id = p.document_id"
@@ -229,16 +221,6 @@ class TantivyCorpus(Corpus):
         if segments != self._advised_segments:
             advise_random_reads(self.path / INDEX)
             self._advised_segments = segments
-
-    def stored(self, searcher: tantivy.Searcher, addresses: list[tantivy.DocAddress]
-               ) -> list[tantivy.Document]:
-        """The stored passages at `addresses`, read side by side: on a corpus larger than the
-        page cache each is a read from disk, and Tantivy reads them without the GIL."""
-        if len(addresses) < 2:
-            return [searcher.doc(address) for address in addresses]
-        if self._readers is None:
-            self._readers = ThreadPoolExecutor(READER_THREADS, "tantivy-reader")
-        return list(self._readers.map(searcher.doc, addresses))
 
     # --- the writer ---
 
