@@ -11,8 +11,9 @@ Phases, as `TantivyCorpus.ranked` runs them for a query at k = 10:
 Each phase's wall time and this thread's CPU time are printed (p50, p95, mean per query; wall
 well above CPU means waiting on the disk), for the queries read cold (every corpus file
 dropped from the page cache first, with posix_fadvise) and then again warm, and the whole
-`search` call beside them. Each pass opens the corpus anew; a cold one drops its files from the
-page cache first.
+`search` call beside them, and last a cold pass without the random-read advice that
+`engines.random_reads` gives the doc store. Each pass opens the corpus anew; a cold one drops
+its files from the page cache first.
 
     python bench/search_profile.py DIR/jsonl-10000000-seed7 [--queries N] [--no-cold]
 """
@@ -154,6 +155,14 @@ def whole_search(corpus: TantivyCorpus, query: str, clock: Clock) -> None:
         corpus.search(query, 10)
 
 
+def whole_search_without_advice(corpus: TantivyCorpus, query: str, clock: Clock) -> None:
+    """`whole_search` as if `random_reads` were not there: the doc store is read with the
+    kernel's read-ahead."""
+    # noted as advised, never advised
+    corpus._advised_segments = corpus._segments(corpus._index.searcher())
+    whole_search(corpus, query, clock)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("folder", type=Path, help="a folder kept by bench/index.py --keep")
@@ -174,6 +183,9 @@ def main() -> None:
         label = "cold" if cold else "warm"
         report(f"{label}, by phase", run(corpus_folder, queries, profiled_search, cold=cold))
         report(f"{label}, whole search", run(corpus_folder, queries, whole_search, cold=cold))
+    if not args.no_cold:
+        report("cold, whole search, no random-read advice on the doc store",
+               run(corpus_folder, queries, whole_search_without_advice, cold=True))
 
 
 if __name__ == "__main__":

@@ -217,10 +217,15 @@ class TantivyCorpus(Corpus):
     def _advise_random_reads(self, searcher: tantivy.Searcher) -> None:
         """Random-read advice on the doc store (`random_reads`), given again when the
         searcher's segments may have changed (new segments are new mappings)."""
-        segments = (searcher.num_segments, searcher.num_docs)
+        segments = self._segments(searcher)
         if segments != self._advised_segments:
             advise_random_reads(self.path / INDEX)
             self._advised_segments = segments
+
+    @staticmethod
+    def _segments(searcher: tantivy.Searcher) -> tuple[int, int]:
+        """What tells one set of segments from the next, as far as a searcher shows it."""
+        return searcher.num_segments, searcher.num_docs
 
     # --- the writer ---
 
