@@ -27,6 +27,14 @@ def test_a_query_of_common_words_only_keeps_them_all() -> None:
     assert rarer_terms(['"everywhere"'], 1000, COUNTS.__getitem__) == ['"everywhere"']
 
 
+def test_common_words_stay_when_the_rest_match_nothing() -> None:
+    counts = {**COUNTS, '"nowhere"': 0}
+    assert rarer_terms(['"everywhere"', '"nowhere"'], 1000, counts.__getitem__) == [
+        '"everywhere"', '"nowhere"']
+    assert rarer_terms(['"everywhere"', '"nowhere"', '"seldom"'], 1000, counts.__getitem__) == [
+        '"nowhere"', '"seldom"']
+
+
 def test_a_small_corpus_is_searched_with_every_term() -> None:
     def never(term: str) -> int:
         raise AssertionError(f"counted {term} in a small corpus")
@@ -58,6 +66,7 @@ def test_a_corpus_search_ranks_by_the_rarer_words(big_corpus: Corpus) -> None:
     assert len(both) == 10  # the documents with "moraine" alone are not ranked at all
     assert [h.url for h in both] == [h.url for h in big_corpus.search("firn", limit=20)]
     assert len(big_corpus.search("moraine", limit=20)) == 20  # alone, the word still finds
+    assert len(big_corpus.search("moraine firnn", limit=20)) == 20  # so it does beside a typo
     big_corpus.close()
 
 

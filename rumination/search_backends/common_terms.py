@@ -4,9 +4,10 @@ FTS5 computes bm25 for every passage that matches any OR-ed term, so one word fo
 passages makes a query cost a pass over half the corpus, and that cost grows with the corpus.
 Such a word barely moves the ranking: bm25's idf, ln((N - n + 0.5) / (n + 0.5)), is ln 2 at a
 third of the passages and FTS5 floors it to nearly 0 past half. So a plain word that matches
-more than COMMON_SHARE of the passages is left out when a rarer term remains: the same rule as
-the English stopwords in `fts_query`, learnt from the corpus itself (Elasticsearch's "common
-terms" cut-off works alike). Phrases and prefixes are always kept: the user asked for them. A
+more than COMMON_SHARE of the passages is left out when a rarer term that matches remains (a
+misspelt word alone would find nothing): the same rule as the English stopwords in
+`fts_query`, learnt from the corpus itself (Elasticsearch's "common terms" cut-off works
+alike). Phrases and prefixes are always kept: the user asked for them. A
 corpus of fewer than MIN_PASSAGES passages is searched with every term: shares mean little
 there, and every search of it is fast.
 
@@ -26,13 +27,17 @@ _CACHE_LIMIT = 100_000  # words; cleared whole when passed
 
 def rarer_terms(terms: list[str], passages: int, matches: Callable[[str], int]) -> list[str]:
     """`terms` (FTS5 terms of an OR query) without the plain words that `matches` more than
-    COMMON_SHARE of `passages`; all of them when every plain word is that common, or when
-    there are fewer than MIN_PASSAGES passages."""
+    COMMON_SHARE of `passages`; all of them when no other term is left that matches at all
+    (every plain word is that common, or the rest are words found nowhere), or when there are
+    fewer than MIN_PASSAGES passages."""
     if passages < MIN_PASSAGES:
         return terms
     common = {t for t in terms if _plain_word(t) and matches(t) > COMMON_SHARE * passages}
     rarer = [t for t in terms if t not in common]
-    return rarer or terms
+    # a misspelt or unknown word left alone would find nothing where the common ones find
+    if not any(not _plain_word(t) or matches(t) for t in rarer):
+        return terms
+    return rarer
 
 
 def _plain_word(term: str) -> bool:
