@@ -5,11 +5,13 @@ The dump is written here (no dump is downloaded): `--pages` pages, of which 60% 
 articles, 30% redirects and 10% talk pages and templates (about the shares of an English
 dump); an article has 3-12 sections of wikitext with links, bold and italics, references
 with citation templates, an infobox, a table, a file link and categories. Printed per
-engine: pages read per second (what an ETA counts), articles and passages per second, the
-time spent turning wikitext into text (mwparserfromhell), and the corpus's passages.
+engine and number of conversion worker processes (`importers.converting`; 0: all in the
+importing process): pages read per second (what an ETA counts), articles and passages per
+second, the time spent turning wikitext into text (mwparserfromhell; timed with 0 workers
+only), and the corpus's passages.
 
     python bench/wikipedia_import.py [--pages 20000] [--engine sqlite --engine tantivy]
-        [--budget-s 1800] [--seed 7]
+        [--workers 0 --workers 1] [--budget-s 1800] [--seed 7]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from xml.sax.saxutils import escape
 
 from rumination.search_backends.engines.open import ENGINES, open_corpus
 from rumination.search_backends.importers import wikitext
+from rumination.search_backends.importers.converting import conversion_workers
 from rumination.search_backends.importers.records import import_records
 from rumination.search_backends.importers.wikipedia_dump import WikipediaDumpSource
 
@@ -108,21 +111,23 @@ class TimedConversion:
             self.seconds += time.perf_counter() - started
 
 
-def measure(dump: Path, engine: str, workdir: Path, pages: int) -> str:
+def measure(dump: Path, engine: str, workdir: Path, pages: int, workers: int) -> str:
     conversion = TimedConversion()
     source = WikipediaDumpSource(dump)
-    source._to_plain = conversion  # the same converter, with a stopwatch
-    corpus = open_corpus(workdir / f"corpus-{engine}", engine=engine, create=True)
+    if not workers:  # the same converter, with a stopwatch (in this process only)
+        source._to_plain = conversion
+    corpus = open_corpus(workdir / f"corpus-{engine}-{workers}", engine=engine, create=True)
     try:
         started = time.perf_counter()
-        stats = import_records(corpus, source)
+        stats = import_records(corpus, source, workers=workers)
         seconds = time.perf_counter() - started
         passages = corpus.passage_count()
     finally:
         corpus.close()
-    return (f"{engine:<8} {pages / seconds:>8.0f} {stats.added / seconds:>10.0f} "
+    share = f"{conversion.seconds / seconds:.0%}" if not workers else "-"
+    return (f"{engine:<8} {workers:>7} {pages / seconds:>8.0f} {stats.added / seconds:>10.0f} "
             f"{stats.passages / seconds:>10.0f} {seconds:>8.1f} "
-            f"{conversion.seconds / seconds:>11.0%} {stats.added:>9} {passages:>9}")
+            f"{share:>11} {stats.added:>9} {passages:>9}")
 
 
 def main() -> None:
@@ -131,7 +136,11 @@ def main() -> None:
     parser.add_argument("--engine", action="append", choices=ENGINES)
     parser.add_argument("--budget-s", type=float, default=1800.0, help="hard limit of the run")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--workers", type=int, action="append",
+                        help="conversion worker processes, repeatable (default: 0 and "
+                             "what an import uses here)")
     args = parser.parse_args()
+    workers = args.workers or sorted({0, conversion_workers()})
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(SystemExit("over budget")))
     signal.alarm(int(args.budget_s))
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,12 +149,11 @@ def main() -> None:
         write_dump(dump, args.pages, args.seed)
         print(f"{args.pages:,} pages written in {time.perf_counter() - started:.0f} s "
               f"({dump.stat().st_size / 2**20:.1f} MiB bz2)")
-        print(f"{'engine':<8} {'pages/s':>8} {'articles/s':>10} {'passages/s':>10} "
+        print(f"{'engine':<8} {'workers':>7} {'pages/s':>8} {'articles/s':>10} {'passages/s':>10} "
               f"{'seconds':>8} {'wikitext %':>11} {'articles':>9} {'passages':>9}", flush=True)
         for engine in args.engine or ENGINES:
-            workdir = Path(tmp, engine)
-            workdir.mkdir()
-            print(measure(dump, engine, workdir, args.pages), flush=True)
+            for count in workers:
+                print(measure(dump, engine, Path(tmp), args.pages, count), flush=True)
 
 
 if __name__ == "__main__":

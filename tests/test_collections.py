@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import bz2
 import json
+import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from rumination.cli import app
 from rumination.cli.index_progress import ImportProgressDisplay
 from rumination.search_backends.engines.open import ENGINES, open_corpus
 from rumination.search_backends.engines.protocol import CorpusEngine
+from rumination.search_backends.importers.converting import WINDOW_PER_WORKER
 from rumination.search_backends.importers.jsonl import JsonlSource
 from rumination.search_backends.importers.records import (
     ImportProgress,
@@ -258,6 +261,61 @@ def test_a_dump_gives_its_articles_only_as_plain_text(
                          "## Analytical Engine\n\n"
                          "She wrote the first algorithm for Charles Babbage's engine.")
     assert corpus.search("reflist portrait infobox cite") == []
+
+
+def plain_with_pid(text: str) -> str:
+    """A picklable converter that says which process ran it."""
+    return f"{text} converted by process {os.getpid()}"
+
+
+class Converting(JsonlSource):
+    """A JSONL collection whose texts need converting, as a dump's do."""
+
+    def records(self) -> Iterator[Record | Unusable]:
+        for record in super().records():
+            if isinstance(record, Record):
+                record = replace(record, to_plain=plain_with_pid)
+            yield record
+
+
+def test_texts_are_converted_in_worker_processes_in_order_and_resumably(
+    corpus: CorpusEngine, tmp_path: Path
+) -> None:
+    rows = [{"_id": f"r{n}", "title": f"Record {n}", "text": f"Walrus number {n} basks."}
+            for n in range(200)]
+    path = write_jsonl(tmp_path / "big.jsonl", rows)
+    with pytest.raises(KeyboardInterrupt):
+        import_records(corpus, Interrupting(Converting(path), stop_after=150), batch=30,
+                       workers=2)
+    # stopped while reading 150, with 2 x WINDOW_PER_WORKER read ahead: 86 imported, of
+    # which the first 60 committed; a resumed import reads the rest again
+    assert 150 - 2 * WINDOW_PER_WORKER == 86 and len(corpus) == 60
+    stats = import_records(corpus, Converting(path), batch=30, workers=2)
+    assert (stats.resumed_after, stats.added, stats.unchanged) == (60, 140, 0)
+    pages = [corpus.get(JsonlSource(path).url_for(f"r{n}")) for n in (0, 65, 199)]
+    texts = [page.text for page in pages if page is not None]
+    assert len(texts) == 3 and all("converted by process" in text for text in texts)
+    assert not any(f"process {os.getpid()}" in text for text in texts)
+    assert [t.split(" basks")[0] for t in texts] == [
+        "Walrus number 0", "Walrus number 65", "Walrus number 199"]  # each its own text
+    assert import_records(corpus, Converting(path), workers=2) == ImportStats(unchanged=200)
+
+
+def test_a_converter_that_cannot_go_to_a_process_converts_in_this_one(
+    corpus: CorpusEngine, tmp_path: Path
+) -> None:
+    converted: list[str] = []
+
+    class WithLambda(JsonlSource):
+        def records(self) -> Iterator[Record | Unusable]:
+            for record in super().records():
+                if isinstance(record, Record):
+                    record = replace(record, to_plain=lambda t: converted.append(t) or t)
+                yield record
+
+    path = write_jsonl(tmp_path / "few.jsonl", BEIR_ROWS)
+    stats = import_records(corpus, WithLambda(path), workers=2)
+    assert stats.added == 3 and len(converted) == 3  # a lambda: converted right here
 
 
 def test_a_file_that_is_not_a_dump_is_a_usage_error(tmp_path: Path) -> None:

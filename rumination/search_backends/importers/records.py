@@ -15,6 +15,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -22,6 +24,10 @@ from typing import Protocol
 from rumination.reading.documents import ParsedDocument
 from rumination.search_backends.chunking import split_passages
 from rumination.search_backends.engines.protocol import CorpusEngine
+from rumination.search_backends.importers.converting import (
+    conversion_workers,
+    converted_ahead,
+)
 from rumination.search_backends.index_events import IndexStats
 
 PROGRESS_EVERY_S = 1.0
@@ -92,9 +98,11 @@ class ImportStats(IndexStats):
 def import_records(
     corpus: CorpusEngine, source: Source,
     on_progress: Callable[[ImportProgress], None] | None = None,
-    batch: int | None = None,
+    batch: int | None = None, workers: int | None = None,
 ) -> ImportStats:
-    """Import every record of `source` into `corpus` (see the module's docstring)."""
+    """Import every record of `source` into `corpus` (see the module's docstring), texts
+    that need converting converted by `workers` processes (`converting`; default: one per
+    CPU)."""
     started = time.perf_counter()
     report = on_progress or (lambda progress: None)
     state_key = f"import:{source.key_prefix}"
@@ -104,28 +112,34 @@ def import_records(
     now = datetime.now(UTC).isoformat()
     position, last_report = 0, started
     first_fraction: list[float] = []  # the share already read when this run's work began
-    records = source.records()
-    while True:
-        with corpus.batch():
-            for item in records:
-                position += 1
-                if position > resume_after:
-                    if not first_fraction:
-                        first_fraction.append(source.fraction_read() or 0.0)
-                    note = _import_one(corpus, source, item, stamp, now, counts)
-                    if note:
-                        report(_progress(source, position, counts, started, first_fraction,
-                                         note))
-                if position % batch == 0:
-                    corpus.set_meta(state_key, f"{stamp} {position}")
+
+    def needs_converting(at: int, record: Record) -> bool:
+        return at > resume_after and not _unchanged(corpus, source, record)
+
+    records = converted_ahead(source.records(), needs_converting,
+                              conversion_workers() if workers is None else workers)
+    with closing(records):
+        while True:
+            with corpus.batch():
+                for item, plain in records:
+                    position += 1
+                    if position > resume_after:
+                        if not first_fraction:
+                            first_fraction.append(source.fraction_read() or 0.0)
+                        note = _import_one(corpus, source, item, plain, stamp, now, counts)
+                        if note:
+                            report(_progress(source, position, counts, started, first_fraction,
+                                             note))
+                    if position % batch == 0:
+                        corpus.set_meta(state_key, f"{stamp} {position}")
+                        break
+                    if time.perf_counter() - last_report >= PROGRESS_EVERY_S:
+                        last_report = time.perf_counter()
+                        report(_progress(source, position, counts, started, first_fraction))
+                else:
+                    counts["removed"] = corpus.remove_stale(source.key_prefix, stamp)
+                    corpus.set_meta(state_key, None)
                     break
-                if time.perf_counter() - last_report >= PROGRESS_EVERY_S:
-                    last_report = time.perf_counter()
-                    report(_progress(source, position, counts, started, first_fraction))
-            else:
-                counts["removed"] = corpus.remove_stale(source.key_prefix, stamp)
-                corpus.set_meta(state_key, None)
-                break
     report(_progress(source, position, counts, started, first_fraction))
     return ImportStats(
         added=counts["added"], updated=counts["updated"], unchanged=counts["unchanged"],
@@ -135,23 +149,25 @@ def import_records(
 
 
 def _import_one(
-    corpus: CorpusEngine, source: Source, item: Record | Unusable, stamp: str, now: str,
-    counts: Counter[str],
+    corpus: CorpusEngine, source: Source, item: Record | Unusable, plain: Future[str] | None,
+    stamp: str, now: str, counts: Counter[str],
 ) -> str:
-    """Imports one record; a note when it was skipped."""
+    """Imports one record (its text made plain already when `plain` is given); a note when
+    it was skipped."""
     if isinstance(item, Unusable):
         counts["skipped"] += 1
         return f"skipped: {item.where}: {item.reason}"
-    key = source.key_prefix + item.doc_id
-    url = item.url or source.url_for(item.doc_id)
-    digest = hashlib.sha256("\0".join((item.title, item.text, url)).encode()).hexdigest()
+    key, url, digest = _identity(source, item)
     old = corpus.known(key)
     if old is not None and old[0] == digest:
         corpus.restamp(key, stamp)
         counts["unchanged"] += 1
         return ""
     holder = corpus.url_holder(url)
-    body = item.to_plain(item.text) if item.to_plain else item.text
+    if plain is not None:
+        body = plain.result()
+    else:
+        body = item.to_plain(item.text) if item.to_plain else item.text
     chunks = split_passages(body)
     if (holder is not None and holder != key) or not chunks:
         counts["skipped"] += 1
@@ -162,6 +178,19 @@ def _import_one(
     counts["updated" if old else "added"] += 1
     counts["passages"] += len(chunks)
     return ""
+
+
+def _identity(source: Source, record: Record) -> tuple[str, str, str]:
+    """A record's key in the corpus, its URL and the digest of what it holds."""
+    url = record.url or source.url_for(record.doc_id)
+    digest = hashlib.sha256("\0".join((record.title, record.text, url)).encode()).hexdigest()
+    return source.key_prefix + record.doc_id, url, digest
+
+
+def _unchanged(corpus: CorpusEngine, source: Source, record: Record) -> bool:
+    key, _, digest = _identity(source, record)
+    known = corpus.known(key)
+    return known is not None and known[0] == digest
 
 
 def _state(value: str | None) -> tuple[str, int]:
