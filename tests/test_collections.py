@@ -6,7 +6,7 @@ from __future__ import annotations
 import bz2
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -127,26 +127,34 @@ class Interrupting:
         return self.source.url_for(doc_id)
 
 
+def walruses(folder: Path, count: int) -> Path:
+    rows = [{"_id": f"r{n}", "title": f"Record {n}", "text": f"Walrus number {n} basks."}
+            for n in range(count)]
+    return write_jsonl(folder / "walruses.jsonl", rows)
+
+
+class Converted(JsonlSource):
+    """A JSONL collection whose texts go through `to_plain`, as a dump's wikitext does."""
+
+    def __init__(self, path: Path, to_plain: Callable[[str], str]) -> None:
+        super().__init__(path)
+        self.to_plain = to_plain
+
+    def records(self) -> Iterator[Record | Unusable]:
+        for record in super().records():
+            yield replace(record, to_plain=self.to_plain) if isinstance(record, Record) else record
+
+
 def test_an_interrupted_import_resumes_after_its_last_commit(
     corpus: CorpusEngine, tmp_path: Path
 ) -> None:
-    rows = [{"_id": f"r{n}", "title": f"Record {n}", "text": f"Walrus number {n} basks."}
-            for n in range(10)]
-    path = write_jsonl(tmp_path / "big.jsonl", rows)
+    path = walruses(tmp_path, 10)
     with pytest.raises(KeyboardInterrupt):
         import_records(corpus, Interrupting(JsonlSource(path), stop_after=7), batch=3)
     assert len(corpus) == 6  # two batches of three committed, the third rolled back
     converted: list[str] = []
-
-    class Counting(JsonlSource):
-        def records(self) -> Iterator[Record | Unusable]:
-            for record in super().records():
-                if isinstance(record, Record):
-                    record = Record(record.doc_id, record.title, record.text,
-                                    to_plain=lambda text: converted.append(text) or text)
-                yield record
-
-    stats = import_records(corpus, Counting(path), batch=3)
+    counting = Converted(path, lambda text: converted.append(text) or text)
+    stats = import_records(corpus, counting, batch=3)
     assert (stats.resumed_after, stats.added, stats.unchanged) == (6, 4, 0)
     assert len(converted) == 4  # the six committed records were not looked at again
     assert len(corpus) == 10 and len(corpus.search("walrus", 20)) == 10
@@ -268,29 +276,17 @@ def plain_with_pid(text: str) -> str:
     return f"{text} converted by process {os.getpid()}"
 
 
-class Converting(JsonlSource):
-    """A JSONL collection whose texts need converting, as a dump's do."""
-
-    def records(self) -> Iterator[Record | Unusable]:
-        for record in super().records():
-            if isinstance(record, Record):
-                record = replace(record, to_plain=plain_with_pid)
-            yield record
-
-
 def test_texts_are_converted_in_worker_processes_in_order_and_resumably(
     corpus: CorpusEngine, tmp_path: Path
 ) -> None:
-    rows = [{"_id": f"r{n}", "title": f"Record {n}", "text": f"Walrus number {n} basks."}
-            for n in range(200)]
-    path = write_jsonl(tmp_path / "big.jsonl", rows)
+    path = walruses(tmp_path, 200)
     with pytest.raises(KeyboardInterrupt):
-        import_records(corpus, Interrupting(Converting(path), stop_after=150), batch=30,
-                       workers=2)
+        import_records(corpus, Interrupting(Converted(path, plain_with_pid), stop_after=150),
+                       batch=30, workers=2)
     # stopped while reading 150, with 2 x WINDOW_PER_WORKER read ahead: 86 imported, of
     # which the first 60 committed; a resumed import reads the rest again
     assert 150 - 2 * WINDOW_PER_WORKER == 86 and len(corpus) == 60
-    stats = import_records(corpus, Converting(path), batch=30, workers=2)
+    stats = import_records(corpus, Converted(path, plain_with_pid), batch=30, workers=2)
     assert (stats.resumed_after, stats.added, stats.unchanged) == (60, 140, 0)
     pages = [corpus.get(JsonlSource(path).url_for(f"r{n}")) for n in (0, 65, 199)]
     texts = [page.text for page in pages if page is not None]
@@ -298,23 +294,17 @@ def test_texts_are_converted_in_worker_processes_in_order_and_resumably(
     assert not any(f"process {os.getpid()}" in text for text in texts)
     assert [t.split(" basks")[0] for t in texts] == [
         "Walrus number 0", "Walrus number 65", "Walrus number 199"]  # each its own text
-    assert import_records(corpus, Converting(path), workers=2) == ImportStats(unchanged=200)
+    again = import_records(corpus, Converted(path, plain_with_pid), workers=2)
+    assert again == ImportStats(unchanged=200)
 
 
 def test_a_converter_that_cannot_go_to_a_process_converts_in_this_one(
     corpus: CorpusEngine, tmp_path: Path
 ) -> None:
     converted: list[str] = []
-
-    class WithLambda(JsonlSource):
-        def records(self) -> Iterator[Record | Unusable]:
-            for record in super().records():
-                if isinstance(record, Record):
-                    record = replace(record, to_plain=lambda t: converted.append(t) or t)
-                yield record
-
     path = write_jsonl(tmp_path / "few.jsonl", BEIR_ROWS)
-    stats = import_records(corpus, WithLambda(path), workers=2)
+    stats = import_records(corpus, Converted(path, lambda t: converted.append(t) or t),
+                           workers=2)
     assert stats.added == 3 and len(converted) == 3  # a lambda: converted right here
 
 
