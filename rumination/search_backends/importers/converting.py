@@ -20,10 +20,10 @@ import pickle
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
-if TYPE_CHECKING:  # records imports this module
-    from rumination.search_backends.importers.records import Record, Unusable
+Item = TypeVar("Item")
+Converter = Callable[[str], str]
 
 WINDOW_PER_WORKER = 32  # records read ahead per worker process
 
@@ -37,26 +37,25 @@ def conversion_workers() -> int:
 
 
 def converted_ahead(
-    items: Iterator[Record | Unusable], needs_converting: Callable[[int, Record], bool],
+    items: Iterator[Item], conversion: Callable[[int, Item], tuple[Converter, str] | None],
     workers: int,
-) -> Generator[tuple[Record | Unusable, Future[str] | None], None, None]:
-    """`items` in order, each with its plain text under way when `needs_converting(position,
-    record)` said so (positions count from 1) and its converter can go to a process."""
-    from rumination.search_backends.importers.records import Record  # it imports this module
-
+) -> Generator[tuple[Item, Future[str] | None], None, None]:
+    """`items` in order, each with its plain text under way when `conversion(position,
+    item)` gave a converter and a text (positions count from 1) and the converter can go to
+    a process."""
     pool: ProcessPoolExecutor | None = None
-    window: deque[tuple[Record | Unusable, Future[str] | None]] = deque()
-    picklable: dict[Callable[[str], str], bool] = {}
+    window: deque[tuple[Item, Future[str] | None]] = deque()
+    picklable: dict[Converter, bool] = {}
     try:
         for position, item in enumerate(items, 1):
             future = None
-            if (workers and isinstance(item, Record) and item.to_plain is not None
-                    and _picklable(item.to_plain, picklable)
-                    and needs_converting(position, item)):
+            work = conversion(position, item) if workers else None
+            if work is not None and _picklable(work[0], picklable):
                 # spawned, not forked: the importing process runs Tantivy's writer threads
                 pool = pool or ProcessPoolExecutor(
                     workers, mp_context=multiprocessing.get_context("spawn"))
-                future = pool.submit(item.to_plain, item.text)
+                convert, text = work
+                future = pool.submit(convert, text)
             window.append((item, future))
             converting = sum(f is not None for _, f in window)
             # read ahead only while something converts: without conversions, an import is
@@ -71,8 +70,7 @@ def converted_ahead(
             pool.shutdown(cancel_futures=True)
 
 
-def _picklable(function: Callable[[str], str], known: dict[Callable[[str], str], bool]
-               ) -> bool:
+def _picklable(function: Converter, known: dict[Converter, bool]) -> bool:
     if function not in known:
         try:
             pickle.dumps(function)

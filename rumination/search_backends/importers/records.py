@@ -113,10 +113,14 @@ def import_records(
     position, last_report = 0, started
     first_fraction: list[float] = []  # the share already read when this run's work began
 
-    def needs_converting(at: int, record: Record) -> bool:
-        return at > resume_after and not _unchanged(corpus, source, record)
+    def conversion(at: int, item: Record | Unusable) -> tuple[Callable[[str], str], str] | None:
+        """A new or changed record's converter and text, past where a resumed import starts."""
+        if (isinstance(item, Record) and item.to_plain is not None and at > resume_after
+                and not _unchanged(corpus, source, item)):
+            return item.to_plain, item.text
+        return None
 
-    records = converted_ahead(source.records(), needs_converting,
+    records = converted_ahead(source.records(), conversion,
                               conversion_workers() if workers is None else workers)
     with closing(records):
         while True:
