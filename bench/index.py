@@ -19,9 +19,13 @@ passages/s, CPU per passage, index size on disk, peak RSS (the kernel's high-wat
 index files mapped by Tantivy included) and peak anonymous memory (sampled), re-index time
 (folder source), search p50/p95/mean and hits per query.
 
+With `--keep DIR` the data and the corpora are written under DIR/<source>-<size>-seed<seed>
+and kept: a later run with the same settings reuses the data (the corpora are built again),
+and `bench/search_profile.py` profiles a kept tantivy corpus.
+
     python bench/index.py [--source folder|jsonl] [--passages N ...] [--docs N ...]
         [--engine sqlite --engine tantivy] [--queries 200] [--vocabulary 100000]
-        [--budget-s 3600] [--seed 7]
+        [--budget-s 3600] [--seed 7] [--keep DIR]
 """
 
 from __future__ import annotations
