@@ -108,16 +108,18 @@ def test_reimporting_reads_only_what_changed_and_drops_what_is_gone(
 
 
 class Interrupting:
-    """A JSONL source that stops (as Ctrl-C would) after `stop_after` records."""
+    """A JSONL source that stops after `stop_after` records, as Ctrl-C would (or with
+    `error`, as a broken file would)."""
 
-    def __init__(self, source: JsonlSource, stop_after: int) -> None:
-        self.source, self.stop_after = source, stop_after
+    def __init__(self, source: JsonlSource, stop_after: int,
+                 error: BaseException | None = None) -> None:
+        self.source, self.stop_after, self.error = source, stop_after, error
         self.key_prefix, self.name = source.key_prefix, source.name
 
     def records(self) -> Iterator[Record | Unusable]:
         for number, record in enumerate(self.source.records(), 1):
             if number > self.stop_after:
-                raise KeyboardInterrupt
+                raise self.error or KeyboardInterrupt()
             yield record
 
     def fraction_read(self) -> float | None:
@@ -271,23 +273,34 @@ def test_a_dump_gives_its_articles_only_as_plain_text(
     assert corpus.search("reflist portrait infobox cite") == []
 
 
+CONVERSIONS_LOG = "RUMINATION_TEST_CONVERSIONS"
+
+
 def plain_with_pid(text: str) -> str:
-    """A picklable converter that says which process ran it."""
+    """A picklable converter that says which process ran it, and notes each record it
+    converts in the file named by CONVERSIONS_LOG."""
+    with open(os.environ[CONVERSIONS_LOG], "a", encoding="utf-8") as log:
+        log.write(text.split(" basks")[0].rsplit(" ", 1)[-1] + "\n")
     return f"{text} converted by process {os.getpid()}"
 
 
 def test_texts_are_converted_in_worker_processes_in_order_and_resumably(
-    corpus: CorpusEngine, tmp_path: Path
+    corpus: CorpusEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    log = tmp_path / "converted.txt"
+    monkeypatch.setenv(CONVERSIONS_LOG, str(log))  # the spawned workers inherit it
     path = walruses(tmp_path, 200)
     with pytest.raises(KeyboardInterrupt):
         import_records(corpus, Interrupting(Converted(path, plain_with_pid), stop_after=150),
                        batch=30, workers=2)
-    # stopped while reading 150, with 2 x WINDOW_PER_WORKER read ahead: 86 imported, of
-    # which the first 60 committed; a resumed import reads the rest again
-    assert 150 - 2 * WINDOW_PER_WORKER == 86 and len(corpus) == 60
+    # stopped while reading 150 with up to 2 x WINDOW_PER_WORKER read ahead: the records
+    # imported by then made two batches of 30; a resumed import reads the rest again
+    assert 150 - 2 * WINDOW_PER_WORKER > 60 and len(corpus) == 60
+    log.unlink()
     stats = import_records(corpus, Converted(path, plain_with_pid), batch=30, workers=2)
     assert (stats.resumed_after, stats.added, stats.unchanged) == (60, 140, 0)
+    converted = sorted(int(n) for n in log.read_text(encoding="utf-8").split())
+    assert converted == list(range(60, 200))  # never a committed record, each once
     pages = [corpus.get(JsonlSource(path).url_for(f"r{n}")) for n in (0, 65, 199)]
     texts = [page.text for page in pages if page is not None]
     assert len(texts) == 3 and all("converted by process" in text for text in texts)
@@ -296,6 +309,17 @@ def test_texts_are_converted_in_worker_processes_in_order_and_resumably(
         "Walrus number 0", "Walrus number 65", "Walrus number 199"]  # each its own text
     again = import_records(corpus, Converted(path, plain_with_pid), workers=2)
     assert again == ImportStats(unchanged=200)
+
+
+def test_records_read_before_a_broken_line_are_imported_and_committed_first(
+    corpus: CorpusEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CONVERSIONS_LOG, str(tmp_path / "converted.txt"))
+    source = Interrupting(Converted(walruses(tmp_path, 100), plain_with_pid), stop_after=35,
+                          error=OSError("the file is truncated"))
+    with pytest.raises(OSError, match="truncated"):
+        import_records(corpus, source, batch=30, workers=2)
+    assert len(corpus) == 30  # as without read-ahead: the batch before the error is kept
 
 
 def test_a_converter_that_cannot_go_to_a_process_converts_in_this_one(

@@ -97,3 +97,36 @@ def test_a_stopped_import_leaves_no_worker_and_resumes(tmp_path: Path, stop: str
     again = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert again.returncode == 0, again.stderr
     assert "3000 documents" in again.stdout and "resumed after 2,000 records" in again.stdout
+
+
+IDLE_WORKERS = """
+import os, signal, time
+from rumination.search_backends.importers.converting import converted_ahead
+
+def upper(text):
+    return text.upper()
+
+def items():
+    yield "a"
+    time.sleep(1.5)  # the import is busy elsewhere: the workers wait for work
+    os.killpg(0, signal.SIGINT)  # Ctrl-C, to the whole group
+    time.sleep(2)
+    yield "b"
+
+if __name__ == "__main__":
+    try:
+        for item, converted in converted_ahead(items(), lambda _, text: (upper, text), 2):
+            pass
+    except KeyboardInterrupt:
+        print("interrupted")
+"""
+
+
+def test_ctrl_c_with_idle_workers_prints_no_worker_traceback(tmp_path: Path) -> None:
+    script = tmp_path / "idle_workers.py"
+    script.write_text(IDLE_WORKERS, encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, start_new_session=True, preexec_fn=default_sigint,
+                          check=False)
+    assert done.stdout.strip() == "interrupted"
+    assert "Traceback" not in done.stderr, done.stderr

@@ -81,6 +81,8 @@ def test_passages_a_dead_process_left_in_tantivy_are_skipped_then_deleted(
     writer = index.writer(15_000_000, 1)
     writer.add_document(tantivy.Document(title="Snowy owls", body="Snowy owls eat lemmings.",
                                          document=99, number=1))
+    writer.add_document(tantivy.Document(title="Seals", body="Seals, seals and more seals.",
+                                         document=100, number=1))
     writer.commit()
     writer.wait_merging_threads()
 
@@ -88,6 +90,9 @@ def test_passages_a_dead_process_left_in_tantivy_are_skipped_then_deleted(
     try:
         assert not orphan_free(corpus)
         assert corpus.search("lemmings") == []  # never shown
+        # nor taking the place of a hit: the orphan outranks the real seals, k = 1
+        assert [h.title for h in corpus.search("seals", 1)] == ["Seals"]
+        assert "haul out" in corpus.search("seals", 1)[0].snippet
         (docs / "owls.md").write_text("# Owls\n\nBarn owls hunt by sound alone.", "utf-8")
         corpus.index_folder(docs)  # the first write deletes it
         assert orphan_free(corpus)

@@ -186,9 +186,12 @@ class TantivyCorpus(Corpus):
         assert isinstance(match, _Match)
         found = match.searcher.search(match.query, limit, count=False).hits
         documents = match.searcher.fast_field_values("document", [a for _, a in found])
+        # an interrupted batch's passages belong to documents past the last one recorded
+        # (see the module's docstring): left out here, so that they take no hit's place
+        last = self._db.execute("SELECT coalesce(max(id), 0) FROM documents").fetchone()[0]
         return [FoundPassage(document, (score, address))
                 for (score, address), document in zip(found, documents, strict=True)
-                if isinstance(document, int)]  # every segment has the field: never skipped
+                if isinstance(document, int) and document <= last]
 
     def _describe(self, match: object, found: list[FoundPassage]) -> list[RankedHit]:
         if not found:
