@@ -22,8 +22,10 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+
+import loopback
 
 from rumination import Settings
 from rumination.errors import FetchError
@@ -98,31 +100,15 @@ def pages() -> dict[str, tuple[str, bool]]:
 
 
 def serve(site: dict[str, tuple[str, bool]]) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
+    def respond(path: str) -> tuple[bytes, str]:
+        if path.startswith("/data/"):
+            n = int(path.rsplit("/", 1)[1].split(".")[0])
+            return f'{{"text": "{key(n)} {ARTICLE * 6}"}}'.encode(), "application/json"
+        if path in site:
+            return site[path][0].encode(), "text/html; charset=utf-8"
+        return b"window.analytics = 1;", "application/javascript"
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            if self.path.startswith("/data/"):
-                n = int(self.path.rsplit("/", 1)[1].split(".")[0])
-                body, kind = f'{{"text": "{key(n)} {ARTICLE * 6}"}}'.encode(), "application/json"
-            elif self.path in site:
-                body, kind = site[self.path][0].encode(), "text/html; charset=utf-8"
-            else:
-                body, kind = b"window.analytics = 1;", "application/javascript"
-            self.send_response(200)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return loopback.serve(respond)
 
 
 def tree_pss_bytes(root: int) -> int:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import loopback
 
 from rumination import Researcher, Settings
 from rumination.llm.client import Completion
@@ -32,28 +33,14 @@ HITS_PER_SEARCH = 10
 
 
 def slow_web(page_seconds: float) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
+    def page(path: str) -> tuple[bytes, str]:
+        time.sleep(page_seconds)
+        body = (f"<html><head><title>Page {path}</title></head><body><article>"
+                + "<p>Heat pumps move heat rather than make it. </p>" * 40
+                + "</article></body></html>")
+        return body.encode(), "text/html; charset=utf-8"
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            time.sleep(page_seconds)
-            body = (f"<html><head><title>Page {self.path}</title></head><body><article>"
-                    + "<p>Heat pumps move heat rather than make it. </p>" * 40
-                    + "</article></body></html>").encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return loopback.serve(page)
 
 
 class WebBackend:
