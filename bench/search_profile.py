@@ -87,12 +87,8 @@ def profiled_search(corpus: Any, query: str, clock: Clock, limit: int = 10) -> N
     with clock.phase("stored"):
         stored = [searcher.doc(cast(tuple[float, Any], p.detail)[1]) for p in best]
     with clock.phase("catalog"):
-        rows = [corpus._db.execute(
-            "SELECT p.url, p.title, coalesce(d.doc_id, d.path) FROM passages p"
-            " JOIN documents d ON d.id = p.document_id"
-            " WHERE p.document_id = ? AND p.number = ?",
-            (passage.document_row, doc["number"][0])).fetchone()
-            for passage, doc in zip(best, stored, strict=True)]
+        rows = [corpus._catalog_row(passage.document_row, doc["number"][0])
+                for passage, doc in zip(best, stored, strict=True)]
     with clock.phase("snippets"):
         generator = tantivy.SnippetGenerator.create(searcher, match.query, corpus._schema_t,
                                                     "body")

@@ -204,18 +204,22 @@ class TantivyCorpus(Corpus):
         for passage in found:
             score, address = cast(tuple[float, tantivy.DocAddress], passage.detail)
             stored = searcher.doc(address)
-            row = self._db.execute(
-                "SELECT p.url, p.title, coalesce(d.doc_id, d.path) FROM passages p"
-                " JOIN documents d ON d.id = p.document_id"
-                " WHERE p.document_id = ? AND p.number = ?",
-                (passage.document_row, stored["number"][0]),
-            ).fetchone()
+            row = self._catalog_row(passage.document_row, stored["number"][0])
             if row is None:  # an interrupted batch's passage (see the module's docstring)
                 continue
             url, title, doc_id = row
             snippet = _snippet(snippets.snippet_from_doc(stored), stored["body"][0])
             hits.append(ranked_hit(doc_id, score, title, url, snippet))
         return hits
+
+    def _catalog_row(self, document_row: int, number: int) -> tuple[str, str, str] | None:
+        """A passage's URL, title and document id, from the catalog."""
+        row = self._db.execute(
+            "SELECT p.url, p.title, coalesce(d.doc_id, d.path) FROM passages p"
+            " JOIN documents d ON d.id = p.document_id"
+            " WHERE p.document_id = ? AND p.number = ?", (document_row, number),
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
 
     def _advise_random_reads(self, searcher: tantivy.Searcher) -> None:
         """Random-read advice on the doc store (`random_reads`), given again when the
