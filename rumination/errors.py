@@ -47,6 +47,11 @@ class NotAnLLMServer(UsageError, LLMError):
     """The URL answers, but not as an OpenAI-compatible API (a wrong --llm-url)."""
 
 
+class ServerRefused(UsageError, LLMError):
+    """The server answered the request with an error of its own (a role, a parameter or a
+    form it does not take): reachable, so not LLMUnavailable. The message quotes the server."""
+
+
 class ContextLengthExceeded(LLMError):
     """The server refused a request because prompt + max_tokens exceed its window."""
 

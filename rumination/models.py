@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field
 Role = Literal["system", "user", "assistant", "observation"]
 ToolName = Literal["search", "click", "open", "finish"]
 Mode = Literal["rumination", "write"]
+# how requests reach the model server (Settings.wire)
+Wire = Literal["auto", "chat", "completions"]
 ReportFormat = Literal["md", "html", "json", "pdf", "docx"]
 Verdict = Literal["supported", "unsupported", "unsure"]
 
@@ -64,12 +66,16 @@ class Usage(BaseModel):
     # Prompt tokens served from vLLM's prefix cache (usage.prompt_tokens_details.cached_tokens,
     # reported when the server runs with --enable-prompt-tokens-details; else 0).
     cached_prompt_tokens: int = 0
+    # True when some of these counts are the harness's estimate: the server reported no usage
+    # (llama-cpp-python's streams, for one) and could not count the text exactly either.
+    estimated: bool = False
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             cached_prompt_tokens=self.cached_prompt_tokens + other.cached_prompt_tokens,
+            estimated=self.estimated or other.estimated,
         )
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from rumination import defaults
 from rumination.errors import ConfigError
-from rumination.models import Mode, ReportFormat
+from rumination.models import Mode, ReportFormat, Wire
 from rumination.urls import redacted
 
 ENV_PREFIX = "RUMINATION_"
@@ -79,6 +79,12 @@ class Settings(BaseModel):
     )
     stream: bool = Field(
         True, description="stream answers as server-sent events; off: one JSON answer per request"
+    )
+    wire: Wire = Field(
+        "auto", description="how requests reach the model: chat (/v1/chat/completions, the "
+        "server renders the chat template), completions (/v1/completions with the model's "
+        "template rendered by rumination), auto (chat where the server takes the observation "
+        "role and renders the model's template, else completions)"
     )
     context_window: int | None = Field(
         None, gt=0, description="tokens; default: the server's max_model_len, else 32768"

@@ -18,6 +18,7 @@ import pytest
 from rumination.errors import ContextLengthExceeded, LLMError, LLMUnavailable
 from rumination.llm import client as llm
 from rumination.llm.client import STOP_STRINGS, LLMClient
+from rumination.llm.servers import KNOWN
 from rumination.models import Message, Usage
 
 BASE = "http://vllm.test:8000/v1"
@@ -70,7 +71,8 @@ class Server:
 
 def client(server: Server, **kwargs: Any) -> LLMClient:
     kwargs.setdefault("retries", 2)
-    return LLMClient(BASE, MODEL, transport=httpx.MockTransport(server), **kwargs)
+    return LLMClient(BASE, MODEL, transport=httpx.MockTransport(server),
+                     **{"profile": KNOWN["vllm"], **kwargs})
 
 
 async def chat(
@@ -246,7 +248,8 @@ def test_authorization_header_sent_when_api_key_given() -> None:
 
 def test_trailing_slash_in_base_url_is_ignored() -> None:
     server = Server(ok_completion())
-    c = LLMClient(BASE + "/", MODEL, stream=False, transport=httpx.MockTransport(server))
+    c = LLMClient(BASE + "/", MODEL, stream=False, transport=httpx.MockTransport(server),
+                  profile=KNOWN["vllm"])
     run(chat(c))
     assert str(server.requests[0].url) == f"{BASE}/chat/completions"
     assert c.server_root == ROOT
@@ -275,7 +278,9 @@ def test_non_streaming_without_reasoning_or_usage() -> None:
 
     assert result.content == "<think>hm</think>\n{}"
     assert result.reasoning is None
-    assert result.usage == Usage(prompt_tokens=0, completion_tokens=0)
+    # no usage sent and no /tokenize answer: counted by the estimator, and marked so
+    assert result.usage.prompt_tokens > 0 and result.usage.completion_tokens > 0
+    assert result.usage.estimated
     assert result.finish_reason == "stop"
 
 
@@ -531,7 +536,7 @@ MODELS_BODY = {
 
 def test_list_models_and_max_model_len() -> None:
     server = Server(httpx.Response(200, json=MODELS_BODY))
-    c = client(server)
+    c = client(server, profile=None)  # the window comes from probing the server
 
     async def go() -> tuple[list[dict[str, Any]], int | None]:
         try:
@@ -542,8 +547,8 @@ def test_list_models_and_max_model_len() -> None:
     models, window = run(go())
     assert [m["id"] for m in models] == ["other-model", MODEL]
     assert window == 131072
-    assert server.calls == 2
-    assert all(r.method == "GET" and str(r.url) == f"{BASE}/models" for r in server.requests)
+    assert all(r.method == "GET" for r in server.requests)
+    assert [str(r.url) for r in server.requests[:2]] == [f"{BASE}/models"] * 2
 
 
 def test_max_model_len_none_when_model_not_served() -> None:

@@ -22,6 +22,7 @@ from rumination.llm import client as llm
 from rumination.llm import tls
 from rumination.llm.client import Completion, LLMClient
 from rumination.llm.pools import SHARD_SIZE
+from rumination.llm.servers import KNOWN
 from rumination.models import Message
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -117,7 +118,8 @@ def answering(server_heads: list[bytes], answer: bytes, *, keep_alive: bool = Tr
 
 
 async def chat(url: str, times: int = 1, pause: float = 0.0, **options: Any) -> list[Completion]:
-    client = LLMClient(url, "m", **{"retries": 0, "timeout_s": 5.0, **options})
+    client = LLMClient(url, "m", **{"retries": 0, "timeout_s": 5.0, "profile": KNOWN["vllm"],
+                                    **options})
     completions = []
     try:
         for _ in range(times):
@@ -211,7 +213,7 @@ def test_concurrent_streams_do_not_queue_for_a_connection() -> None:
 
     async def main() -> list[Completion]:
         async with server.running() as url:
-            client = LLMClient(url, "m", retries=0)
+            client = LLMClient(url, "m", retries=0, profile=KNOWN["vllm"])
             try:
                 return await asyncio.wait_for(asyncio.gather(*(
                     client.chat([Message(role="user", content="q")], max_tokens=10)
@@ -255,7 +257,7 @@ def test_a_second_wave_of_streams_reuses_the_pools_connections() -> None:
 
     async def main() -> int:
         async with server.running() as url:
-            client = LLMClient(url, "m", retries=0)
+            client = LLMClient(url, "m", retries=0, profile=KNOWN["vllm"])
             try:
                 await wave(client)
                 await wave(client)

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from rumination.llm.client import LLMClient
+from rumination.llm.servers import KNOWN
 from rumination.llm.tokens import (
     MESSAGE_OVERHEAD_TOKENS,
     TEMPLATE_OVERHEAD_TOKENS,
@@ -147,7 +148,8 @@ def mock_client(status: int, calls: list[str]) -> LLMClient:
         calls.append(request.url.path)
         return httpx.Response(status, json={"detail": "Not Found"})
 
-    return LLMClient("http://vllm.test/v1", "m", retries=0, transport=httpx.MockTransport(handler))
+    return LLMClient("http://vllm.test/v1", "m", retries=0, transport=httpx.MockTransport(handler),
+                     profile=KNOWN["vllm"])
 
 
 def test_counter_falls_back_to_the_estimate_when_tokenize_is_missing() -> None:

@@ -27,7 +27,8 @@ def test_usage_adds_up_including_cached_tokens() -> None:
     )
     assert total == Usage(prompt_tokens=30, completion_tokens=5, cached_prompt_tokens=8)
     assert total.model_dump() == {"prompt_tokens": 30, "completion_tokens": 5,
-                                  "cached_prompt_tokens": 8}  # fmt: skip
+                                  "cached_prompt_tokens": 8, "estimated": False}  # fmt: skip
+    assert (total + Usage(prompt_tokens=1, estimated=True)).estimated  # one estimate marks all
     assert Usage(prompt_tokens=1).model_dump() == {
         "prompt_tokens": 1, "completion_tokens": 0, "cached_prompt_tokens": 0
     }

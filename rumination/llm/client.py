@@ -1,12 +1,19 @@
-"""Async client for vLLM's OpenAI-compatible API.
+"""Async client for an OpenAI-compatible model server: vLLM, SGLang, llama.cpp's llama-server,
+llama-cpp-python, Ollama, LM Studio.
 
-It sends the rumination protocol's `observation` role as is (vLLM passes custom roles to
-the chat template), streams with usage, retries what is worth retrying (connect errors,
-429, 5xx, honouring Retry-After) and never retries other 4xx answers.
+It asks the server once what it is (llm/servers.py) and then takes the route that server can
+serve the protocol on (llm/wire.py): the chat route with the `observation` role as is (vLLM
+passes custom roles to the chat template), or /v1/completions with the prompt rendered here
+from the model's own template. It streams, retries what is worth retrying (connect errors,
+429, 5xx, honouring Retry-After) and never retries other 4xx answers. A server that answers
+with an error of its own is quoted (ServerRefused, exit 2), never called unreachable. Usage the
+server does not report is counted here: exactly through its tokenize route where it has one,
+else estimated, and then marked `estimated`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -22,7 +29,8 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from rumination.errors import ContextLengthExceeded, LLMError, LLMUnavailable
+from rumination.errors import ContextLengthExceeded, LLMError, LLMUnavailable, ServerRefused
+from rumination.llm.chat_template import RUMINATION_TEMPLATE, render_chat_prompt
 from rumination.llm.pools import SHARD_SIZE, ShardedClient
 from rumination.llm.provenance import SIMULATOR_HEADER
 from rumination.llm.request_body import JSON_HEADERS, MessageEncoder
@@ -32,10 +40,14 @@ from rumination.llm.server_answers import (
     model_not_served,
     not_found,
     not_json_answer,
+    server_message,
     web_page_answer,
 )
+from rumination.llm.servers import KNOWN, ServerProfile, probe_server
 from rumination.llm.tls import verifying_context
-from rumination.models import Message, Usage
+from rumination.llm.tokens import estimate_messages, estimate_tokens
+from rumination.llm.wire import Route, SlotAffinity, chat_messages, choose_route, server_options
+from rumination.models import Message, Usage, Wire
 
 # vLLM reads the model's own stop tokens from its generation config; other servers may not
 STOP_STRINGS = ["<|observation|>", "<|user|>", "<|endoftext|>"]
@@ -46,7 +58,12 @@ CONTEXT_ERROR_PREFIX = "This model's maximum context length is"
 #    is N tokens and your request has M input tokens…" (prompt + max_tokens over the window)
 #   "You passed M input tokens and requested K output tokens. However, the model's context length
 #    is only N tokens…" (newer releases)
-CONTEXT_ERROR_MARKERS = (CONTEXT_ERROR_PREFIX, "the model's context length is only")
+# llama-cpp-python words its refusal like vLLM's first form; llama-server answers
+#   {"error": {"type": "exceed_context_size_error", "n_prompt_tokens": M, "n_ctx": N, …}}
+#   and SGLang "… is longer than the model's context length (N tokens)".
+CONTEXT_ERROR_MARKERS = (CONTEXT_ERROR_PREFIX, "the model's context length is only",
+                         "exceed_context_size_error", "longer than the model's context length",
+                         "exceeds the available context size")
 # an idle connection older than this is not reused: servers close theirs (uvicorn, which vLLM
 # runs on, after 5 s), and a request sent as that close crosses it would fail
 KEEPALIVE_EXPIRY_S = 4.0
@@ -83,8 +100,9 @@ class ChatModel(Protocol):
 
 class _RetryableStatus(Exception):
     def __init__(self, status: int, retry_after: float | None, body: str) -> None:
-        super().__init__(f"HTTP {status}: {body[:200]}")
+        super().__init__(f"HTTP {status}: {server_message(body)[:200]}")
         self.status = status
+        self.body = body
         self.retry_after = retry_after
 
 
@@ -99,17 +117,6 @@ def _is_retryable(exc: BaseException) -> bool:
 def _parse_retry_after(value: str | None) -> float | None:
     seconds = retry_after_seconds(value)
     return None if seconds is None else min(seconds, 120.0)
-
-
-def _error_message(body: str) -> str:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body.strip()[:300]
-    error = data.get("error", data) if isinstance(data, dict) else data
-    if isinstance(error, dict):
-        return str(error.get("message", error))
-    return str(error)
 
 
 class LLMClient:
@@ -127,10 +134,21 @@ class LLMClient:
         connect_timeout_s: float = 10.0,
         retries: int = 4,
         stream: bool = True,
+        wire: Wire = "auto",
+        template: str | None = None,
+        profile: ServerProfile | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """`template`: the model's chat template the harness may render itself (the rumination
+        model's, `chat_template.RUMINATION_TEMPLATE`); None for any chat model (write mode,
+        judges): then the chat route is taken. `profile`: the server, if already known."""
         self.base_url = base_url.rstrip("/")
         self.model = model
+        self.wire: Wire = wire
+        self.template = template
+        self._profile = profile
+        self._probe_lock = asyncio.Lock()
+        self._affinity = SlotAffinity()
         self.temperature = temperature
         self.top_p = top_p
         self.retries = retries
@@ -162,9 +180,41 @@ class LLMClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def server(self) -> ServerProfile:
+        """What the server is and offers, asked once. A server whose model list cannot be
+        read (an unknown OpenAI-compatible API) is taken as the generic kind."""
+        if self._profile is not None:
+            return self._profile
+        async with self._probe_lock:
+            if self._profile is None:
+                try:
+                    models = await self.list_models()
+                except LLMUnavailable:
+                    raise
+                except LLMError:
+                    models = []
+                async with self._http.lease() as http:
+                    self._profile = await probe_server(http, self.base_url, self.model, models)
+        return self._profile
+
+    async def route(self) -> Route:
+        """The route requests take: chat or completions (see llm/wire.py)."""
+        if self.wire == "chat" or (self.wire == "auto" and self.template is None):
+            return "chat"
+        return choose_route(self.wire, await self.server(), self.template)
+
     async def chat(
-        self, messages: Sequence[Message], *, max_tokens: int, on_delta: OnDelta | None = None
+        self, messages: Sequence[Message], *, max_tokens: int, on_delta: OnDelta | None = None,
+        affinity: str | None = None,
     ) -> Completion:
+        """One generation. `affinity` (a run id) keeps that run on one llama-server slot."""
+        # The server is asked what it is the first time that changes what is sent: the route
+        # (a template of our own, or completions asked for) and roles it may refuse.
+        needs_profile = (self.template is not None or self.wire == "completions"
+                         or any(m.role == "observation" for m in messages))  # fmt: skip
+        profile = await self.server() if needs_profile else (
+            self._profile or KNOWN["openai-compatible"])
+        route = await self.route()
         options: dict[str, Any] = {
             "model": self.model,
             "temperature": self.temperature,
@@ -175,13 +225,47 @@ class LLMClient:
         if self.stream:
             options["stream"] = True
             options["stream_options"] = {"include_usage": True}
-        body = self._encoder.body(messages, options)
+        options.update(server_options(profile, route, self._affinity.slot(affinity,
+                                                                           profile.slots)))
+        prompt: str | None = None
+        if route == "completions":
+            prompt = render_chat_prompt(messages, self.template or RUMINATION_TEMPLATE)
+            body = json.dumps({"prompt": prompt, **options}, ensure_ascii=False).encode()
+            url = f"{self.base_url}/completions"
+        else:
+            body = self._encoder.body(chat_messages(messages, profile), options)
+            url = f"{self.base_url}/chat/completions"
         try:
             if self.stream:
-                return await self._with_retries(lambda: self._stream_once(body, on_delta))
-            return await self._with_retries(lambda: self._post_once(body))
+                completion = await self._with_retries(
+                    lambda: self._stream_once(url, body, on_delta))
+            else:
+                completion = await self._with_retries(lambda: self._post_once(url, body))
         except _NotFound as exc:
             raise await self._explain_not_found(exc) from None
+        if completion.usage.prompt_tokens == 0 and completion.usage.completion_tokens == 0:
+            completion.usage = await self._counted_usage(messages, prompt, completion)
+        return completion
+
+    async def _counted_usage(
+        self, messages: Sequence[Message], prompt: str | None, completion: Completion
+    ) -> Usage:
+        """Usage the server did not send, counted through its tokenize route where it has
+        one, else estimated (and then marked so)."""
+        generated = (completion.reasoning or "") + completion.content
+        exact = True
+        try:
+            prompt_tokens = (await self.count_text(prompt) if prompt is not None
+                             else await self.tokenize(messages))  # fmt: skip
+            completion_tokens = await self.count_text(generated) if generated else 0
+        except (LLMError, NotImplementedError, KeyError, TypeError, ValueError):
+            exact = False
+            prompt_tokens = (estimate_tokens(prompt) if prompt is not None
+                             else estimate_messages(messages))  # fmt: skip
+            completion_tokens = estimate_tokens(generated)
+        return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                     cached_prompt_tokens=completion.usage.cached_prompt_tokens,
+                     estimated=not exact)  # fmt: skip
 
     async def _explain_not_found(self, exc: _NotFound) -> LLMError:
         """A 404 for a chat request: the URL lacks /v1, or the model is not served here."""
@@ -209,27 +293,50 @@ class LLMClient:
         return [str(entry.get("id")) for entry in await self.list_models()]
 
     async def max_model_len(self) -> int | None:
-        for entry in await self.list_models():
-            if entry.get("id") == self.model and isinstance(entry.get("max_model_len"), int):
-                return int(entry["max_model_len"])
-        return None
+        """The served window, from wherever this server says it (see llm/servers.py)."""
+        return (await self.server()).window
 
     async def tokenize(self, messages: Sequence[Message]) -> int:
-        """Exact prompt size after the server's chat template (vLLM's /tokenize)."""
+        """Exact prompt size after the chat template: vLLM's /tokenize renders it; on servers
+        that count text, the prompt rendered as the request's route renders it. Raises
+        NotImplementedError where the server cannot count (the caller estimates)."""
+        profile = await self.server()
+        if profile.tokenizer == "messages":
+            sent = chat_messages(messages, profile)
+
+            async def once() -> int:
+                response = await self._request("POST", f"{self.server_root}/tokenize", json={
+                    "model": self.model, "messages": [m.model_dump() for m in sent],
+                    "add_generation_prompt": True})  # fmt: skip
+                return int(self._json(response)["count"])
+
+            return int(await self._with_retries(once))
+        if profile.tokenizer == "none" or await self.route() == "chat":
+            raise NotImplementedError(f"{profile.name} cannot count a chat prompt exactly")
+        return await self.count_text(render_chat_prompt(messages,
+                                                        self.template or RUMINATION_TEMPLATE))
+
+    async def count_text(self, text: str) -> int:
+        """Tokens of `text` as the served model's tokenizer reads it (special tokens parsed,
+        none added): llama-server's /tokenize, llama-cpp-python's /extras/tokenize/count."""
+        profile = await self.server()
+        if profile.kind == "llama-server":
+            url, payload, key = f"{self.server_root}/tokenize", {
+                "content": text, "add_special": False, "parse_special": True}, "tokens"
+        elif profile.kind == "llama-cpp-python":
+            url, payload, key = f"{self.server_root}/extras/tokenize/count", {
+                "input": text, "model": self.model}, "count"
+        elif profile.tokenizer == "messages":
+            url, payload, key = f"{self.server_root}/tokenize", {
+                "model": self.model, "prompt": text, "add_special_tokens": False}, "count"
+        else:
+            raise NotImplementedError(f"{profile.name} has no tokenize route")
 
         async def once() -> int:
-            response = await self._request(
-                "POST",
-                f"{self.server_root}/tokenize",
-                json={
-                    "model": self.model,
-                    "messages": [m.model_dump() for m in messages],
-                    "add_generation_prompt": True,
-                },
-            )
-            return int(self._json(response)["count"])
+            answer = self._json(await self._request("POST", url, json=payload))[key]
+            return len(answer) if isinstance(answer, list) else int(answer)
 
-        return await self._with_retries(once)
+        return int(await self._with_retries(once))
 
     async def health(self) -> bool:
         """False when the server is unreachable or says it is not ready (5xx). A server
@@ -279,7 +386,10 @@ class LLMClient:
         except httpx.TransportError as exc:
             raise LLMUnavailable(self.base_url, type(exc).__name__ + _detail(exc)) from None
         except _RetryableStatus as exc:
-            raise LLMUnavailable(self.base_url, str(exc)) from None
+            if exc.status in (429, 502, 503, 504):  # busy, loading, or a gateway with no server
+                raise LLMUnavailable(self.base_url, str(exc)) from None
+            raise ServerRefused(f"LLM server at {self.base_url} answered HTTP {exc.status}: "
+                                f"{server_message(exc.body)}") from None
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -289,24 +399,22 @@ class LLMClient:
         self._check(url, response.status_code, response.headers, response.text)
         return response
 
-    async def _post_once(self, body: bytes) -> Completion:
-        response = await self._request("POST", f"{self.base_url}/chat/completions",
-                                       content=body, headers=JSON_HEADERS)
+    async def _post_once(self, url: str, body: bytes) -> Completion:
+        response = await self._request("POST", url, content=body, headers=JSON_HEADERS)
         data = self._json(response)
         try:
             choice = data["choices"][0]
-            message = choice["message"]
-        except (KeyError, IndexError, TypeError):
+            message = choice.get("message") or {"content": choice["text"]}  # chat | completions
+        except (KeyError, IndexError, TypeError, AttributeError):
             raise LLMError(f"unexpected completion from {self.base_url}: {str(data)[:200]}") from None  # noqa: E501
         return Completion(
             content=message.get("content") or "",
             reasoning=message.get("reasoning_content") or message.get("reasoning"),
-            usage=_usage(data.get("usage")),
+            usage=_usage(data.get("usage"), data.get("timings")),
             finish_reason=choice.get("finish_reason"),
         )
 
-    async def _stream_once(self, body: bytes, on_delta: OnDelta | None) -> Completion:
-        url = f"{self.base_url}/chat/completions"
+    async def _stream_once(self, url: str, body: bytes, on_delta: OnDelta | None) -> Completion:
         content: list[str] = []
         reasoning: list[str] = []
         usage = Usage()
@@ -327,16 +435,16 @@ class LLMClient:
                     done = True
                     continue
                 chunk = json.loads(event.data)
-                if chunk.get("usage"):
-                    usage = _usage(chunk["usage"])
+                if chunk.get("usage") or chunk.get("timings"):
+                    usage = _usage(chunk.get("usage"), chunk.get("timings"))
                 for choice in chunk.get("choices") or []:
                     delta = choice.get("delta") or {}
                     think = delta.get("reasoning_content") or delta.get("reasoning")
-                    if first_token is None and (think or delta.get("content")):
+                    text = delta.get("content") or choice.get("text")  # chat | completions
+                    if first_token is None and (think or text):
                         first_token = round(time.monotonic() - sent, 4)
                     if think:
                         reasoning.append(think)
-                    text = delta.get("content")
                     if text:
                         content.append(text)
                         if on_delta is not None:
@@ -372,11 +480,15 @@ def _detail(exc: Exception) -> str:
     return f" ({text})" if text else ""
 
 
-def _usage(raw: Any) -> Usage:
+def _usage(raw: Any, timings: Any = None) -> Usage:
+    """Usage as sent; cached prompt tokens from `prompt_tokens_details` (vLLM: only with
+    --enable-prompt-tokens-details) or llama-server's `timings.cache_n`."""
+    timings = timings if isinstance(timings, dict) else {}
     if not isinstance(raw, dict):
-        return Usage()
-    details = raw.get("prompt_tokens_details")  # vLLM: only with --enable-prompt-tokens-details
+        return Usage(cached_prompt_tokens=int(timings.get("cache_n") or 0))
+    details = raw.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    cached = cached if cached else timings.get("cache_n")
     return Usage(
         prompt_tokens=int(raw.get("prompt_tokens") or 0),
         completion_tokens=int(raw.get("completion_tokens") or 0),
@@ -389,7 +501,7 @@ def _raise_for_status(status: int, body: str, headers: httpx.Headers) -> None:
         return
     if status == 429 or status >= 500:
         raise _RetryableStatus(status, _parse_retry_after(headers.get("retry-after")), body)
-    message = _error_message(body)
+    message = server_message(body)
     if status == 400 and any(marker in message for marker in CONTEXT_ERROR_MARKERS):
         raise ContextLengthExceeded(message)
     error = _NotFound if status == 404 else LLMError

@@ -1,9 +1,12 @@
 """`rumination doctor`: first contact with a live server, checked in a few seconds.
 
 Each check says pass, warn or fail and, when it is not a pass, how to fix it: the served model
-names, the context window (YaRN), what the chat template makes of a sample conversation (the
-rumination model's fixed prompt, the observation role, nothing cut), prefix caching, streaming,
-and one real turn parsed into a tool call.
+names, which server answers (llm/servers.py) and its version, the context window (YaRN), the
+route requests take (chat or completions with the model's template rendered here), what the
+chat template makes of a sample conversation (the rumination model's fixed prompt, the
+observation role, nothing cut), exact token counts, prefix caching, streaming, and one real
+turn parsed into a tool call. Every request goes the way research sends it, so a server that
+refuses the observation role on its chat route is checked on the completions route.
 """
 
 from __future__ import annotations
@@ -11,17 +14,20 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
 
 import httpx
 
 from rumination.errors import LLMError, LLMUnavailable, NotAnLLMServer, UsageError
+from rumination.llm.chat_template import RUMINATION_TEMPLATE, render_chat_prompt
 from rumination.llm.client import STOP_STRINGS, LLMClient
 from rumination.llm.protocol import CallTurn, parse_turn
-from rumination.llm.server_answers import is_html, not_found, web_page_answer
-from rumination.models import Message
+from rumination.llm.server_answers import is_html, not_found, server_message, web_page_answer
+from rumination.llm.servers import ServerProfile
+from rumination.llm.wire import Route, chat_messages, server_options
+from rumination.models import Message, Wire
 from rumination.settings import check_llm_url
 from rumination.templates import render
 
@@ -56,13 +62,15 @@ class Diagnosis:
     url: str
     model: str | None
     checks: list[Check] = field(default_factory=list)
+    server: str | None = None
 
     @property
     def failed(self) -> bool:
         return any(c.status == "fail" for c in self.checks)
 
     def as_json(self) -> dict[str, Any]:
-        return {"url": self.url, "model": self.model, "ok": not self.failed,
+        return {"url": self.url, "model": self.model, "server": self.server,
+                "ok": not self.failed,
                 "checks": [asdict(c) for c in self.checks]}
 
 
@@ -72,7 +80,7 @@ class Doctor:
     def __init__(
         self, llm_url: str, model: str | None = None, *, api_key: str | None = None,
         timeout_s: float = 60.0, turn_tokens: int = 4096, skip_turn: bool = False,
-        temperature: float = 0.95, top_p: float = 0.7,
+        temperature: float = 0.95, top_p: float = 0.7, wire: Wire = "auto",
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         try:
@@ -87,6 +95,9 @@ class Doctor:
         self.timeout_s = timeout_s
         self.temperature, self.top_p = temperature, top_p
         self.transport = transport
+        self.wire: Wire = wire
+        self.route: Route = "chat"
+        self.profile: ServerProfile | None = None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(headers=headers, timeout=timeout_s, transport=transport)
 
@@ -98,8 +109,18 @@ class Doctor:
             if entry is None:
                 return diagnosis
             diagnosis.model = self.model
-            diagnosis.checks.append(self._window(entry))
-            diagnosis.checks.extend(await self._template())
+            client = self._client(retries=0)
+            try:
+                self.profile = profile = await client.server()
+                self.route = await client.route()
+                diagnosis.server = profile.label
+                diagnosis.checks.append(self._server(profile))
+                diagnosis.checks.append(self._window(profile))
+                diagnosis.checks.append(self._route_check(profile))
+                diagnosis.checks.extend(await self._template())
+                diagnosis.checks.append(await self._token_counts(client))
+            finally:
+                await client.aclose()
             diagnosis.checks.append(await self._prefix_cache())
             diagnosis.checks.append(await self._streaming())
             if not self.skip_turn:
@@ -107,6 +128,44 @@ class Doctor:
             return diagnosis
         finally:
             await self._http.aclose()
+
+    def _client(self, **options: Any) -> LLMClient:
+        """A client that sends what research sends: the same route, template and sampling."""
+        options.setdefault("timeout_s", self.timeout_s)
+        return LLMClient(self.base_url, self.model or "", api_key=self.api_key,
+                         temperature=self.temperature, top_p=self.top_p, wire=self.wire,
+                         template=RUMINATION_TEMPLATE, profile=self.profile,
+                         transport=self.transport, **options)  # fmt: skip
+
+    def _server(self, profile: ServerProfile) -> Check:
+        offers = [f"window {'yes' if profile.window else 'no'}",
+                  f"exact tokens {'yes' if profile.tokenizer != 'none' else 'no'}",
+                  f"custom roles {'yes' if profile.custom_roles else 'no'}",
+                  f"usage in streams {'yes' if profile.stream_usage else 'no'}"]
+        if profile.slots:
+            offers.append(f"{profile.slots} slots")
+        if profile.kind == "openai-compatible":
+            return Check("server", "warn", "not recognised: " + ", ".join(offers),
+                         "treated as vLLM-like; see docs/model-servers.md")
+        return Check("server", "pass", f"{profile.label}: " + ", ".join(offers))
+
+    def _route_check(self, profile: ServerProfile) -> Check:
+        if self.route == "chat":
+            return Check("wire", "pass", "chat: the server renders the chat template")
+        why = ("asked for (--wire completions)" if self.wire == "completions" else
+               f"{profile.name} does not render the model's template with its roles")
+        return Check("wire", "pass", f"completions: the model's template rendered by "
+                     f"rumination ({why})")
+
+    async def _token_counts(self, client: LLMClient) -> Check:
+        try:
+            n = await client.tokenize(SAMPLE)
+        except NotImplementedError as exc:
+            return Check("token counts", "warn", f"estimated: {exc}",
+                         "budgets and figures use the estimator (reports say 'estimated')")
+        except (LLMError, KeyError, TypeError, ValueError) as exc:
+            return Check("token counts", "warn", f"estimated: counting failed ({exc})")
+        return Check("token counts", "pass", f"exact: the sample prompt is {n} tokens")
 
     async def _served_models(self) -> list[dict[str, Any]]:
         url = f"{self.base_url}/models"
@@ -152,11 +211,12 @@ class Doctor:
             )
         return None
 
-    def _window(self, entry: dict[str, Any]) -> Check:
-        window = entry.get("max_model_len")
-        if not isinstance(window, int):
-            return Check("context window", "warn", "the server does not report max_model_len "
-                         "(not vLLM?)", "set context_window to the served window")
+    def _window(self, profile: ServerProfile) -> Check:
+        window = profile.window
+        if window is None:
+            return Check("context window", "warn", f"{profile.name} does not say its window",
+                         "set context_window (RUMINATION_CONTEXT_WINDOW) to the served window; "
+                         "until then research assumes 32768")
         if window >= YARN_WINDOW:
             return Check("context window", "pass", f"{window} tokens (YaRN on)")
         fix = ("serve with YaRN x4 for 131072 tokens: rumination serve --served-model-name "
@@ -181,6 +241,11 @@ class Doctor:
         return data
 
     async def _template(self) -> list[Check]:
+        if self.route == "completions":
+            checks = _template_from_text(render_chat_prompt(SAMPLE))
+            return [replace(c, detail=f"{c.detail} (the shipped template)") for c in checks]
+        if self.profile is not None and self.profile.is_llama_server:
+            return await self._applied_template()
         try:
             full = await self._tokenize(SAMPLE)
         except (httpx.HTTPError, LLMError, ValueError) as exc:
@@ -199,14 +264,37 @@ class Doctor:
         return [Check("observation role", "pass", f"an observation adds {added} tokens "
                       "(judged by counts: this server returns no token strings)")]
 
+    async def _applied_template(self) -> list[Check]:
+        """llama-server renders a conversation with its template at /apply-template."""
+        messages = [m.model_dump() for m in SAMPLE]
+        try:
+            response = await self._http.post(f"{self.root}/apply-template",
+                                              json={"messages": messages})
+            response.raise_for_status()
+            prompt = str(response.json()["prompt"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            return [Check("chat template", "fail", f"/apply-template failed: {exc}")]
+        return _template_from_text(prompt)
+
     def _chat(self, messages: list[Message], max_tokens: int, stream: bool) -> Any:
+        """A raw request on the route research takes (the answer's own fields are read)."""
+        profile = self.profile
         payload: dict[str, Any] = {
-            "model": self.model, "messages": [m.model_dump() for m in messages],
-            "max_tokens": max_tokens, "temperature": 0.0, "stop": STOP_STRINGS,
+            "model": self.model, "max_tokens": max_tokens, "temperature": 0.0,
+            "stop": STOP_STRINGS,
         }
+        if profile is not None:
+            payload.update(server_options(profile, self.route, slot=None))
+        if self.route == "completions":
+            payload["prompt"] = render_chat_prompt(messages)
+            url = f"{self.base_url}/completions"
+        else:
+            sent = chat_messages(messages, profile) if profile else messages
+            payload["messages"] = [m.model_dump() for m in sent]
+            url = f"{self.base_url}/chat/completions"
         if stream:
             payload.update(stream=True, stream_options={"include_usage": True})
-        return self._http.stream("POST", f"{self.base_url}/chat/completions", json=payload)
+        return self._http.stream("POST", url, json=payload)
 
     async def _prefix_cache(self) -> Check:
         before = await self._prefix_hits()
@@ -216,11 +304,16 @@ class Doctor:
                 async with self._chat(SAMPLE, 1, stream=False) as response:
                     await response.aread()
                     response.raise_for_status()
-                    details = (response.json().get("usage") or {}).get("prompt_tokens_details")
+                    answer = response.json()
+                    details = (answer.get("usage") or {}).get("prompt_tokens_details")
+                    timings = answer.get("timings")  # llama-server
             if isinstance(details, dict):
                 cached = details.get("cached_tokens")
+            if not cached and isinstance(timings, dict):
+                cached = timings.get("cache_n")
         except (httpx.HTTPError, ValueError) as exc:
-            return Check("prefix caching", "fail", f"a one-token request failed: {exc}")
+            return Check("prefix caching", "fail", f"a one-token request failed: "
+                         f"{_server_words(exc)}")
         fix = "start vLLM with --enable-prefix-caching (rumination serve does)"
         if isinstance(cached, int):
             if cached > 0:
@@ -230,8 +323,12 @@ class Doctor:
                          "every turn re-reads the whole conversation", fix)
         after = await self._prefix_hits()
         if before is None or after is None:
+            name = self.profile.name if self.profile else "the server"
+            hint = ("start vLLM with --enable-prompt-tokens-details"
+                    if self.profile is None or self.profile.kind == "vllm"
+                    else f"{name} does not report cached tokens")  # fmt: skip
             return Check("prefix caching", "warn", "cannot tell: no cached-token counts and no "
-                         "/metrics", "start vLLM with --enable-prompt-tokens-details")
+                         "/metrics", hint)
         if after > before:
             return Check("prefix caching", "pass", f"/metrics counted {after - before:g} "
                          "prefix-cache hit tokens")
@@ -270,9 +367,7 @@ class Doctor:
                      "set stream = false (RUMINATION_STREAM=false) to research without it")
 
     async def _turn(self) -> Check:
-        client = LLMClient(self.base_url, self.model or "", api_key=self.api_key,
-                           temperature=self.temperature, top_p=self.top_p,
-                           timeout_s=self.timeout_s * 10, retries=0, transport=self.transport)
+        client = self._client(timeout_s=self.timeout_s * 10, retries=0)
         question = render("question", question=SAMPLE_QUESTION, today=date.today().isoformat())
         started = time.monotonic()
         try:
@@ -326,9 +421,17 @@ def _template_from_text(prompt: str) -> list[Check]:
     return checks
 
 
+def _server_words(exc: Exception) -> str:
+    """An HTTP error as the server put it: its own message, not httpx's advice."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"HTTP {exc.response.status_code}: {server_message(exc.response.text)}"
+    return str(exc)
+
+
 def render_text(diagnosis: Diagnosis) -> str:
     """The diagnosis as a table for a terminal: status, check, what was seen, and the fix."""
-    lines = [f"rumination doctor: {diagnosis.url}  model: {diagnosis.model or '?'}", ""]
+    server = f"  server: {diagnosis.server}" if diagnosis.server else ""
+    lines = [f"rumination doctor: {diagnosis.url}  model: {diagnosis.model or '?'}{server}", ""]
     width = max(len(c.name) for c in diagnosis.checks) if diagnosis.checks else 0
     for check in diagnosis.checks:
         lines.append(f"  {check.status.upper():4}  {check.name:{width}}  {check.detail}")

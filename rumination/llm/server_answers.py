@@ -4,6 +4,7 @@ a server that answers with a web page, a URL missing its /v1, a model name it do
 
 from __future__ import annotations
 
+import json
 import re
 from urllib.parse import urlsplit
 
@@ -65,3 +66,19 @@ def model_not_served(
     if len(served) == 1:
         return ModelNotServed(f"{start}; it serves exactly one model: {option} {served[0]}")
     return ModelNotServed(f"{start}; served models: {listed} (pass one with {option})")
+
+
+def server_message(body: str) -> str:
+    """The server's own words: `error.message` (OpenAI, vLLM, llama.cpp), FastAPI's `detail`
+    (llama-cpp-python), else the body's start; the error's type is kept where it says more."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return " ".join(body.split())[:300]
+    error = data.get("error", data.get("detail", data)) if isinstance(data, dict) else data
+    if isinstance(error, dict):
+        message = str(error.get("message", error))
+        kind = error.get("type")  # llama-server's say what the message may not: exceed_…_error
+        named = isinstance(kind, str) and kind.endswith("_error") and kind not in message
+        return f"{message} ({kind})" if named else message
+    return str(error)

@@ -1,0 +1,236 @@
+"""Which model server answers, and what it offers: the one place that knows servers apart.
+
+`probe_server` asks a base URL (ending in /v1) a few cheap GET requests and returns a
+`ServerProfile`: the server's kind and version, the served context window, how prompts can be
+counted exactly, whether its chat route takes the rumination protocol's `observation` role,
+whether it reports cached prompt tokens and usage in streams, and (llama.cpp) its slots and
+chat template. The client, the token counter, `doctor` and the context budget read the
+profile instead of assuming vLLM. The facts per server are in the `KNOWN` table below, each
+checked against that server's source or docs (docs/model-servers.md gives the sources).
+
+Kinds are told apart by `owned_by` in /v1/models first (vLLM: "vllm", SGLang: "sglang",
+llama-server: "llamacpp", llama-cpp-python: "me", LM Studio: "organization_owner",
+rumination's simulator: "rumination-simulator"), then by a route only that server has
+(llama-server `/props`, Ollama `/api/version`, llama-cpp-python's `/openapi.json` title).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import httpx
+
+ServerKind = Literal[
+    "vllm", "sglang", "llama-server", "llama-cpp-python", "ollama", "lmstudio", "simulator",
+    "openai-compatible",
+]
+# How a prompt is counted exactly: vLLM's /tokenize takes the messages; llama-server's
+# /tokenize and llama-cpp-python's /extras/tokenize/count take text (the prompt the harness
+# rendered itself); "none": estimated.
+Tokenizer = Literal["messages", "text", "none"]
+
+NAMES: dict[str, str] = {
+    "vllm": "vLLM", "sglang": "SGLang", "llama-server": "llama.cpp llama-server",
+    "llama-cpp-python": "llama-cpp-python server", "ollama": "Ollama", "lmstudio": "LM Studio",
+    "simulator": "rumination simulator", "openai-compatible": "an OpenAI-compatible server",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ServerProfile:
+    kind: ServerKind
+    version: str | None = None
+    window: int | None = None
+    tokenizer: Tokenizer = "none"
+    # The chat route passes the `observation` role to the model's template (vLLM, the
+    # simulator); elsewhere the harness renders the template and uses /v1/completions.
+    custom_roles: bool = False
+    cached_tokens: bool = False
+    stream_usage: bool = False
+    # llama-server: parallel slots (-np) and the chat template it renders (from /props)
+    slots: int | None = None
+    template: str | None = None
+    window_source: str | None = None
+
+    @property
+    def name(self) -> str:
+        return NAMES[self.kind]
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.version}" if self.version else self.name
+
+    @property
+    def is_llama_server(self) -> bool:
+        return self.kind == "llama-server"
+
+
+# What each kind offers before anything is read from the running server.
+KNOWN: dict[str, ServerProfile] = {
+    "vllm": ServerProfile("vllm", tokenizer="messages", custom_roles=True, cached_tokens=True,
+                          stream_usage=True),
+    "simulator": ServerProfile("simulator", tokenizer="messages", custom_roles=True,
+                               cached_tokens=True, stream_usage=True),
+    # SGLang validates chat roles; /v1/completions with the harness's own prompt is safe
+    "sglang": ServerProfile("sglang", cached_tokens=True, stream_usage=True),
+    "llama-server": ServerProfile("llama-server", tokenizer="text", cached_tokens=True,
+                                  stream_usage=True),
+    # refuses roles outside system/user/assistant/tool/function (HTTP 500); no stream usage
+    "llama-cpp-python": ServerProfile("llama-cpp-python", tokenizer="text"),
+    "ollama": ServerProfile("ollama", stream_usage=True),
+    "lmstudio": ServerProfile("lmstudio", stream_usage=True),
+    "openai-compatible": ServerProfile("openai-compatible"),
+}
+_OWNERS = {"vllm": "vllm", "sglang": "sglang", "llamacpp": "llama-server",
+           "me": "llama-cpp-python", "organization_owner": "lmstudio",
+           "rumination-simulator": "simulator", "library": "ollama"}  # fmt: skip
+
+GetJson = Callable[[str], Awaitable[Any]]
+
+
+async def probe_server(
+    http: httpx.AsyncClient, base_url: str, model: str, models: list[dict[str, Any]]
+) -> ServerProfile:
+    """The profile of the server at `base_url`, given its /v1/models entries."""
+    root = base_url.rstrip("/").removesuffix("/v1")
+
+    async def get_json(path: str) -> Any:
+        try:
+            response = await http.get(root + path)
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
+    entry = next((m for m in models if m.get("id") == model), models[0] if models else {})
+    kind = _OWNERS.get(str(entry.get("owned_by", "")))
+    props = await get_json("/props") if kind in (None, "llama-server") else None
+    if kind is None:
+        kind = await _kind_by_routes(get_json, props)
+    profile = KNOWN[kind]
+    window = entry.get("max_model_len")
+    if isinstance(window, int):
+        profile = replace(profile, window=window, window_source="/v1/models max_model_len")
+    reader = _READERS.get(kind)
+    if reader is not None:
+        profile = await reader(profile, get_json, props, http, root, model)
+    return profile
+
+
+async def _kind_by_routes(get_json: GetJson, props: Any) -> ServerKind:
+    if isinstance(props, dict) and ("default_generation_settings" in props or "n_ctx" in props):
+        return "llama-server"
+    ollama, openapi = await asyncio.gather(get_json("/api/version"), get_json("/openapi.json"))
+    if isinstance(ollama, dict) and "version" in ollama:
+        return "ollama"
+    title = str(((openapi or {}).get("info") or {}).get("title", "")) if isinstance(
+        openapi, dict) else ""  # fmt: skip
+    if "llama.cpp" in title.lower() or "llama-cpp" in title.lower():
+        return "llama-cpp-python"
+    return "openai-compatible"
+
+
+Reader = Callable[
+    [ServerProfile, GetJson, Any, httpx.AsyncClient, str, str], Awaitable[ServerProfile]
+]
+
+
+async def _read_vllm(profile: ServerProfile, get_json: GetJson, props: Any,
+                     http: httpx.AsyncClient, root: str, model: str) -> ServerProfile:
+    version = await get_json("/version")
+    return replace(profile, version=_text(version, "version"))
+
+
+async def _read_sglang(profile: ServerProfile, get_json: GetJson, props: Any,
+                       http: httpx.AsyncClient, root: str, model: str) -> ServerProfile:
+    info = await get_json("/get_server_info")
+    model_info = await get_json("/get_model_info")
+    window = profile.window
+    for source in (model_info, info):
+        if window is None and isinstance(source, dict):
+            found = source.get("context_length") or source.get("max_model_len")
+            window = found if isinstance(found, int) else None
+    source_name = profile.window_source or ("/get_model_info" if window else None)
+    return replace(profile, version=_text(info, "version"), window=window,
+                   window_source=source_name)
+
+
+async def _read_llama_server(profile: ServerProfile, get_json: GetJson, props: Any,
+                             http: httpx.AsyncClient, root: str, model: str) -> ServerProfile:
+    if not isinstance(props, dict):
+        props = await get_json("/props") or {}
+    settings = props.get("default_generation_settings") or {}
+    n_ctx = props.get("n_ctx") or settings.get("n_ctx")
+    slots = props.get("total_slots")
+    return replace(
+        profile, version=_text(props, "build_info"),
+        window=n_ctx if isinstance(n_ctx, int) else profile.window,
+        window_source="/props n_ctx" if isinstance(n_ctx, int) else profile.window_source,
+        slots=slots if isinstance(slots, int) else None,
+        template=props.get("chat_template") if isinstance(props.get("chat_template"), str)
+        else None,
+    )  # fmt: skip
+
+
+async def _read_llama_cpp_python(profile: ServerProfile, get_json: GetJson, props: Any,
+                                 http: httpx.AsyncClient, root: str, model: str) -> ServerProfile:
+    openapi = await get_json("/openapi.json")
+    info = openapi.get("info") if isinstance(openapi, dict) else None
+    return replace(profile, version=_text(info, "version"))
+
+
+async def _read_ollama(profile: ServerProfile, get_json: GetJson, props: Any,
+                       http: httpx.AsyncClient, root: str, model: str) -> ServerProfile:
+    version = _text(await get_json("/api/version"), "version")
+    window = None
+    try:
+        response = await http.post(f"{root}/api/show", json={"model": model})
+        shown = response.json() if response.status_code == 200 else {}
+    except (httpx.HTTPError, ValueError):
+        shown = {}
+    for line in str(shown.get("parameters", "")).splitlines():  # a Modelfile's num_ctx wins
+        key, _, value = line.partition(" ")
+        if key == "num_ctx" and value.strip().isdigit():
+            window = int(value.strip())
+    source = "Modelfile num_ctx" if window else None
+    if window is None:
+        window = _ollama_default_window(shown)
+        source = "Ollama's default num_ctx" if window else None
+    return replace(profile, version=version, window=window, window_source=source)
+
+
+def _ollama_default_window(shown: Any) -> int | None:
+    """Without num_ctx Ollama runs a model at its default context (4096 through Ollama 0.5),
+    whatever the model was trained for: the smaller of the two is what the prompt gets."""
+    info = shown.get("model_info") if isinstance(shown, dict) else None
+    trained = next((v for k, v in (info or {}).items() if k.endswith(".context_length")), None)
+    return min(4096, trained) if isinstance(trained, int) else None
+
+
+async def _read_lmstudio(profile: ServerProfile, get_json: GetJson, props: Any,
+                         http: httpx.AsyncClient, root: str, model: str) -> ServerProfile:
+    entry = await get_json(f"/api/v0/models/{model}")
+    if not isinstance(entry, dict):
+        return profile
+    loaded = entry.get("loaded_context_length") or entry.get("max_context_length")
+    return replace(profile, window=loaded if isinstance(loaded, int) else None,
+                   window_source="/api/v0/models context length" if loaded else None)
+
+
+_READERS: dict[str, Reader] = {
+    "vllm": _read_vllm, "sglang": _read_sglang, "llama-server": _read_llama_server,
+    "llama-cpp-python": _read_llama_cpp_python, "ollama": _read_ollama,
+    "lmstudio": _read_lmstudio,
+}  # fmt: skip
+
+
+def _text(data: Any, key: str) -> str | None:
+    value = data.get(key) if isinstance(data, dict) else None
+    return str(value) if value else None
