@@ -82,6 +82,7 @@ class ConsoleProgress:
             self.console.print(
                 f"{elapsed} done: {counts_phrase(d)}, {d['prompt_tokens']} prompt + "
                 f"{d['completion_tokens']} completion tokens"
+                + (" (estimated)" if d.get("tokens_estimated") else "")
             )
 
 

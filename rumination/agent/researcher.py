@@ -183,16 +183,23 @@ class Researcher:
                           window_chars=s.page_window_chars, prefetch=s.prefetch,
                           language=s.search_language, observation_style=s.observation_style)
         try:
-            budget = ContextBudget(await self._window(llm), TokenCounter(llm))
+            budget = ContextBudget(await self._window(llm, state), TokenCounter(llm))
             await TurnLoop(s, llm, browser, state, budget, on_event, store).run()
         finally:
             await browser.aclose()
         return await self._report(state, llm, on_event)
 
-    async def _window(self, llm: ChatModel) -> int:
+    async def _window(self, llm: ChatModel, state: RunState) -> int:
         if self.settings.context_window:
             return self.settings.context_window
-        return await llm.max_model_len() or DEFAULT_CONTEXT_WINDOW
+        served = await llm.max_model_len()
+        if served is not None:
+            return served
+        note = (f"the model server does not say its context window: {DEFAULT_CONTEXT_WINDOW} "
+                "tokens assumed; set context_window (RUMINATION_CONTEXT_WINDOW) to the served one")
+        if note not in state.warnings:
+            state.warnings.append(note)
+        return DEFAULT_CONTEXT_WINDOW
 
     def _question_prompt(self, question: str, today: date) -> str:
         today_text = today.isoformat() if self.settings.tell_date else ""
@@ -224,5 +231,6 @@ class Researcher:
             mark_simulated(report)
         await emit(on_event, "finished", run_id=state.run_id, **report_counts(report),
                    prompt_tokens=state.usage.prompt_tokens,
-                   completion_tokens=state.usage.completion_tokens)
+                   completion_tokens=state.usage.completion_tokens,
+                   tokens_estimated=state.usage.estimated)
         return report

@@ -24,7 +24,8 @@ from rumination.agent.sources import SourceRegistry
 from rumination.cjk import has_cjk
 from rumination.errors import BackendError, ContextLengthExceeded, FetchError, UsageError
 from rumination.events import EventHandler, emit
-from rumination.llm.client import ChatModel, LLMClient
+from rumination.llm.client import ChatModel
+from rumination.llm.endpoints import settings_client
 from rumination.llm.protocol import clean_final_answer
 from rumination.llm.provenance import mark_simulated
 from rumination.models import Message, Report, SearchHit, Turn, Usage
@@ -214,7 +215,8 @@ async def _write(
         mark_simulated(report)
     await emit(on_event, "finished", run_id=run_id, **report_counts(report),
                prompt_tokens=report.usage.prompt_tokens,
-               completion_tokens=report.usage.completion_tokens)
+               completion_tokens=report.usage.completion_tokens,
+               tokens_estimated=report.usage.estimated)
     # the sources the writer was shown, kept with the turn so `rumination verify` can re-check
     return report, Turn(index=0, assistant_text=raw, thinking=thinking, usage=usage,
                         observation=shown)
@@ -231,11 +233,7 @@ async def run_write(
     own_store = None
     if store is None and s.keep_runs:
         own_store = store = open_store(s)
-    own_llm = llm or LLMClient(
-        s.llm_url, s.model, api_key=s.api_key, temperature=s.temperature, top_p=s.top_p,
-        timeout_s=s.request_timeout_s, connect_timeout_s=s.connect_timeout_s,
-        retries=s.retries, stream=s.stream,
-    )
+    own_llm = llm or settings_client(s.llm_urls[0], s)
     own_backend = backend or create_backend(s)
     own_fetcher = fetcher or page_fetcher(s)
     try:

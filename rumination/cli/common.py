@@ -67,7 +67,7 @@ def run_settings(
     llm_url: list[str] | None, model: str | None, backend: str | None, corpus: str | None,
     fmt: str | None, max_turns: int | None, mode: str | None, backend_opt: list[str] | None,
     store: str | None = None, browser: str | None = None, changes: bool | None = None, *,
-    max_total_tokens: int | None = None, max_cost: float | None = None,
+    max_total_tokens: int | None = None, max_cost: float | None = None, wire: str | None = None,
 ) -> Settings:
     """Settings from every layer, with the model, backend and budget options shared by
     research, batch, schedule and eval on top."""
@@ -76,7 +76,7 @@ def run_settings(
     settings = Settings.load(
         llm_url=llm_urls(llm_url), model=model, backend=backend, corpus=corpus, format=fmt,
         max_turns=max_turns, mode=mode, store_url=store, browser=browser, changes=changes,
-        max_total_tokens=max_total_tokens, max_cost=max_cost,
+        max_total_tokens=max_total_tokens, max_cost=max_cost, wire=wire,
     )
     if settings.changes and not settings.keep_runs:
         raise UsageError("--changes compares a report with the stored runs before it: it "

@@ -95,6 +95,13 @@ BrowserOpt = Annotated[
                  help="render pages in headless Chromium: auto (pages that look like a script "
                  "shell), always (every HTML page) or never [default: auto]"),
 ]
+WireOpt = Annotated[
+    str | None,
+    typer.Option("--wire", metavar="WIRE",
+                 help="how requests reach the model: chat, completions (the model's template "
+                 "rendered by rumination) or auto (chat where the server renders the model's "
+                 "template and takes its roles) [default: auto]"),
+]
 ModeOpt = Annotated[
     str | None,
     typer.Option("--mode", metavar="MODE", help="rumination (the model researches) or write "

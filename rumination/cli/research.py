@@ -39,6 +39,7 @@ from rumination.cli.options import (
     TokenBudgetOpt,
     TraceOpt,
     TurnsOpt,
+    WireOpt,
 )
 
 
@@ -60,6 +61,7 @@ def research(
     trace: TraceOpt = None,
     browser: BrowserOpt = None,
     changes: ChangesOpt = False,
+    wire: WireOpt = None,
 ) -> None:
     """Research QUESTION with the model and write a cited report."""
 
@@ -71,7 +73,7 @@ def research(
         settings = run_settings(
             llm_url, model, backend, corpus, None, max_turns, mode, backend_opt, store,
             browser=browser, changes=changes or None, max_total_tokens=max_total_tokens,
-            max_cost=max_cost,
+            max_cost=max_cost, wire=wire,
         )
         if settings.corpus and not Path(settings.corpus).is_file():
             raise UsageError(f"corpus not found: {settings.corpus}")

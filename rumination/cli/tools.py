@@ -13,7 +13,7 @@ import typer
 from rumination.cli.app import app
 from rumination.cli.common import guarded
 from rumination.cli.index_progress import ImportProgressDisplay, _IndexProgress
-from rumination.cli.options import BrowserOpt, ModelOpt
+from rumination.cli.options import BrowserOpt, ModelOpt, WireOpt
 from rumination.errors import RuminationError, UsageError
 from rumination.llm.serve import DEFAULT_MODEL_PATH, ServeOptions
 from rumination.wording import plural
@@ -119,6 +119,7 @@ def doctor(
     skip_turn: Annotated[
         bool, typer.Option("--skip-turn", help="do not generate a real turn")
     ] = False,
+    wire: WireOpt = None,
 ) -> None:
     """Check a live server before the first research run: model names, window (YaRN), chat
     template, prefix caching, streaming and one real turn. Exit 1 when a check fails."""
@@ -128,10 +129,11 @@ def doctor(
         from rumination.llm.doctor import diagnose, render_text
         from rumination.settings import Settings
 
-        settings = Settings.load(llm_url=llm_url)
+        settings = Settings.load(llm_url=llm_url, wire=wire)
         diagnosis = diagnose(settings.llm_urls[0], model, api_key=settings.api_key,
                              turn_tokens=turn_tokens, skip_turn=skip_turn,
-                             temperature=settings.temperature, top_p=settings.top_p)
+                             temperature=settings.temperature, top_p=settings.top_p,
+                             wire=settings.wire)
         typer.echo(json.dumps(diagnosis.as_json(), indent=2) if as_json else render_text(diagnosis))
         if diagnosis.failed:
             raise typer.Exit(1)
@@ -166,12 +168,26 @@ def serve(
         float, typer.Option("--health-timeout", help="seconds to wait for /health")
     ] = 1800.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the command and exit")] = False,
+    engine: Annotated[
+        str, typer.Option("--engine", help="vllm (started here), or sglang, llama.cpp, ollama "
+                          "(with --dry-run: the launch line, for Ollama a Modelfile)")
+    ] = "vllm",
+    parallel: Annotated[
+        int, typer.Option("--parallel", min=1, help="llama.cpp: slots (-np), each with the "
+                          "whole window")
+    ] = 1,
 ) -> None:
-    """Start vLLM for the model with YaRN for a 128K window and print the research line."""
+    """Start vLLM for the model with YaRN for a 128K window and print the research line;
+    with --engine, the launch line for SGLang, llama.cpp or Ollama."""
 
     def body() -> None:
         from rumination.llm.serve import build_command, installed_vllm_version, shell_line
         from rumination.llm.serve import serve as run_vllm
+
+        if engine != "vllm":
+            typer.echo(engine_launch(engine, model_path, served_model_name, host, port,
+                                     yarn, tensor_parallel_size, parallel, dry_run))
+            return
 
         options = ServeOptions(
             model_path=model_path, served_model_name=served_model_name, host=host, port=port,
@@ -188,6 +204,30 @@ def serve(
             raise RuminationError(f"vLLM exited with code {code}")
 
     guarded(body)
+
+
+def engine_launch(engine: str, model_path: str, name: str, host: str, port: int, yarn: bool,
+                  tensor_parallel_size: int, parallel: int, dry_run: bool) -> str:
+    """The launch line (or Modelfile) of a non-vLLM engine; only printed, never started."""
+    from rumination.llm.engines import (
+        ENGINES,
+        EngineLaunch,
+        llama_server_command,
+        ollama_modelfile,
+        sglang_command,
+    )
+    from rumination.llm.serve import shell_line
+
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if not dry_run:
+        raise UsageError(f"rumination starts only vLLM itself; for {engine}, print the launch "
+                         "line with --dry-run and run it")
+    launch = EngineLaunch(model_path, name, host, port, yarn, tensor_parallel_size, parallel)
+    if engine == "ollama":
+        return ollama_modelfile(launch).rstrip("\n")
+    command = sglang_command(launch) if engine == "sglang" else llama_server_command(launch)
+    return shell_line(command)
 
 
 @app.command()

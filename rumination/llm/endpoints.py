@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from rumination.errors import LLMUnavailable
+from rumination.llm.chat_template import RUMINATION_TEMPLATE
 from rumination.llm.client import ChatModel, Completion, LLMClient, OnDelta
 from rumination.models import Message
 from rumination.settings import Settings
@@ -64,17 +65,8 @@ class EndpointPool:
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> EndpointPool:
-        s = settings
-
-        def client(url: str) -> ChatModel:
-            return LLMClient(
-                url, s.model, api_key=s.api_key, temperature=s.temperature, top_p=s.top_p,
-                timeout_s=s.request_timeout_s, connect_timeout_s=s.connect_timeout_s,
-                retries=s.retries, stream=s.stream,
-            )  # fmt: skip
-
-        kwargs.setdefault("cooldown_s", s.endpoint_cooldown_s)
-        return cls(s.llm_urls, client, **kwargs)
+        kwargs.setdefault("cooldown_s", settings.endpoint_cooldown_s)
+        return cls(settings.llm_urls, lambda url: settings_client(url, settings), **kwargs)
 
     @property
     def urls(self) -> list[str]:
@@ -158,8 +150,13 @@ class PooledModel:
     async def chat(
         self, messages: Sequence[Message], *, max_tokens: int, on_delta: OnDelta | None = None
     ) -> Completion:
-        return await self._call(lambda c: c.chat(messages, max_tokens=max_tokens,
-                                                 on_delta=on_delta))  # fmt: skip
+        def call(client: Any) -> Awaitable[Completion]:
+            if isinstance(client, LLMClient):  # keeps this run on one llama-server slot
+                return client.chat(messages, max_tokens=max_tokens, on_delta=on_delta,
+                                   affinity=self.key)
+            return client.chat(messages, max_tokens=max_tokens, on_delta=on_delta)
+
+        return await self._call(call)
 
     async def max_model_len(self) -> int | None:
         return await self._call(lambda c: c.max_model_len())
@@ -188,6 +185,17 @@ class PooledModel:
                 self.endpoint = replacement
                 self.model = replacement.client.model
                 self.failovers += 1
+
+
+def settings_client(url: str, s: Settings) -> LLMClient:
+    """The client research uses for one server URL. In rumination mode the harness may render
+    the model's own template (the completions wire); write mode talks to any chat model."""
+    template = RUMINATION_TEMPLATE if s.mode == "rumination" else None
+    return LLMClient(
+        url, s.model, api_key=s.api_key, temperature=s.temperature, top_p=s.top_p,
+        timeout_s=s.request_timeout_s, connect_timeout_s=s.connect_timeout_s,
+        retries=s.retries, stream=s.stream, wire=s.wire, template=template,
+    )  # fmt: skip
 
 
 def rendezvous_score(key: str, url: str) -> int:

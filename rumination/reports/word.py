@@ -240,7 +240,8 @@ def _metadata(document: Document, report: Report) -> None:
     rows = [("Model", report.model), ("Mode", report.mode), ("Date", date.today().isoformat()),
             ("Run", report.run_id), ("Turns", str(report.turns)),
             ("Tokens", f"{report.usage.prompt_tokens} prompt, "
-                       f"{report.usage.completion_tokens} completion")]
+                       f"{report.usage.completion_tokens} completion"
+                       + (" (estimated)" if report.usage.estimated else ""))]
     f = report.figures
     if f is not None:
         rows += [("Citations", str(f.citations)),
