@@ -30,7 +30,7 @@ def test_a_well_configured_server_passes_every_check(serve: Any) -> None:
     result = CliRunner().invoke(app, ["doctor", "--llm-url", server.url])
     assert result.exit_code == 0, result.output
     assert f"pass --model {MODEL}" in result.output
-    assert "8 pass, 0 warn, 0 fail" in result.output
+    assert "11 pass, 0 warn, 0 fail" in result.output
     # the real turn used the research sampling and stop strings
     turn = server.requests[-1]
     assert (turn["temperature"], turn["top_p"]) == (0.95, 0.7)

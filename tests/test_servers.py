@@ -79,7 +79,10 @@ def test_each_server_is_told_apart_with_what_it_offers() -> None:
                    ("GET", "/props"): answer(LLAMA_PROPS)})
     assert (llama.kind, llama.version, llama.window, llama.slots) == (
         "llama-server", "b6000-abc", 4096, 2)
-    assert is_rumination_template(llama.template)
+    assert is_rumination_template(llama.template) and llama.custom_roles
+    other = probe({("GET", "/v1/models"): models("llamacpp"),
+                   ("GET", "/props"): answer({**LLAMA_PROPS, "chat_template": "{{ messages }}"})})
+    assert not other.custom_roles  # a GGUF's own template: the completions wire
     lcp = probe({("GET", "/v1/models"): models("me"),
                  ("GET", "/openapi.json"): answer({"info": {"title": "🦙 llama.cpp Python API",
                                                             "version": "0.3.36"}})})
@@ -124,8 +127,8 @@ def test_ollama_without_num_ctx_runs_its_default_window() -> None:
     (KNOWN["sglang"], RUMINATION_TEMPLATE, "auto", "completions"),
     (KNOWN["ollama"], RUMINATION_TEMPLATE, "auto", "completions"),
     (KNOWN["llama-server"], RUMINATION_TEMPLATE, "auto", "completions"),  # template unknown
-    (ServerProfile("llama-server", template=template_source()), RUMINATION_TEMPLATE, "auto",
-     "chat"),
+    (ServerProfile("llama-server", template=template_source(), custom_roles=True),
+     RUMINATION_TEMPLATE, "auto", "chat"),
     (KNOWN["openai-compatible"], RUMINATION_TEMPLATE, "auto", "chat"),
     (KNOWN["llama-cpp-python"], None, "auto", "chat"),  # write mode: any chat model
     (KNOWN["vllm"], RUMINATION_TEMPLATE, "completions", "completions"),

@@ -108,6 +108,16 @@ async def _read(hit: SearchHit, backend: SearchBackend, fetcher: PageFetcher) ->
     return _Candidate(hit, page.text, fetched=True)
 
 
+# A source list the server refuses for length is halved and sent again, at most this often.
+_FIT_ATTEMPTS = 4
+
+
+def _halved(blocks: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Each source with the first half of its text (its header and id kept)."""
+    return [{**b, "content": str(b["content"])[: len(str(b["content"])) // 2].rstrip() + " …"}
+            for b in blocks]  # fmt: skip
+
+
 async def _gather_sources(
     hits: list[SearchHit], backend: SearchBackend, fetcher: PageFetcher,
     registry: SourceRegistry, settings: Settings, warnings: list[str],
@@ -178,11 +188,9 @@ async def _write(
     if not blocks:
         warnings.append("no source could be found or read; the answer cites nothing")
     today = date.today().isoformat() if settings.tell_date else ""
-    shown = render("writing_sources", sources=blocks)
-    messages = [
+    head = [
         Message(role="system", content=render("writing_system", chinese=has_cjk(question))),
         Message(role="user", content=render("question", question=safe_question, today=today)),
-        Message(role="observation", content=shown),
     ]
     await emit(on_event, "answer_started")
 
@@ -190,12 +198,24 @@ async def _write(
         await emit(on_event, "answer_delta", text=text)
 
     answer, usage, raw, thinking = "", Usage(), "", ""
-    try:
-        completion = await llm.chat(messages, max_tokens=settings.answer_max_tokens,
-                                    on_delta=delta)
-    except ContextLengthExceeded as exc:
-        warnings.append(f"no answer: {exc} (lower write_max_sources or write_source_chars)")
-    else:
+    completion = None
+    for attempt in range(_FIT_ATTEMPTS):
+        shown = render("writing_sources", sources=blocks)
+        messages = [*head, Message(role="observation", content=shown)]
+        try:
+            completion = await llm.chat(messages, max_tokens=settings.answer_max_tokens,
+                                        on_delta=delta)
+            break
+        except ContextLengthExceeded as exc:
+            if attempt + 1 == _FIT_ATTEMPTS or not blocks:
+                warnings.append(f"no answer: {exc} (lower write_max_sources or "
+                                "write_source_chars)")
+                break
+            blocks = _halved(blocks)
+            warnings.append(f"the server refused the sources for length ({exc}); each source "
+                            f"shortened to {max(len(str(b['content'])) for b in blocks)} "
+                            "characters")
+    if completion is not None:
         answer = clean_final_answer(completion.content, completion.reasoning)
         usage, raw, thinking = completion.usage, completion.content, completion.reasoning or ""
         if completion.finish_reason == "length":

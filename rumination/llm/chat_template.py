@@ -10,9 +10,10 @@ way transformers renders chat templates (so as vLLM does): a sandboxed environme
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib.resources import files
+from typing import Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -40,7 +41,16 @@ def render_chat_prompt(
 ) -> str:
     """The prompt text the model's template makes of `messages`."""
     dicts = [{"role": m.role, "content": m.content} for m in messages]
-    return _compiled(name).render(messages=dicts, add_generation_prompt=add_generation_prompt)
+    return render_message_dicts(dicts, name, add_generation_prompt=add_generation_prompt)
+
+
+def render_message_dicts(
+    messages: Sequence[Mapping[str, Any]], name: str = RUMINATION_TEMPLATE, *,
+    add_generation_prompt: bool = True,
+) -> str:
+    """The same for messages as a server receives them (dicts with any role)."""
+    return _compiled(name).render(messages=list(messages),
+                                  add_generation_prompt=add_generation_prompt)
 
 
 def is_rumination_template(text: str | None) -> bool:

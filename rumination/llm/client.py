@@ -106,6 +106,11 @@ class _RetryableStatus(Exception):
         self.retry_after = retry_after
 
 
+class _EmptyStream(Exception):
+    """HTTP 200 with not one event: llama-cpp-python's answer to a streamed request it refuses
+    (a prompt over its window). Asked again unstreamed, the server says what is wrong."""
+
+
 class _NotFound(LLMError):
     """HTTP 404: explained by the caller (a URL without /v1, a model not served)."""
 
@@ -237,8 +242,13 @@ class LLMClient:
             url = f"{self.base_url}/chat/completions"
         try:
             if self.stream:
-                completion = await self._with_retries(
-                    lambda: self._stream_once(url, body, on_delta))
+                try:
+                    completion = await self._with_retries(
+                        lambda: self._stream_once(url, body, on_delta))
+                except _EmptyStream:
+                    unstreamed = _without_streaming(body)
+                    completion = await self._with_retries(lambda: self._post_once(url,
+                                                                                  unstreamed))
             else:
                 completion = await self._with_retries(lambda: self._post_once(url, body))
         except _NotFound as exc:
@@ -311,10 +321,16 @@ class LLMClient:
                 return int(self._json(response)["count"])
 
             return int(await self._with_retries(once))
-        if profile.tokenizer == "none" or await self.route() == "chat":
-            raise NotImplementedError(f"{profile.name} cannot count a chat prompt exactly")
-        return await self.count_text(render_chat_prompt(messages,
-                                                        self.template or RUMINATION_TEMPLATE))
+        if profile.tokenizer == "none":
+            raise NotImplementedError(f"{profile.name} has no tokenize route")
+        if await self.route() == "completions":
+            return await self.count_text(render_chat_prompt(messages,
+                                                            self.template or RUMINATION_TEMPLATE))
+        if profile.is_llama_server:  # its own rendering of the messages, then counted
+            rendered = await self._request("POST", f"{self.server_root}/apply-template", json={
+                "messages": [m.model_dump() for m in chat_messages(messages, profile)]})
+            return await self.count_text(str(self._json(rendered)["prompt"]))
+        raise NotImplementedError(f"{profile.name} cannot count a chat prompt exactly")
 
     async def count_text(self, text: str) -> int:
         """Tokens of `text` as the served model's tokenizer reads it (special tokens parsed,
@@ -427,8 +443,9 @@ class LLMClient:
             if response.status_code >= 400 or "html" in response.headers.get("content-type", ""):
                 answer = (await response.aread()).decode("utf-8", "replace")
                 self._check(url, response.status_code, response.headers, answer)
-            done = False
+            done = events = False
             async for event in _events(response, url):  # read to the end: keeps the connection
+                events = True
                 if done or not event.data:
                     continue
                 if event.data == "[DONE]":
@@ -452,6 +469,8 @@ class LLMClient:
                             if result is not None:
                                 await result
                     finish_reason = choice.get("finish_reason") or finish_reason
+        if not events:
+            raise _EmptyStream(url)
         return Completion(
             content="".join(content),
             reasoning="".join(reasoning) or None,
@@ -473,6 +492,13 @@ async def _events(response: httpx.Response, url: str) -> AsyncIterator[ServerSen
         raise LLMError(f"{url} answered a streamed chat request with {kind or 'no content type'}"
                        ", not an event stream; for a server that cannot stream, set stream = false "
                        "(RUMINATION_STREAM=false)") from None
+
+
+def _without_streaming(body: bytes) -> bytes:
+    data = json.loads(body)
+    data.pop("stream_options", None)
+    data["stream"] = False
+    return json.dumps(data, ensure_ascii=False).encode()
 
 
 def _detail(exc: Exception) -> str:

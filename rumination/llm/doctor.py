@@ -219,8 +219,14 @@ class Doctor:
                          "until then research assumes 32768")
         if window >= YARN_WINDOW:
             return Check("context window", "pass", f"{window} tokens (YaRN on)")
-        fix = ("serve with YaRN x4 for 131072 tokens: rumination serve --served-model-name "
-               f"{self.model} (rumination serve --dry-run prints the vllm line)")
+        engine = {"llama-server": "llama.cpp", "sglang": "sglang", "ollama": "ollama"}.get(
+            profile.kind)
+        if engine is None:
+            fix = ("serve with YaRN x4 for 131072 tokens: rumination serve --served-model-name "
+                   f"{self.model} (rumination serve --dry-run prints the vllm line)")
+        else:
+            fix = (f"serve with YaRN x4 for 131072 tokens: rumination serve --engine {engine} "
+                   "--dry-run prints the line")
         if window <= NATIVE_WINDOW:
             return Check("context window", "warn", f"{window} tokens: YaRN is off, long "
                          "research will be compacted early", fix)

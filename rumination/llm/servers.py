@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 import httpx
 
+from rumination.llm.chat_template import is_rumination_template
+
 ServerKind = Literal[
     "vllm", "sglang", "llama-server", "llama-cpp-python", "ollama", "lmstudio", "simulator",
     "openai-compatible",
@@ -50,7 +52,7 @@ class ServerProfile:
     custom_roles: bool = False
     cached_tokens: bool = False
     stream_usage: bool = False
-    # llama-server: parallel slots (-np) and the chat template it renders (from /props)
+    # llama-server: parallel slots (--parallel) and the chat template it renders (/props)
     slots: int | None = None
     template: str | None = None
     window_source: str | None = None
@@ -167,15 +169,16 @@ async def _read_llama_server(profile: ServerProfile, get_json: GetJson, props: A
     if not isinstance(props, dict):
         props = await get_json("/props") or {}
     settings = props.get("default_generation_settings") or {}
-    n_ctx = props.get("n_ctx") or settings.get("n_ctx")
+    n_ctx = props.get("n_ctx") or settings.get("n_ctx")  # per slot: --ctx-size / --parallel
     slots = props.get("total_slots")
+    template = props.get("chat_template") if isinstance(props.get("chat_template"), str) else None
     return replace(
         profile, version=_text(props, "build_info"),
         window=n_ctx if isinstance(n_ctx, int) else profile.window,
         window_source="/props n_ctx" if isinstance(n_ctx, int) else profile.window_source,
-        slots=slots if isinstance(slots, int) else None,
-        template=props.get("chat_template") if isinstance(props.get("chat_template"), str)
-        else None,
+        slots=slots if isinstance(slots, int) else None, template=template,
+        # its chat route passes any role to the template: right when that is the model's own
+        custom_roles=is_rumination_template(template),
     )  # fmt: skip
 
 

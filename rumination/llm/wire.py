@@ -14,7 +14,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from rumination.llm.chat_template import is_rumination_template
 from rumination.llm.servers import ServerProfile
 from rumination.models import Message, Wire
 
@@ -29,11 +28,7 @@ def choose_route(setting: Wire, profile: ServerProfile, template: str | None) ->
     judge: any chat model) chat is the only choice."""
     if setting != "auto":
         return setting
-    if template is None:
-        return "chat"
-    if profile.is_llama_server:
-        return "chat" if is_rumination_template(profile.template) else "completions"
-    if profile.custom_roles or profile.kind == "openai-compatible":
+    if template is None or profile.custom_roles or profile.kind == "openai-compatible":
         return "chat"
     return "completions"
 
@@ -42,8 +37,7 @@ def chat_messages(messages: Sequence[Message], profile: ServerProfile) -> Sequen
     """The messages as this server's chat route takes them: where it refuses custom roles
     (llama-cpp-python answers HTTP 500) or its template has no observation turn, the
     protocol's observations go as user messages, so the sources still reach the model."""
-    keeps = (profile.custom_roles or profile.kind == "openai-compatible"
-             or is_rumination_template(profile.template))  # fmt: skip
+    keeps = profile.custom_roles or profile.kind == "openai-compatible"
     if keeps or not any(m.role == "observation" for m in messages):
         return messages
     return [Message(role="user", content=m.content) if m.role == "observation" else m

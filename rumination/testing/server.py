@@ -27,34 +27,47 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from rumination.defaults import SIMULATOR_MODEL
+from rumination.llm.chat_template import render_message_dicts
 from rumination.llm.tokens import estimate_tokens
 
 Responder = Callable[[list[dict[str, Any]]], str]
 
-FIXED_PROMPT = (  # approximates the fixed prompt of the model's template, not its actual text
-    "你是一个深度研究助手 (simulated template). Research with the tools, thinking in <think> "
-    "first; make at least 10 tool calls; the year is 2025. Tools: search(query: str); "
-    'click(link_id: int); open(url: str); finish(). Call one as {"name": ..., "arguments": {}}'
-)
 _WORD = re.compile(r"\s*\S{1,12}|\s+")
 
 
 def render_prompt(
     messages: list[dict[str, Any]], add_generation_prompt: bool = True, template: str = "rumination"
 ) -> str:
-    """Approximate the rumination chat template (see DESIGN.md section 1): like it, every
-    message is cut up to its last </think> (old reasoning is never re-fed, and any other
-    text before a </think> is lost too), system messages are dropped and other roles render
-    nothing. The "generic" template stands for a misconfigured server (a plain chat template):
-    no fixed research prompt, system messages kept, observations silently dropped."""
-    generic = template == "generic"
-    parts = ["[gMASK]<sop>"] if generic else ["[gMASK]<sop><|system|>\n", FIXED_PROMPT]
-    rendered = ("system", "user", "assistant") if generic else ("user", "assistant", "observation")
+    """The model's own chat template, as vLLM renders it (DESIGN.md section 1): every message
+    is cut up to its last </think> (old reasoning is never re-fed, and any other text before a
+    </think> is lost too), system messages are dropped and other roles render nothing. The
+    "generic" template stands for a misconfigured server (a plain chat template): no fixed
+    research prompt, system messages kept, observations silently dropped."""
+    if template != "generic":
+        dicts = [{**m, "content": str(m.get("content") or "")} for m in messages]
+        return render_message_dicts(dicts, add_generation_prompt=add_generation_prompt)
+    parts = ["[gMASK]<sop>"]
+    rendered = ("system", "user", "assistant")
     for message in messages:
         role, text = message.get("role"), str(message.get("content") or "")
         if role in rendered:
             parts.append(f"<|{role}|>\n" + text.split("</think>")[-1].strip())
     return "".join(parts) + ("<|assistant|>" if add_generation_prompt else "")
+
+
+_TURN = re.compile(r"<\|(user|assistant|observation)\|>\n?")
+
+
+def messages_from_prompt(prompt: str) -> list[dict[str, Any]]:
+    """The conversation a prompt rendered with the rumination template holds (the completions
+    wire sends text): each `<|role|>` turn after the system part, the generation prompt left
+    out. What the template cut (old reasoning, system messages) stays cut."""
+    parts = _TURN.split(prompt)
+    turns = [{"role": role, "content": text} for role, text in zip(parts[1::2], parts[2::2],
+                                                                    strict=True)]
+    if turns and turns[-1] == {"role": "assistant", "content": ""}:
+        turns.pop()
+    return turns
 
 
 def apply_limits(text: str, stop: list[str], max_tokens: int) -> tuple[str, str, str | None]:
@@ -241,6 +254,8 @@ class SimulatorServer:
         """Check a chat request like vLLM: (messages, prompt, prompt tokens, max_tokens, stop)."""
         self._check_model(body)
         messages = body.get("messages")
+        if isinstance(body.get("prompt"), str) and messages is None:  # /v1/completions
+            messages = messages_from_prompt(body["prompt"])
         if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
             raise _Reject(400, "`messages` must be a list of message objects.", "messages")
         stop = body.get("stop") or []
@@ -297,18 +312,23 @@ class SimulatorServer:
                 usage["prompt_tokens_details"] = details
             head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()),
                     "model": cfg.model}  # fmt: skip
+            text_wire = "prompt" in body  # /v1/completions: `text` where chat has a message
             if body.get("stream"):
                 options = body.get("stream_options")  # vLLM: include_usage defaults to true
                 with_usage = isinstance(options, dict) and options.get("include_usage", True)
-                yield from self._events(head, content, finish, stop_reason, usage, with_usage)
+                yield from self._events(head, content, finish, stop_reason, usage, with_usage,
+                                        text_wire)
                 self._track(generated=n_out)
             else:
                 time.sleep(self._token_delay() * n_out)
                 self._track(generated=n_out)
                 message = {"role": "assistant", "content": content, "reasoning_content": None}
-                choice = {"index": 0, "message": {**message, "tool_calls": []}, "logprobs": None,
+                answer: dict[str, Any] = {"text": content} if text_wire else {
+                    "message": {**message, "tool_calls": []}}
+                choice = {"index": 0, **answer, "logprobs": None,
                           "finish_reason": finish, "stop_reason": stop_reason}  # fmt: skip
-                yield {**head, "object": "chat.completion", "choices": [choice],
+                kind = "text_completion" if text_wire else "chat.completion"
+                yield {**head, "object": kind, "choices": [choice],
                        "usage": {**usage, "prompt_tokens_details": details}}  # fmt: skip
         finally:
             self._track(-n, -1)  # KV usage: prompts of the requests being generated
@@ -318,12 +338,15 @@ class SimulatorServer:
         return self.config.latency_per_token_s * (1 + self.config.batch_slowdown * (running - 1))
 
     def _events(self, head: dict[str, Any], content: str, finish: str, stop_reason: str | None,
-                usage: dict[str, Any], with_usage: bool) -> Iterator[str]:  # fmt: skip
-        head = {"id": head["id"], "object": "chat.completion.chunk", **head}
+                usage: dict[str, Any], with_usage: bool,
+                text_wire: bool = False) -> Iterator[str]:  # fmt: skip
+        kind = "text_completion" if text_wire else "chat.completion.chunk"
+        head = {"id": head["id"], "object": kind, **head}
         tail = {"usage": None} if with_usage else {}  # as vLLM marks non-final chunks
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> str:
-            choice = {"index": 0, "delta": delta, "logprobs": None,
+            answer = {"text": delta.get("content", "")} if text_wire else {"delta": delta}
+            choice = {"index": 0, **answer, "logprobs": None,
                       "finish_reason": finish_reason, **extra}  # fmt: skip
             return json.dumps({**head, "choices": [choice], **tail})
 
@@ -383,7 +406,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0]
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if path not in ("/v1/chat/completions", "/tokenize"):
+        if path not in ("/v1/chat/completions", "/v1/completions", "/tokenize"):
             return self._send(404, {"detail": "Not Found"})
         try:
             body = json.loads(raw)

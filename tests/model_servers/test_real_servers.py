@@ -31,7 +31,7 @@ from rumination.testing.real_servers import RunningServer, llama_server
 pytestmark = pytest.mark.model_servers
 
 PAGE = ("【{n}†Heat pumps {n}†https://example.org/hp{n}】\nVisible: 0% - 100%\n"
-        + "Cold-climate heat pumps keep working well below freezing. " * 40)
+        + "Cold-climate heat pumps keep working well below freezing. " * 60)
 CONVERSATION = [
     Message(role="user", content="What limits heat pump adoption in cold climates?"),
     Message(role="assistant", content='<think>Search.</think>{"name": "search", "arguments": '
@@ -41,7 +41,8 @@ CONVERSATION = [
 
 
 def client(server: RunningServer, **options: object) -> LLMClient:
-    return LLMClient(server.url, server.model, retries=0, timeout_s=120,
+    # retries as research has them: a kept-alive connection the server closed is sent again
+    return LLMClient(server.url, server.model, retries=2, timeout_s=120,
                      template=RUMINATION_TEMPLATE, **options)  # type: ignore[arg-type]
 
 
@@ -166,7 +167,7 @@ def test_a_context_refusal_is_recognised_and_compaction_recovers(
     llama_server_parts: tuple[str, Path], tmp_path: Path,
 ) -> None:
     binary, gguf = llama_server_parts
-    with llama_server(binary, gguf, tmp_path / "small.log", ctx=1024, slots=1) as server:
+    with llama_server(binary, gguf, tmp_path / "small.log", ctx=2048, slots=1) as server:
         messages = list(CONVERSATION) + [
             m for n in (1, 2, 3) for m in (
                 Message(role="assistant", content=f'{{"name": "click", "arguments": '
