@@ -59,7 +59,9 @@ def test_scripted_transcript_over_http_produces_exactly_its_calls(corpus_db: Pat
     assert all(r["stream"] is True and r["stop"] == stop for r in requests)
     data = json.loads(render_report(report, "json"))
     assert set(data) >= REPORT_KEYS
-    assert set(data["usage"]) == {"prompt_tokens", "completion_tokens", "cached_prompt_tokens"}
+    assert set(data["usage"]) == {"prompt_tokens", "completion_tokens", "cached_prompt_tokens",
+                                  "estimated"}
+    assert data["usage"]["estimated"] is False  # the simulator reports usage
     assert data["usage"]["prompt_tokens"] > 0
     assert all(set(c) == {"number", "source_id", "url", "title", "support"}
                for c in data["citations"])

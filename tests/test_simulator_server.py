@@ -318,7 +318,7 @@ def test_bad_json_and_unknown_routes(server: SimulatorServer, client: httpx.Clie
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "BadRequestError"
     assert client.get(f"{server.url}/nothing").status_code == 404
-    assert client.post(f"{server.url}/completions", json={}).status_code == 404
+    assert client.post(f"{server.url}/embeddings", json={}).status_code == 404
     assert chat(client, server).status_code == 200  # the connection is still in sync
 
 

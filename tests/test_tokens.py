@@ -234,3 +234,10 @@ def test_a_run_asks_tokenize_once_then_counts_from_usage() -> None:
     chats = len(server.requests)
     assert report.turns >= 5 and chats == report.turns + 1
     assert Recording.tokenized == 1  # the first request; then usage.prompt_tokens + estimate
+
+
+def test_the_template_overhead_covers_the_shipped_templates_fixed_prompt() -> None:
+    from rumination.llm.chat_template import render_chat_prompt
+
+    fixed = render_chat_prompt([])  # [gMASK]<sop><|system|> + the research prompt + <|assistant|>
+    assert estimate_tokens(fixed) + 5 <= TEMPLATE_OVERHEAD_TOKENS  # and its special tokens

@@ -30,7 +30,7 @@ def test_usage_adds_up_including_cached_tokens() -> None:
                                   "cached_prompt_tokens": 8, "estimated": False}  # fmt: skip
     assert (total + Usage(prompt_tokens=1, estimated=True)).estimated  # one estimate marks all
     assert Usage(prompt_tokens=1).model_dump() == {
-        "prompt_tokens": 1, "completion_tokens": 0, "cached_prompt_tokens": 0
+        "prompt_tokens": 1, "completion_tokens": 0, "cached_prompt_tokens": 0, "estimated": False
     }
     report = Report(question="q", answer_markdown="a", run_id="r", model="m", usage=total)
     assert report.model_dump(mode="json")["usage"]["cached_prompt_tokens"] == 8

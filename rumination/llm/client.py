@@ -193,10 +193,8 @@ class LLMClient:
         async with self._probe_lock:
             if self._profile is None:
                 try:
-                    models = await self.list_models()
-                except LLMUnavailable:
-                    raise
-                except LLMError:
+                    models = await self._with_retries(self._models_once)
+                except _NotFound:  # no model list: an unknown server, asked no more
                     models = []
                 async with self._http.lease() as http:
                     self._profile = await probe_server(http, self.base_url, self.model, models)
@@ -287,14 +285,14 @@ class LLMClient:
             return model_not_served(self.base_url, self.model, served)
         return LLMError(str(exc))
 
-    async def list_models(self) -> list[dict[str, Any]]:
-        async def once() -> list[dict[str, Any]]:
-            response = await self._request("GET", f"{self.base_url}/models")
-            data = self._json(response).get("data", [])
-            return list(data) if isinstance(data, list) else []
+    async def _models_once(self) -> list[dict[str, Any]]:
+        response = await self._request("GET", f"{self.base_url}/models")
+        data = self._json(response).get("data", [])
+        return list(data) if isinstance(data, list) else []
 
+    async def list_models(self) -> list[dict[str, Any]]:
         try:
-            return await self._with_retries(once)
+            return list(await self._with_retries(self._models_once))
         except _NotFound:
             raise not_found(self.base_url, "/models") from None
 

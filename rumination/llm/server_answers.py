@@ -74,7 +74,7 @@ def server_message(body: str) -> str:
     try:
         data = json.loads(body)
     except ValueError:
-        return " ".join(body.split())[:300]
+        return _page_gist(body) if is_html("", body) else " ".join(body.split())[:300]
     error = data.get("error", data.get("detail", data)) if isinstance(data, dict) else data
     if isinstance(error, dict):
         message = str(error.get("message", error))
