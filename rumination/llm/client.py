@@ -142,6 +142,7 @@ class LLMClient:
         wire: Wire = "auto",
         template: str | None = None,
         profile: ServerProfile | None = None,
+        slot_affinity: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """`template`: the model's chat template the harness may render itself (the rumination
@@ -153,7 +154,7 @@ class LLMClient:
         self.template = template
         self._profile = profile
         self._probe_lock = asyncio.Lock()
-        self._affinity = SlotAffinity()
+        self._affinity = SlotAffinity() if slot_affinity else None
         self.temperature = temperature
         self.top_p = top_p
         self.retries = retries
@@ -210,7 +211,8 @@ class LLMClient:
         self, messages: Sequence[Message], *, max_tokens: int, on_delta: OnDelta | None = None,
         affinity: str | None = None,
     ) -> Completion:
-        """One generation. `affinity` (a run id) keeps that run on one llama-server slot."""
+        """One generation. `affinity` (a run id) keeps that run on one llama-server slot when
+        the client was made with `slot_affinity`."""
         # The server is asked what it is the first time that changes what is sent: the route
         # (a template of our own, or completions asked for) and roles it may refuse.
         needs_profile = (self.template is not None or self.wire == "completions"
@@ -228,8 +230,8 @@ class LLMClient:
         if self.stream:
             options["stream"] = True
             options["stream_options"] = {"include_usage": True}
-        options.update(server_options(profile, route, self._affinity.slot(affinity,
-                                                                           profile.slots)))
+        slot = self._affinity.slot(affinity, profile.slots) if self._affinity else None
+        options.update(server_options(profile, route, slot))
         prompt: str | None = None
         if route == "completions":
             prompt = render_chat_prompt(messages, self.template or RUMINATION_TEMPLATE)

@@ -195,6 +195,7 @@ def settings_client(url: str, s: Settings) -> LLMClient:
         url, s.model, api_key=s.api_key, temperature=s.temperature, top_p=s.top_p,
         timeout_s=s.request_timeout_s, connect_timeout_s=s.connect_timeout_s,
         retries=s.retries, stream=s.stream, wire=s.wire, template=template,
+        slot_affinity=s.slot_affinity,
     )  # fmt: skip
 
 

@@ -57,9 +57,12 @@ def server_options(profile: ServerProfile, route: Route, slot: int | None) -> di
 
 
 class SlotAffinity:
-    """llama-server's slots (-np N) each keep the KV cache of the last prompt they served. A
-    run that keeps to one slot finds its previous turn cached; runs spread over slots in the
-    order they first ask, so N concurrent runs on N slots never share one."""
+    """llama-server's slots (--parallel N) each keep the KV cache of the last prompt they
+    served. A run pinned to one slot finds its previous turn there; runs spread over slots in
+    the order they first ask, so N concurrent runs on N slots never share one. Off by default
+    (setting slot_affinity): llama-server's own choice, the idle slot whose cache matches the
+    prompt best, measured as good with as many runs as slots and better with more
+    (bench/slot_affinity.py)."""
 
     def __init__(self) -> None:
         self._slots: OrderedDict[str, int] = OrderedDict()

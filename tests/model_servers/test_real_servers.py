@@ -219,7 +219,7 @@ def test_each_run_keeps_to_its_slot_and_finds_its_prefix_cached(
     """Two runs take turns on a 2-slot server; each second turn reuses its own first."""
 
     async def go() -> dict[str, list[int]]:
-        c = client(llama_server_2slots, wire="completions")
+        c = client(llama_server_2slots, wire="completions", slot_affinity=True)
         cached: dict[str, list[int]] = {"a": [], "b": []}
         conversations = {key: [Message(role="user", content=f"Run {key}: " + "tell me about "
                                        f"topic {key} " * 60)] for key in cached}  # fmt: skip
