@@ -149,6 +149,11 @@ class ReportFigures(BaseModel):
     effective_citations: int = Field(
         default=0, description="distinct supported statement–source pairs (FACT)"
     )
+    protocol_errors: int = Field(default=0,
+                                 description="research turns without a usable tool call")
+    repeated_calls: int = Field(default=0, description="calls already made, answered from memory")
+    tokens_cut: int = Field(default=0,
+                            description="tokens of generations cut out of the conversation")
 
 
 class ChangedSource(BaseModel):
@@ -178,7 +183,8 @@ class ReportChanges(BaseModel):
 
 
 # what ended research before the model finished: a budget, or a full context window
-StopKind = Literal["turns", "wall_time", "tokens", "cost", "context_window"]
+StopKind = Literal["turns", "wall_time", "tokens", "cost", "context_window", "no_progress",
+                   "protocol_errors"]
 
 
 class Report(BaseModel):

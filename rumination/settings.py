@@ -103,6 +103,15 @@ class Settings(BaseModel):
     max_turns: int = Field(
         defaults.MAX_TURNS, gt=0, description="model turns before the final answer is asked for"
     )
+    max_repeated_calls: int = Field(
+        3, gt=0, description="calls the run already made (answered from its memory, not run "
+        "again), in a row, before research ends (stopped_by no_progress)"
+    )
+    max_protocol_errors: int = Field(
+        3, gt=0, description="turns in a row without a usable tool call (empty, unparseable, "
+        "cut for repeating itself or at the token cap) before research ends "
+        "(stopped_by protocol_errors)"
+    )
     tell_date: bool = Field(
         True, description="start the question with today's date (the model's fixed prompt "
         "says the year is 2025)"

@@ -36,7 +36,8 @@ class MeteredModel:
                    on_delta: OnDelta | None = None) -> Completion:
         self.requests.append(list(messages))
         forced = messages[-1].role == "assistant"  # the framework wrote the finish call
-        text = "Kelp forests need otters【0†source】." if forced else SEARCH
+        text = ("Kelp forests need otters【0†source】." if forced
+                else SEARCH.replace("kelp", f"kelp {len(self.requests)}"))  # each a new search
         return Completion(content=text, reasoning=None, finish_reason="stop",
                           usage=Usage(prompt_tokens=100, completion_tokens=10))
 
@@ -56,27 +57,45 @@ def research(corpus_db: Path, model: MeteredModel, **settings: Any) -> Any:
 
 def test_a_token_budget_ends_research_and_the_answer_is_asked_for(corpus_db: Path) -> None:
     model = MeteredModel()
-    report = research(corpus_db, model, max_total_tokens=300)
-    assert report.turns == 3  # 110, 220, 330 tokens: the fourth turn would start past 300
+    report = research(corpus_db, model, max_total_tokens=800)
+    # 110 tokens a turn; research stops while the budget still covers one more turn and the
+    # answer (its prompt, and a fifth of the budget for its text): after 4 turns, 440 used
+    assert report.turns == 4
     assert report.stopped_by == "tokens"
-    assert len(model.requests) == 4  # three turns, then the answer
+    assert len(model.requests) == 5  # four turns, then the answer
     final = model.requests[-1]
     assert json.loads(final[-1].content)["name"] == "finish"
-    assert "token budget of 300: 330 used" in final[-2].content
-    assert any("token budget of 300" in w for w in report.warnings)
+    assert "token budget of 800: 440 used" in final[-2].content
+    assert any("token budget of 800" in w for w in report.warnings)
     assert report.answer_markdown.startswith("Kelp forests need otters")
-    assert report.usage.prompt_tokens + report.usage.completion_tokens == 440
+    assert report.usage.prompt_tokens + report.usage.completion_tokens == 550 <= 800
     assert report.cost is None
+
+
+def test_the_answer_is_capped_by_what_the_token_budget_leaves(corpus_db: Path) -> None:
+    model = MeteredModel()
+    caps: list[int] = []
+    chat = model.chat
+
+    async def recording(messages: Sequence[Message], *, max_tokens: int, **options: Any) -> Any:
+        caps.append(max_tokens)
+        return await chat(messages, max_tokens=max_tokens, **options)
+
+    model.chat = recording  # type: ignore[method-assign]
+    research(corpus_db, model, max_total_tokens=800)
+    assert caps[-1] <= 800 - 440 - 100  # what is left after the answer's own prompt
 
 
 def test_a_cost_budget_ends_research_and_the_report_carries_the_cost(corpus_db: Path) -> None:
     model = MeteredModel()
-    report = research(corpus_db, model, max_cost=0.25, price_per_1k_prompt_tokens=1.0,
+    report = research(corpus_db, model, max_cost=0.7, price_per_1k_prompt_tokens=1.0,
                       price_per_1k_completion_tokens=2.0)
-    assert report.turns == 3  # 0.12 a turn: 0.24 is under the budget, 0.36 is over
+    # 0.12 a turn; one more turn and the answer are kept (0.26): 0.36 spent + 0.26 < 0.7,
+    # 0.48 + 0.26 is not
+    assert report.turns == 4
     assert report.stopped_by == "cost"
-    assert report.cost == pytest.approx(4 * 0.12)
-    assert any("cost budget of 0.25: 0.36 spent" in w for w in report.warnings)
+    assert report.cost == pytest.approx(5 * 0.12) and report.cost <= 0.7
+    assert any("cost budget of 0.7: 0.48 spent" in w for w in report.warnings)
 
 
 def test_the_turn_limit_is_named_and_a_finished_run_names_none(corpus_db: Path) -> None:

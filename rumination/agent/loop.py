@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from rumination.agent.browser import Browser
-from rumination.agent.budgets import Stop, budget_reached
+from rumination.agent.budgets import Stop, answer_tokens_left, budget_reached
 from rumination.agent.context import BudgetPlan, ContextBudget, ContextTooSmall
+from rumination.agent.guards import CUT_PREFIX, REPEAT_PREFIX, ProgressGuard, cut_note, guard_for
 from rumination.agent.sources import SourceRegistry
 from rumination.errors import ContextLengthExceeded
 from rumination.events import EventHandler, emit
@@ -24,6 +25,7 @@ from rumination.llm.protocol import (
     kept_text,
     parse_turn,
 )
+from rumination.llm.runaway import GenerationCut, RunawayGuard, checked_afterwards, cut_completion
 from rumination.models import Message, StopKind, Turn, Usage
 from rumination.settings import Settings
 from rumination.store.run_store import RunStore
@@ -33,6 +35,8 @@ FINISH_CALL = '{"name": "finish", "arguments": {}}'
 # Prose with no tool call ends the research only when it looks like a report; a short
 # aside ("let me search") is answered with a correction instead.
 MIN_UNPROMPTED_ANSWER_CHARS = 400
+# An answer squeezed by a token budget still gets this much room (a few sentences).
+MIN_ANSWER_TOKENS = 64
 
 
 @dataclass
@@ -108,10 +112,21 @@ class TurnLoop:
         async def ask() -> Completion:
             nonlocal started
             plan = await self._fit(max_tokens, keep_last)
+            if answering:
+                plan = self._within_token_budget(plan)
             sent = tuple(self.state.messages)
             started = time.monotonic()  # model time only, not the counting before it
-            completion = await self.llm.chat(sent, max_tokens=plan.max_tokens,
-                                             on_delta=delta if answering else None)
+            # a research turn that runs away is cut in the stream (the answer is not: a long
+            # report may repeat its structure, and it is the last generation anyway)
+            guard = None if answering else RunawayGuard(plan.max_tokens)
+            try:
+                completion = await self.llm.chat(
+                    sent, max_tokens=plan.max_tokens,
+                    on_delta=delta if answering else guard.feed if guard else None)
+            except GenerationCut as cut:
+                return cut_completion(cut, plan.prompt_tokens)
+            if guard is not None and completion.finish_reason != "cut":
+                completion = checked_afterwards(completion, plan.max_tokens)
             self.budget.served(sent, completion.usage.prompt_tokens)
             return completion
 
@@ -146,11 +161,15 @@ class TurnLoop:
                        compactions=self.budget.compactions)
 
     async def _research(self) -> Stop | None:
-        """Turns until finish; returns the budget that stopped research early, or None."""
+        """Turns until finish; returns the budget or guard that stopped research, or None."""
         st = self.state
+        progress = guard_for(self.s, st.turns)
         for index in range(len(st.turns), self.s.max_turns):
-            reached = budget_reached(self.s, st.usage, time.monotonic() - st.started)
+            reached = progress.stop() or budget_reached(
+                self.s, st.usage, time.monotonic() - st.started, self._answer_reserve())
             if reached is not None:
+                await emit(self.on_event, "research_stopped", stopped_by=reached.kind,
+                           reason=reached.reason)
                 return reached
             await emit(self.on_event, "turn_started", index=index, max_turns=self.s.max_turns)
             try:
@@ -162,6 +181,10 @@ class TurnLoop:
                         model_seconds=completion.model_seconds)
             st.turns.append(turn)
             parsed = parse_turn(completion.content, completion.reasoning)
+            if completion.cut or (completion.finish_reason == "length"
+                                  and not isinstance(parsed, CallTurn)):
+                await self._cut_turn(turn, completion, progress)
+                continue
             st.messages.append(Message(role="assistant", content=kept_text(turn.assistant_text,
                                                                            parsed)))
             turn.thinking = parsed.thinking
@@ -176,21 +199,69 @@ class TurnLoop:
                 turn.tool_call = parsed.call
                 await self._checkpoint(turn)
                 return None
-            observation = await self._act(turn, parsed)
+            observation = await self._act(turn, parsed, progress)
             turn.observation = observation
             st.messages.append(Message(role="observation", content=observation))
             await self._checkpoint(turn)
         return Stop("turns", f"{self.s.max_turns} turns")
 
-    async def _act(self, turn: Turn, parsed: Parsed) -> str:
+    def _within_token_budget(self, plan: BudgetPlan) -> BudgetPlan:
+        """The answer's max_tokens capped by what the token budget leaves after its prompt."""
+        left = answer_tokens_left(self.s, self.state.usage, plan.prompt_tokens)
+        if left is None or left >= plan.max_tokens:
+            return plan
+        capped = max(MIN_ANSWER_TOKENS, left)
+        self.state.warnings.append(f"the answer was limited to {capped} tokens by the token "
+                                   f"budget of {self.s.max_total_tokens}")
+        return BudgetPlan(max_tokens=capped, prompt_tokens=plan.prompt_tokens,
+                          compacted=plan.compacted)
+
+    def _answer_reserve(self) -> Usage:
+        """What one more turn and then the final answer will cost, judged by the last turn
+        (a turn's prompt is about the last prompt plus the last generation)."""
+        last = self.state.turns[-1].usage if self.state.turns else Usage()
+        cap = self.budget.generation_cap(self.s.answer_max_tokens, answering=True)
+        share = self.s.max_total_tokens // 5 if self.s.max_total_tokens else 0
+        answer_text = min(cap, max(last.completion_tokens, share))
+        prompt = last.prompt_tokens + last.completion_tokens
+        return Usage(prompt_tokens=2 * prompt,
+                     completion_tokens=last.completion_tokens + answer_text)
+
+    async def _cut_turn(self, turn: Turn, completion: Completion,
+                        progress: ProgressGuard) -> None:
+        """A generation cut for running away, or at the cap without a call: the conversation
+        keeps a short note of it, not its text (the store keeps the text)."""
+        detail = completion.cut or f"no tool call within the {turn.usage.completion_tokens}-" \
+            "token cap"
+        completion.cut = detail
+        message = f"{CUT_PREFIX}: {detail}"
+        turn.protocol_error = message
+        progress.protocol_error()
+        await emit(self.on_event, "generation_cut", index=turn.index, reason=detail,
+                   tokens=turn.usage.completion_tokens)
+        self.state.messages.append(Message(role="assistant", content=cut_note(completion)))
+        turn.observation = render("tool_error", message=f"Your last turn was cut: {detail}. "
+                                  "Think briefly, then make exactly one tool call.")
+        self.state.messages.append(Message(role="observation", content=turn.observation))
+        await self._checkpoint(turn)
+
+    async def _act(self, turn: Turn, parsed: Parsed, progress: ProgressGuard) -> str:
         if not isinstance(parsed, CallTurn):
             message = (
                 parsed.message if isinstance(parsed, ProtocolError)
                 else "You wrote prose without calling a tool; call a tool, or finish to answer."
             )
             turn.protocol_error = message
+            progress.protocol_error()
             await emit(self.on_event, "protocol_error", index=turn.index, message=message)
             return render("tool_error", message=message)
+        first = progress.first_made(parsed.call, turn.index)
+        if first is not None:
+            turn.tool_call = parsed.call
+            turn.protocol_error = f"{REPEAT_PREFIX} (first made in turn {first})"
+            await emit(self.on_event, "repeated_call", index=turn.index, name=parsed.call.name,
+                       arguments=parsed.call.arguments, first_turn=first)
+            return render("repeated_call", turn=first, tool=parsed.call.name)
         turn.tool_call = parsed.call
         await emit(self.on_event, "tool_called", index=turn.index, name=parsed.call.name,
                    arguments=parsed.call.arguments)

@@ -16,6 +16,7 @@ from rumination.agent.browser import Browser
 from rumination.agent.budgets import run_cost
 from rumination.agent.checking import checked_report
 from rumination.agent.context import ContextBudget
+from rumination.agent.guards import with_guard_figures
 from rumination.agent.loop import RunState, TurnLoop
 from rumination.agent.sources import SourceRegistry
 from rumination.errors import RuminationError, UsageError
@@ -33,7 +34,7 @@ from rumination.settings import Settings
 from rumination.store.run_store import FAILED, FINISHED, INTERRUPTED, RunStore, open_store
 from rumination.support.citations import resolve_citations
 from rumination.support.evidence import evidence_by_source
-from rumination.support.figures import compute_figures, report_counts
+from rumination.support.figures import compute_figures, report_counts, with_outcome_warning
 from rumination.telemetry.spans import traced
 from rumination.templates import render
 
@@ -227,6 +228,7 @@ class Researcher:
         )
         shown = evidence_by_source(t.observation for t in state.turns if t.observation)
         report = await checked_report(report, shown, self.settings, on_event)
+        report = with_guard_figures(with_outcome_warning(report), state.turns)
         if getattr(llm, "simulated", False):
             mark_simulated(report)
         await emit(on_event, "finished", run_id=state.run_id, **report_counts(report),

@@ -36,7 +36,7 @@ from rumination.settings import Settings
 from rumination.store.run_store import FAILED, FINISHED, RunStore, open_store
 from rumination.support.citations import resolve_citations
 from rumination.support.evidence import evidence_by_source
-from rumination.support.figures import compute_figures, report_counts
+from rumination.support.figures import compute_figures, report_counts, with_outcome_warning
 from rumination.telemetry.spans import traced
 from rumination.templates import render
 from rumination.urls import normalize_url
@@ -231,6 +231,7 @@ async def _write(
         cost=run_cost(usage, settings),
     )
     report = await checked_report(report, evidence_by_source([shown]), settings, on_event)
+    report = with_outcome_warning(report)
     if getattr(llm, "simulated", False):
         mark_simulated(report)
     await emit(on_event, "finished", run_id=run_id, **report_counts(report),

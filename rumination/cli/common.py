@@ -158,6 +158,17 @@ def deliver(report: Report, out: Path | None, fmt: str, settings: Settings) -> N
         typer.echo(figures_line(report.figures), err=True)
 
 
+def exit_if_uncited(report: Report) -> None:
+    """Exit 1, after the report is written, when it is not a cited answer."""
+    from rumination.support.figures import uncited_reason
+
+    reason = uncited_reason(report)
+    if reason is not None:
+        typer.echo(f"warning: no cited answer ({reason}); the report is written, exit 1",
+                   err=True)
+        raise typer.Exit(1)
+
+
 def progress_handler(trace: Path | None = None) -> Callable[[Event], None]:
     from rumination.progress import progress_for, tee
 

@@ -112,14 +112,17 @@ def batch(
                 f", citation accuracy {r.citation_accuracy:.0%}"
             )
             counts = cited(r.citations, r.sources_cited)
-            stopped = f", stopped by the {r.stopped_by} budget" if r.stopped_by else ""
-            detail = r.error or f"{counts}{accuracy}{stopped}, {r.seconds:.1f} s"
+            stopped = f", stopped by {r.stopped_by}" if r.stopped_by else ""
+            uncited = f", no cited answer ({r.uncited})" if r.uncited else ""
+            detail = r.error or f"{counts}{accuracy}{stopped}{uncited}, {r.seconds:.1f} s"
             typer.echo(f"{r.status:9} {r.job}  {detail}")
         failed = sum(r.status == "failed" for r in results)
-        typer.echo(f"{len(results) - failed} of {plural(len(results), 'job')} done, "
+        uncited_jobs = sum(1 for r in results if r.status == "finished" and r.uncited)
+        apart = f" ({uncited_jobs} without a cited answer)" if uncited_jobs else ""
+        typer.echo(f"{len(results) - failed} of {plural(len(results), 'job')} done{apart}, "
                    f"{batch_spent(results)}; summary in {destination.location(SUMMARY_FILE)}",
                    err=True)
-        if failed:
+        if failed or uncited_jobs:
             raise typer.Exit(1)
 
     guarded(body)

@@ -17,6 +17,7 @@ from rumination.cli.app import app
 from rumination.cli.common import (
     checked_format,
     deliver,
+    exit_if_uncited,
     guarded,
     open_run_store,
     progress_handler,
@@ -97,6 +98,7 @@ def research(
 
             report = with_changes(open_run_store(settings), report)
         deliver(report, out, fmt_, settings)
+        exit_if_uncited(report)
 
     guarded(body)
 

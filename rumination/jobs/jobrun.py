@@ -21,7 +21,7 @@ from rumination.models import Report
 from rumination.settings import Settings
 from rumination.store.run_store import RunStore
 from rumination.support.changes import with_changes
-from rumination.support.figures import report_counts
+from rumination.support.figures import report_counts, uncited_reason
 
 
 class Renderer(Protocol):
@@ -44,6 +44,7 @@ class JobResult:
     completion_tokens: int = 0
     cost: float | None = None  # at the configured prices; None when unpriced
     stopped_by: str | None = None  # the budget that ended research, if one did
+    uncited: str | None = None  # why a finished report is no cited answer, if it is not
     seconds: float = 0.0
     error: str | None = None
 
@@ -112,6 +113,6 @@ async def run_job(job: Job, run_id: str | None, ctx: JobContext) -> JobResult:
         citation_accuracy=report.figures.citation_accuracy if report.figures else None,
         effective_citations=report.figures.effective_citations if report.figures else 0,
         completion_tokens=report.usage.completion_tokens,
-        cost=report.cost, stopped_by=report.stopped_by,
+        cost=report.cost, stopped_by=report.stopped_by, uncited=uncited_reason(report),
         seconds=round(time.monotonic() - started, 3),
     )  # fmt: skip

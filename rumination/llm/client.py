@@ -80,6 +80,7 @@ class Completion:
     model_seconds: float = 0.0
     # streamed: from sending the request to the first generated text (thinking or answer)
     first_token_seconds: float | None = None
+    cut: str | None = None  # why the harness cut this generation short (llm/runaway.py)
 
 
 class ChatModel(Protocol):

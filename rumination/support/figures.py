@@ -94,3 +94,28 @@ def report_counts(report: Report) -> dict[str, int]:
     figures = report_figures(report)
     return {"citations": figures.citations, "sources_cited": figures.distinct_sources_cited,
             "sources": len(report.sources), "warnings": len(report.warnings)}
+
+
+UNCITED_WARNING = "no cited answer"
+
+
+def uncited_reason(report: Report) -> str | None:
+    """Why a report is not a cited answer, or None when it is one: no final answer, no
+    source seen, or nothing cited. Such a run is not a success (exit 1), though its report
+    is written."""
+    if not report.answer_markdown.strip():
+        return "no final answer"
+    if not report.sources:
+        return "no source seen"
+    if not report.citations:
+        return "nothing cited"
+    return None
+
+
+def with_outcome_warning(report: Report) -> Report:
+    """The report with a warning naming why it is not a cited answer (once)."""
+    reason = uncited_reason(report)
+    note = f"{UNCITED_WARNING}: {reason}"
+    if reason is None or note in report.warnings:
+        return report
+    return report.model_copy(update={"warnings": [*report.warnings, note]})

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from rumination.defaults import SIMULATOR_MODEL
+from rumination.testing.misbehaviour import MISBEHAVIOURS, misbehaving
 from rumination.testing.server import SimulatorConfig, SimulatorServer
 from rumination.testing.simulator import scripted, simulate, with_unsupported
 
@@ -53,11 +54,15 @@ def main(argv: list[str] | None = None) -> int:
                        "support them (tests of the support check)")
     serve.add_argument("--unsure", type=int, default=0, metavar="N",
                        help="then stretch N more cited sentences past what their source says")
+    serve.add_argument("--misbehave", choices=MISBEHAVIOURS,
+                       help="misbehave as local models do: repeat, same-call, empty, "
+                       "endless-think or no-search (rumination.testing.misbehaviour)")
     args = parser.parse_args(argv)
     if args.unsupported < 0 or args.unsure < 0:
         parser.error("--unsupported and --unsure must be 0 or more")
     responder = (
-        scripted(_load_script(args.script)) if args.script
+        misbehaving(args.misbehave) if args.misbehave
+        else scripted(_load_script(args.script)) if args.script
         else with_unsupported(args.unsupported, args.unsure)
         if args.unsupported or args.unsure else simulate
     )
@@ -70,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         prompt_tokens_details=args.prompt_tokens_details,
     )
     server = SimulatorServer(responder, config, host=args.host, port=args.port)
-    kind = f"replaying {args.script}" if args.script else "simulating the protocol"
+    kind = (f"misbehaving ({args.misbehave})" if args.misbehave
+            else f"replaying {args.script}" if args.script else "simulating the protocol")
     for line in startup_lines(server.url, args.model, kind):
         print(line, file=sys.stderr, flush=True)
     with contextlib.suppress(KeyboardInterrupt):

@@ -128,3 +128,22 @@ def test_batch_refuses_a_job_name_that_leaves_the_output_folder(
     assert "jobs.jsonl:2:" in one_line_error(done.stderr)
     assert [p.name for p in work.iterdir()] == ["jobs.jsonl"]
     assert not list(tmp_path.glob("escape*"))
+
+
+def test_research_on_the_completions_wire_with_the_shipped_template(
+    install: Install, user_env: dict[str, str], empty_dir: Path, simulator: Simulator
+) -> None:
+    """The model's chat template ships in the wheel: the completions wire renders it."""
+    done = install.run(
+        ["rumination", "research", QUESTION, "--llm-url", simulator.url, "--model",
+         SIMULATOR_MODEL, "--wire", "completions", "--out", "report.json"],
+        cwd=empty_dir, env=user_env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((empty_dir / "report.json").read_text())
+    assert report["citations"] and report["usage"]["estimated"] is False
+    line = install.run(["rumination", "serve", "--engine", "llama.cpp", "--dry-run",
+                        "--model-path", "m.gguf"], cwd=empty_dir, env=user_env)
+    assert line.returncode == 0, line.stderr
+    template = line.stdout.split("--chat-template-file ", 1)[1].split()[0]
+    assert Path(template).is_file() and str(install.bin.parent) in template
+    assert Path(template).read_text(encoding="utf-8").startswith("[gMASK]<sop><|system|>")
