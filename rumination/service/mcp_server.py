@@ -17,7 +17,7 @@ from rumination.models import Citation, ReportFigures, Source
 from rumination.reports.render import render_report
 from rumination.settings import Settings
 from rumination.store.run_store import RunStore, open_store
-from rumination.support.figures import report_figures
+from rumination.support.figures import report_figures, uncited_reason
 from rumination.wording import counts_phrase
 
 INSTRUCTIONS = (
@@ -36,6 +36,8 @@ class ResearchResult(BaseModel):
     figures: ReportFigures = Field(description="figures.citations: citation marks in the "
                                    "text; figures.distinct_sources_cited: the sources they cite")
     warnings: list[str]
+    # why the report is no cited answer (no final answer, no source seen, nothing cited)
+    uncited: str | None = None
     turns: int
     model: str
 
@@ -97,7 +99,7 @@ def build_server(settings: Settings, store: RunStore | None = None) -> MCPServer
             run_id=report.run_id, question=report.question,
             report_markdown=render_report(report, "md"), citations=report.citations,
             sources=report.sources, figures=report_figures(report), warnings=report.warnings,
-            turns=report.turns, model=report.model,
+            uncited=uncited_reason(report), turns=report.turns, model=report.model,
         )
 
     @server.tool()

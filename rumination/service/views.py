@@ -11,6 +11,7 @@ from rumination.errors import UsageError
 from rumination.models import ReportFigures
 from rumination.service.runner import CANCELLED, QUEUED, NotFound, RunQueue, Ticket
 from rumination.store.run_store import FAILED, INTERRUPTED, RUNNING, RunRecord, RunStore
+from rumination.support.figures import uncited_reason
 
 LIVE = (QUEUED, RUNNING)
 RunStatus = Literal["queued", "running", "finished", "interrupted", "failed", "cancelled"]
@@ -55,6 +56,9 @@ class RunView(BaseModel):
     live: bool = Field(description="queued or running in this service now")
     error: str | None = None
     figures: ReportFigures | None = None
+    # why a finished run's report is not a cited answer (no final answer, no source seen,
+    # nothing cited); None when it is one, or not finished
+    uncited: str | None = None
 
 
 class RunList(BaseModel):
@@ -102,6 +106,7 @@ def _view(
         found.sources = len(queue.store.sources(run_id))
         report = queue.store.report(run_id)
         found.figures = report.figures if report else None
+        found.uncited = uncited_reason(report) if report else None
     return found
 
 

@@ -147,3 +147,23 @@ def test_research_on_the_completions_wire_with_the_shipped_template(
     template = line.stdout.split("--chat-template-file ", 1)[1].split()[0]
     assert Path(template).is_file() and str(install.bin.parent) in template
     assert Path(template).read_text(encoding="utf-8").startswith("[gMASK]<sop><|system|>")
+
+
+@pytest.mark.parametrize("misbehaviour", ["no-search", "same-call"])
+def test_a_run_without_a_cited_answer_writes_its_report_and_exits_1(
+    install: Install, user_env: dict[str, str], empty_dir: Path, misbehaviour: str
+) -> None:
+    sim = Simulator(install, user_env, "--misbehave", misbehaviour)
+    try:
+        done = install.run(
+            ["rumination", "research", QUESTION, "--llm-url", sim.url, "--model",
+             SIMULATOR_MODEL, "--out", "report.json"], cwd=empty_dir, env=user_env)
+    finally:
+        sim.stop()
+    assert done.returncode == 1, done.stderr
+    assert "no cited answer" in done.stderr and "Traceback" not in done.stderr
+    report = json.loads((empty_dir / "report.json").read_text())
+    assert any(w.startswith("no cited answer") for w in report["warnings"])
+    if misbehaviour == "same-call":
+        assert report["stopped_by"] == "no_progress"
+        assert report["figures"]["repeated_calls"] == 3
