@@ -147,13 +147,16 @@ def test_cli_budget_options_reach_the_batch_and_its_summary(tmp_path: Path,
         ], env={"RUMINATION_PRICE_PER_1K_PROMPT_TOKENS": "1"})
         refused = runner.invoke(app, ["research", "q", "--llm-url", server.url, "--model",
                                       "sim", "--max-cost", "1"])
-    assert result.exit_code == 0, result.stderr
-    assert "stopped by the tokens budget" in result.stdout
+    # a budget of 1 token leaves no room to read anything: no cited answer, counted apart
+    assert result.exit_code == 1, result.stderr
+    assert "stopped by tokens" in result.stdout and "no cited answer" in result.stdout
     summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
     entry = summary[0]
     assert entry["stopped_by"] == "tokens"
     tokens = entry["prompt_tokens"] + entry["completion_tokens"]
     assert entry["cost"] == pytest.approx(entry["prompt_tokens"] / 1000)
-    assert f"1 of 1 job done, {tokens:,} tokens, cost {entry['cost']:.4g}" in result.stderr
+    assert (f"1 of 1 job done (1 without a cited answer), {tokens:,} tokens, cost "
+            f"{entry['cost']:.4g}") in result.stderr
+    assert entry["uncited"] == "nothing cited"
     assert refused.exit_code == 2
     assert refused.stderr.startswith("error: invalid settings: max_cost needs")

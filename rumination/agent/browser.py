@@ -105,6 +105,21 @@ class Browser:
         self.pages.prefetch(hit.url for hit in hits)
         return Observation(render(self.results_template, hits=shown), new)
 
+    def reading_position(self, call: ToolCall) -> int | None:
+        """Where a click or open of `call` would start reading its page (clicking again
+        shows the next window, so a second click is progress until the page is read)."""
+        if call.name == "click":
+            source = self.registry.get(call.arguments.get("link_id"))  # type: ignore[arg-type]
+        elif call.name == "open":
+            url = str(call.arguments.get("url", "")).strip()
+            source = self.registry.by_url(url if _HAS_SCHEME.match(url) else f"https://{url}")
+        else:
+            return None
+        reading = self._readings.get(source.source_id) if source is not None else None
+        if reading is None:
+            return 0
+        return 0 if reading.offset >= len(reading.page.text) else reading.offset
+
     async def click(self, link_id: int) -> Observation:
         source = self.registry.get(link_id)
         if source is None:

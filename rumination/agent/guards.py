@@ -26,20 +26,22 @@ CUT_PREFIX = "generation cut"
 _NOT_WORD = re.compile(r"[^\w]+")
 
 
-def call_key(call: ToolCall) -> str | None:
-    """What makes two calls the same call; None for finish (never a repeat)."""
+def call_key(call: ToolCall, position: int | None = None) -> str | None:
+    """What makes two calls the same call; None for finish (never a repeat). A click or open
+    reads the page's next window: `position`, where it would start, is part of the call."""
     args = call.arguments
     if call.name == "search":
         words = _NOT_WORD.sub(" ", str(args.get("query", "")).casefold()).split()
         return "search:" + " ".join(sorted(set(words)))
+    at = f"@{position}" if position is not None else ""
     if call.name == "click":
-        return f"click:{args.get('link_id')}"
+        return f"click:{args.get('link_id')}{at}"
     if call.name == "open":
         url = str(args.get("url", "")).strip()
         try:
-            return "open:" + normalize_url(url if "://" in url else f"https://{url}")
+            return "open:" + normalize_url(url if "://" in url else f"https://{url}") + at
         except ValueError:
-            return "open:" + url
+            return "open:" + url + at
     return None
 
 
@@ -53,9 +55,9 @@ class ProgressGuard:
     repeats: int = 0
     protocol_errors: int = 0
 
-    def first_made(self, call: ToolCall, turn: int) -> int | None:
+    def first_made(self, call: ToolCall, turn: int, position: int | None = None) -> int | None:
         """The turn that already made this call, or None (and then it is remembered)."""
-        key = call_key(call)
+        key = call_key(call, position)
         if key is None:
             return None
         if key in self.seen:

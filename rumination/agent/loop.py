@@ -255,7 +255,8 @@ class TurnLoop:
             progress.protocol_error()
             await emit(self.on_event, "protocol_error", index=turn.index, message=message)
             return render("tool_error", message=message)
-        first = progress.first_made(parsed.call, turn.index)
+        first = progress.first_made(parsed.call, turn.index,
+                                    self.browser.reading_position(parsed.call))
         if first is not None:
             turn.tool_call = parsed.call
             turn.protocol_error = f"{REPEAT_PREFIX} (first made in turn {first})"

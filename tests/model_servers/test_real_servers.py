@@ -136,8 +136,10 @@ def test_research_reaches_a_report_with_counted_tokens(
                       settings=settings(server, tmp_path, mode=mode, context_window=4096))
     assert report.usage.prompt_tokens > 0 and report.usage.completion_tokens > 0
     # llama-server reports usage in its streams; llama-cpp-python does not, and its chat
-    # prompt cannot be counted exactly: write mode there is estimated, and says so
-    assert report.usage.estimated == (fixture == "llama_cpp_python" and mode == "write")
+    # prompt cannot be counted exactly: write mode there is estimated, and says so. A turn
+    # cut in its stream (SmolLM2 loops) sends no usage either: estimated too.
+    cut = report.figures is not None and report.figures.tokens_cut > 0
+    assert report.usage.estimated == ((fixture == "llama_cpp_python" and mode == "write") or cut)
 
 
 def test_write_mode_sends_its_sources_to_a_server_without_the_observation_role(
