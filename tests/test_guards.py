@@ -160,3 +160,38 @@ def test_an_essay_without_a_search_is_no_success(
     assert "no cited answer (no source seen)" in result.output
     report = json.loads(out.read_text())  # written all the same
     assert "no cited answer: no source seen" in report["warnings"]
+
+
+# --- seen in metrics and traces ----------------------------------------------------------------
+
+
+def test_the_guards_show_in_metrics_and_traces(
+    start_simulator: Any, corpus_db: Path, tmp_path: Path
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from rumination.service.metrics import ServiceMetrics
+    from rumination.telemetry.spans import RunSpans
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    spans = RunSpans(provider.get_tracer("test"))
+    metrics = ServiceMetrics(lambda: [])
+    _, _, events = run_misbehaving("repeat", start_simulator, corpus_db, tmp_path)
+    for event in events:
+        metrics.observe(event)
+        spans.record(event)
+    spans.end(None)
+    found = {(s.name, tuple(sorted(s.labels.items()))): s.value
+             for family in text_string_to_metric_families(metrics.exposition().decode())
+             for s in family.samples}  # fmt: skip
+    assert found[("rumination_guard_actions_total", (("action", "generation_cut"),))] == 3
+    assert found[("rumination_guard_actions_total", (("action", "protocol_errors"),))] == 1
+    assert found[("rumination_tokens_cut_total", ())] > 0
+    named = [e.name for span in exporter.get_finished_spans() for e in span.events]
+    assert named.count("rumination.generation_cut") == 3
+    assert "rumination.research_stopped" in named

@@ -41,6 +41,9 @@ class _RunGauges(Collector):
                                 value=states.count(QUEUED))
 
 
+GUARD_STOPS = ("no_progress", "protocol_errors")
+
+
 class ServiceMetrics:
     def __init__(self, states: Callable[[], Iterable[str]]) -> None:
         """`states`: the status of every run the service holds now (queued, running, …)."""
@@ -62,6 +65,11 @@ class ServiceMetrics:
                                       ["tool"], buckets=TOOL_BUCKETS, registry=self.registry)
         self.errors = Counter("rumination_errors", "Errors by kind", ["kind"],
                               registry=self.registry)
+        self.guards = Counter("rumination_guard_actions", "What the guards against a "
+                              "misbehaving model did, by action", ["action"],
+                              registry=self.registry)
+        self.tokens_cut = Counter("rumination_tokens_cut", "Tokens of generations cut out of "
+                                  "the conversation", registry=self.registry)
 
     def observe(self, event: Event) -> None:
         """Count one event of a run."""
@@ -81,6 +89,13 @@ class ServiceMetrics:
                 self.errors.labels(data["failure"]).inc()
         elif event.kind == "protocol_error":
             self.errors.labels("protocol_error").inc()
+        elif event.kind == "generation_cut":
+            self.guards.labels("generation_cut").inc()
+            self.tokens_cut.inc(data.get("tokens") or 0)
+        elif event.kind == "repeated_call":
+            self.guards.labels("repeated_call").inc()
+        elif event.kind == "research_stopped" and data.get("stopped_by") in GUARD_STOPS:
+            self.guards.labels(str(data["stopped_by"])).inc()
         elif event.kind == "finished":
             self.runs_ended.labels("finished").inc()
         elif event.kind in ("interrupted", "cancelled"):

@@ -53,6 +53,11 @@ class RunSpans:
                 self._fail(self._tool, str(data["failure"]))
             self._tool.end(end_time=now)
             self._tool = None
+        elif kind in ("generation_cut", "repeated_call", "research_stopped"):
+            # what a guard did, on the turn it happened in
+            (self._step or self._run).add_event(f"rumination.{kind}", {
+                key: str(value) for key, value in data.items() if value is not None},
+                timestamp=now)
         elif kind == "support_checked":
             self._close_step(now)
             span = self._child(self._run, "support_check", now - int(data["seconds"] * NS), {
