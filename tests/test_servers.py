@@ -284,3 +284,42 @@ def test_research_runs_the_same_on_the_chat_and_the_completions_wire(
     assert [s.url for s in chat.sources] == [s.url for s in completions.sources]
     assert chat.stopped_by == completions.stopped_by
     assert completions.usage.prompt_tokens > 0 and not completions.usage.estimated
+
+
+# --- launch lines for the other engines --------------------------------------------------------
+
+
+def test_serve_prints_each_engines_launch_line(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from rumination.cli import app
+
+    def line(*args: str) -> str:
+        result = CliRunner().invoke(app, ["serve", "--dry-run", *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    llama = line("--engine", "llama.cpp", "--model-path", "m.gguf", "--parallel", "2")
+    assert "--jinja --chat-template-file " in llama and "--reasoning-format none" in llama
+    template = llama.split("--chat-template-file ", 1)[1].split()[0]
+    assert open(template, encoding="utf-8").read() == template_source()
+    assert "--ctx-size 262144 --parallel 2" in llama  # each slot gets the whole YaRN window
+    assert "--rope-scaling yarn --rope-scale 4 --yarn-orig-ctx 32768" in llama
+    assert "--rope-scaling" not in line("--engine", "llama.cpp", "--no-yarn")
+    sglang = line("--engine", "sglang")
+    assert "sglang.launch_server" in sglang and "--context-length 131072" in sglang
+    assert '"rope_type": "yarn"' in sglang
+    modelfile = line("--engine", "ollama")
+    assert 'TEMPLATE """{{ .Prompt }}"""' in modelfile and "PARAMETER num_ctx 32768" in modelfile
+    assert 'PARAMETER stop "<|observation|>"' in modelfile
+
+
+def test_serve_refuses_an_unknown_engine_or_starting_one_it_cannot() -> None:
+    from typer.testing import CliRunner
+
+    from rumination.cli import app
+
+    for args in (["--engine", "tgi", "--dry-run"], ["--engine", "ollama"]):
+        result = CliRunner().invoke(app, ["serve", *args])
+        assert result.exit_code == 2
+        assert result.output.startswith("error: ") and len(result.output.splitlines()) == 1
