@@ -140,7 +140,7 @@ def test_a_worker_killed_mid_job_costs_no_job_and_repeats_no_turn(
         return await running
 
     results = asyncio.run(scenario())
-    assert [r.status for r in results] == ["finished"] * 4
+    assert [r.status for r in results] == ["finished"] * 4, [r.error for r in results]
     assert any(w.startswith("worker lost") for w in warnings), warnings  # a job was sent again
     runs = store.list_runs(100)
     assert len(runs) == 4 and all(r.status == "finished" for r in runs)  # none started twice
