@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -302,7 +303,7 @@ def test_serve_prints_each_engines_launch_line(tmp_path: Any) -> None:
     llama = line("--engine", "llama.cpp", "--model-path", "m.gguf", "--parallel", "2")
     assert "--jinja --chat-template-file " in llama and "--reasoning-format none" in llama
     template = llama.split("--chat-template-file ", 1)[1].split()[0]
-    assert open(template, encoding="utf-8").read() == template_source()
+    assert Path(template).read_text(encoding="utf-8") == template_source()
     assert "--ctx-size 262144 --parallel 2" in llama  # each slot gets the whole YaRN window
     assert "--rope-scaling yarn --rope-scale 4 --yarn-orig-ctx 32768" in llama
     assert "--rope-scaling" not in line("--engine", "llama.cpp", "--no-yarn")
