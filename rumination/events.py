@@ -14,7 +14,7 @@ class Event:
     tool_finished, source_added, observation, protocol_error, continuation_dropped, compacted,
     answer_started, answer_delta, support_checked, warning, finished (and, from the service
     and schedules: interrupted, run_error, schedule_fired, schedule_skipped,
-    schedule_failed)."""
+    schedule_failed, schedule_done)."""
 
     kind: str
     data: dict[str, Any] = field(default_factory=dict)

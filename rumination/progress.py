@@ -76,7 +76,8 @@ class ConsoleProgress:
             self.console.print(f"{elapsed} writing the answer ({seen} seen)")
         elif event.kind == "answer_delta":
             self.answer_chars += len(d["text"])
-        elif event.kind in ("schedule_fired", "schedule_skipped", "schedule_failed"):
+        elif event.kind in ("schedule_fired", "schedule_skipped", "schedule_failed",
+                            "schedule_done"):
             self.console.print(f"{elapsed} {schedule_line(d, event.kind)}")
         elif event.kind == "finished":
             self.console.print(
@@ -92,6 +93,10 @@ def schedule_line(data: dict[str, Any], kind: str) -> str:
         return f"schedule {name} fired: batch into {escape(str(data['out_dir']))}"
     if kind == "schedule_skipped":
         return f"schedule {name} skipped a firing: {escape(str(data['reason']))}"
+    if kind == "schedule_done":
+        apart = (f" ({data['uncited']} without a cited answer)" if data.get("uncited") else "")
+        return (f"schedule {name}: {data['jobs'] - data['failed']} of {data['jobs']} jobs "
+                f"done{apart}, {data['failed']} failed, into {escape(str(data['out_dir']))}")
     return (f"[red]schedule {name}: the batch into {escape(str(data['out_dir']))} failed:[/red] "
             f"{escape(str(data['error']))}")
 

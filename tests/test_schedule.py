@@ -126,3 +126,28 @@ def test_schedule_events_show_on_a_terminal() -> None:
     line = schedule_line({"schedule": "weekly", "out_dir": "out/x", "error": "boom"},
                          "schedule_failed")
     assert "weekly" in line and "out/x" in line and "boom" in line
+
+
+def test_a_firing_counts_its_jobs_without_a_cited_answer_apart(tmp_path: Path) -> None:
+    from rumination.jobs.jobrun import JobResult
+    from rumination.progress import schedule_line
+
+    [weekly] = load_schedules(schedules_file(tmp_path, "*/5 * * * *"))
+    events: list[Event] = []
+
+    async def batch(schedule: Schedule, out_dir: OutDir) -> list[JobResult]:
+        return [JobResult(job="a", status="finished"),
+                JobResult(job="b", status="finished", uncited="no source seen"),
+                JobResult(job="c", status="failed", error="boom")]  # fmt: skip
+
+    async def scenario() -> None:
+        scheduler = Scheduler([weekly], batch, now=lambda: datetime(2026, 11, 24, 10, 1),
+                              on_event=events.append)
+        await scheduler.fire(weekly, datetime(2026, 11, 24, 10, 5))
+        await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+    [done] = [e.data for e in events if e.kind == "schedule_done"]
+    assert (done["jobs"], done["failed"], done["uncited"]) == (3, 1, 1)
+    assert "2 of 3 jobs done (1 without a cited answer), 1 failed" in schedule_line(
+        done, "schedule_done")

@@ -179,12 +179,12 @@ def schedule(
             check_formats(settings, load_jobs(item.jobs))
         progress = progress_handler()
 
-        async def run_batch(item: Schedule, out_dir: OutDir) -> None:
+        async def run_batch(item: Schedule, out_dir: OutDir) -> list[JobResult]:
             batch = Batch(load_jobs(item.jobs), out_dir, settings, report_bytes,
                           executor=make_executor(executor, item.concurrency, workers,
                                                  ray_address),
                           on_event=progress)  # fmt: skip
-            await batch.run()
+            return await batch.run()
 
         scheduler = Scheduler(schedules, run_batch, on_event=progress)
         for item in schedules:

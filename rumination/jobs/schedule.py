@@ -92,11 +92,18 @@ class Scheduler:
     async def _run_firing(self, schedule: Schedule, out_dir: OutDir) -> None:
         """One firing's batch; its failure is reported and the schedule goes on."""
         try:
-            await self.run_batch(schedule, out_dir)
+            results = await self.run_batch(schedule, out_dir)
         except Exception as exc:
             error = str(exc) if isinstance(exc, RuminationError) else f"{type(exc).__name__}: {exc}"
             await emit(self.on_event, "schedule_failed", schedule=schedule.name,
                        out_dir=str(out_dir), error=error)
+            return
+        if isinstance(results, list):  # the jobs of the firing, counted like batch counts them
+            await emit(self.on_event, "schedule_done", schedule=schedule.name,
+                       out_dir=str(out_dir), jobs=len(results),
+                       failed=sum(getattr(r, "status", "") == "failed" for r in results),
+                       uncited=sum(getattr(r, "status", "") == "finished"
+                                   and bool(getattr(r, "uncited", None)) for r in results))
 
     async def run_forever(self, max_firings: int | None = None) -> None:
         fired = 0
