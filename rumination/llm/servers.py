@@ -90,18 +90,25 @@ _OWNERS = {"vllm": "vllm", "sglang": "sglang", "llamacpp": "llama-server",
            "me": "llama-cpp-python", "organization_owner": "lmstudio",
            "rumination-simulator": "simulator", "library": "ollama"}  # fmt: skip
 
-GetJson = Callable[[str], Awaitable[Any]]
+@dataclass
+class _Server:
+    """The server being probed: its routes answered as JSON, or None when they do not answer."""
 
+    http: httpx.AsyncClient
+    root: str
+    model: str
+    props: Any = None  # llama-server's /props, read once
 
-async def probe_server(
-    http: httpx.AsyncClient, base_url: str, model: str, models: list[dict[str, Any]]
-) -> ServerProfile:
-    """The profile of the server at `base_url`, given its /v1/models entries."""
-    root = base_url.rstrip("/").removesuffix("/v1")
+    async def get(self, path: str) -> Any:
+        return await self._json(self.http.get(self.root + path))
 
-    async def get_json(path: str) -> Any:
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        return await self._json(self.http.post(self.root + path, json=body))
+
+    @staticmethod
+    async def _json(request: Awaitable[httpx.Response]) -> Any:
         try:
-            response = await http.get(root + path)
+            response = await request
         except httpx.HTTPError:
             return None
         if response.status_code != 200:
@@ -111,63 +118,63 @@ async def probe_server(
         except ValueError:
             return None
 
+
+async def probe_server(
+    http: httpx.AsyncClient, base_url: str, model: str, models: list[dict[str, Any]]
+) -> ServerProfile:
+    """The profile of the server at `base_url`, given its /v1/models entries."""
+    server = _Server(http, base_url.rstrip("/").removesuffix("/v1"), model)
     entry = next((m for m in models if m.get("id") == model), models[0] if models else {})
     kind = _OWNERS.get(str(entry.get("owned_by", "")))
-    props = await get_json("/props") if kind in (None, "llama-server") else None
+    if kind in (None, "llama-server"):
+        server.props = await server.get("/props")
     if kind is None:
-        kind = await _kind_by_routes(get_json, props)
+        kind = await _kind_by_routes(server)
     profile = KNOWN[kind]
     window = entry.get("max_model_len")
     if isinstance(window, int):
         profile = replace(profile, window=window, window_source="/v1/models max_model_len")
     reader = _READERS.get(kind)
-    if reader is not None:
-        profile = await reader(profile, get_json, props, http, root, model)
-    return profile
+    return profile if reader is None else await reader(profile, server)
 
 
-async def _kind_by_routes(get_json: GetJson, props: Any) -> ServerKind:
+async def _kind_by_routes(server: _Server) -> ServerKind:
+    props = server.props
     if isinstance(props, dict) and ("default_generation_settings" in props or "n_ctx" in props):
         return "llama-server"
-    ollama, openapi = await asyncio.gather(get_json("/api/version"), get_json("/openapi.json"))
+    ollama, openapi = await asyncio.gather(server.get("/api/version"),
+                                           server.get("/openapi.json"))
     if isinstance(ollama, dict) and "version" in ollama:
         return "ollama"
-    title = str(((openapi or {}).get("info") or {}).get("title", "")) if isinstance(
-        openapi, dict) else ""  # fmt: skip
-    if "llama.cpp" in title.lower() or "llama-cpp" in title.lower():
+    info = openapi.get("info") if isinstance(openapi, dict) else None
+    title = str(info.get("title", "")).lower() if isinstance(info, dict) else ""
+    if "llama.cpp" in title or "llama-cpp" in title:
         return "llama-cpp-python"
     return "openai-compatible"
 
 
-Reader = Callable[
-    [ServerProfile, GetJson, Any, httpx.AsyncClient, str, str], Awaitable[ServerProfile]
-]
+Reader = Callable[[ServerProfile, _Server], Awaitable[ServerProfile]]
 
 
-async def _read_vllm(profile: ServerProfile, get_json: GetJson, props: Any,
-                     http: httpx.AsyncClient, root: str, model: str) -> ServerProfile:
-    version = await get_json("/version")
-    return replace(profile, version=_text(version, "version"))
+async def _read_vllm(profile: ServerProfile, server: _Server) -> ServerProfile:
+    return replace(profile, version=_text(await server.get("/version"), "version"))
 
 
-async def _read_sglang(profile: ServerProfile, get_json: GetJson, props: Any,
-                       http: httpx.AsyncClient, root: str, model: str) -> ServerProfile:
-    info = await get_json("/get_server_info")
-    model_info = await get_json("/get_model_info")
-    window = profile.window
-    for source in (model_info, info):
-        if window is None and isinstance(source, dict):
-            found = source.get("context_length") or source.get("max_model_len")
-            window = found if isinstance(found, int) else None
-    source_name = profile.window_source or ("/get_model_info" if window else None)
-    return replace(profile, version=_text(info, "version"), window=window,
-                   window_source=source_name)
+async def _read_sglang(profile: ServerProfile, server: _Server) -> ServerProfile:
+    info = await server.get("/get_server_info")
+    window, source = profile.window, profile.window_source
+    if window is None:
+        for name, answer in (("/get_model_info", await server.get("/get_model_info")),
+                             ("/get_server_info", info)):
+            found = answer.get("context_length") if isinstance(answer, dict) else None
+            if isinstance(found, int):
+                window, source = found, f"{name} context_length"
+                break
+    return replace(profile, version=_text(info, "version"), window=window, window_source=source)
 
 
-async def _read_llama_server(profile: ServerProfile, get_json: GetJson, props: Any,
-                             http: httpx.AsyncClient, root: str, model: str) -> ServerProfile:
-    if not isinstance(props, dict):
-        props = await get_json("/props") or {}
+async def _read_llama_server(profile: ServerProfile, server: _Server) -> ServerProfile:
+    props = server.props if isinstance(server.props, dict) else {}
     settings = props.get("default_generation_settings") or {}
     n_ctx = props.get("n_ctx") or settings.get("n_ctx")  # per slot: --ctx-size / --parallel
     slots = props.get("total_slots")
@@ -182,22 +189,17 @@ async def _read_llama_server(profile: ServerProfile, get_json: GetJson, props: A
     )  # fmt: skip
 
 
-async def _read_llama_cpp_python(profile: ServerProfile, get_json: GetJson, props: Any,
-                                 http: httpx.AsyncClient, root: str, model: str) -> ServerProfile:
-    openapi = await get_json("/openapi.json")
+async def _read_llama_cpp_python(profile: ServerProfile, server: _Server) -> ServerProfile:
+    openapi = await server.get("/openapi.json")
     info = openapi.get("info") if isinstance(openapi, dict) else None
     return replace(profile, version=_text(info, "version"))
 
 
-async def _read_ollama(profile: ServerProfile, get_json: GetJson, props: Any,
-                       http: httpx.AsyncClient, root: str, model: str) -> ServerProfile:
-    version = _text(await get_json("/api/version"), "version")
+async def _read_ollama(profile: ServerProfile, server: _Server) -> ServerProfile:
+    version = _text(await server.get("/api/version"), "version")
+    shown = await server.post("/api/show", {"model": server.model})
+    shown = shown if isinstance(shown, dict) else {}
     window = None
-    try:
-        response = await http.post(f"{root}/api/show", json={"model": model})
-        shown = response.json() if response.status_code == 200 else {}
-    except (httpx.HTTPError, ValueError):
-        shown = {}
     for line in str(shown.get("parameters", "")).splitlines():  # a Modelfile's num_ctx wins
         key, _, value = line.partition(" ")
         if key == "num_ctx" and value.strip().isdigit():
@@ -209,17 +211,16 @@ async def _read_ollama(profile: ServerProfile, get_json: GetJson, props: Any,
     return replace(profile, version=version, window=window, window_source=source)
 
 
-def _ollama_default_window(shown: Any) -> int | None:
+def _ollama_default_window(shown: dict[str, Any]) -> int | None:
     """Without num_ctx Ollama runs a model at its default context (4096 through Ollama 0.5),
     whatever the model was trained for: the smaller of the two is what the prompt gets."""
-    info = shown.get("model_info") if isinstance(shown, dict) else None
+    info = shown.get("model_info")
     trained = next((v for k, v in (info or {}).items() if k.endswith(".context_length")), None)
     return min(4096, trained) if isinstance(trained, int) else None
 
 
-async def _read_lmstudio(profile: ServerProfile, get_json: GetJson, props: Any,
-                         http: httpx.AsyncClient, root: str, model: str) -> ServerProfile:
-    entry = await get_json(f"/api/v0/models/{model}")
+async def _read_lmstudio(profile: ServerProfile, server: _Server) -> ServerProfile:
+    entry = await server.get(f"/api/v0/models/{server.model}")
     if not isinstance(entry, dict):
         return profile
     loaded = entry.get("loaded_context_length") or entry.get("max_context_length")
