@@ -195,3 +195,18 @@ def test_the_guards_show_in_metrics_and_traces(
     named = [e.name for span in exporter.get_finished_spans() for e in span.events]
     assert named.count("rumination.generation_cut") == 3
     assert "rumination.research_stopped" in named
+
+
+def test_a_turn_the_server_ended_at_its_cap_is_not_cut_for_length() -> None:
+    from rumination.llm.client import Completion
+    from rumination.llm.runaway import checked_afterwards
+    from rumination.models import Usage
+
+    chinese = "".join(f"第{n}台热泵在零下{n * 7 % 31}度时仍然工作。" for n in range(60))
+
+    def completion(finish: str) -> Completion:
+        return Completion(content=chinese, reasoning=None, usage=Usage(), finish_reason=finish)
+
+    assert checked_afterwards(completion("length"), max_tokens=300).cut is None
+    ignored = checked_afterwards(completion("stop"), max_tokens=100)  # a server past its cap
+    assert ignored.cut is not None and "past the cap of 100" in ignored.cut
