@@ -43,7 +43,7 @@ from rumination.llm.server_answers import (
     server_message,
     web_page_answer,
 )
-from rumination.llm.servers import KNOWN, ServerProfile, probe_server
+from rumination.llm.servers import KNOWN, ServerProfile, probe_server, text_count_request
 from rumination.llm.tls import verifying_context
 from rumination.llm.tokens import estimate_messages, estimate_tokens
 from rumination.llm.wire import Route, SlotAffinity, chat_messages, choose_route, server_options
@@ -214,33 +214,8 @@ class LLMClient:
     ) -> Completion:
         """One generation. `affinity` (a run id) keeps that run on one llama-server slot when
         the client was made with `slot_affinity`."""
-        # The server is asked what it is the first time that changes what is sent: the route
-        # (a template of our own, or completions asked for) and roles it may refuse.
-        needs_profile = (self.template is not None or self.wire == "completions"
-                         or any(m.role == "observation" for m in messages))  # fmt: skip
-        profile = await self.server() if needs_profile else (
-            self._profile or KNOWN["openai-compatible"])
-        route = await self.route()
-        options: dict[str, Any] = {
-            "model": self.model,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "max_tokens": max_tokens,
-            "stop": STOP_STRINGS,
-        }
-        if self.stream:
-            options["stream"] = True
-            options["stream_options"] = {"include_usage": True}
-        slot = self._affinity.slot(affinity, profile.slots) if self._affinity else None
-        options.update(server_options(profile, route, slot))
-        prompt: str | None = None
-        if route == "completions":
-            prompt = render_chat_prompt(messages, self.template or RUMINATION_TEMPLATE)
-            body = json.dumps({"prompt": prompt, **options}, ensure_ascii=False).encode()
-            url = f"{self.base_url}/completions"
-        else:
-            body = self._encoder.body(chat_messages(messages, profile), options)
-            url = f"{self.base_url}/chat/completions"
+        url, body, prompt = await self.request(messages, max_tokens=max_tokens,
+                                               stream=self.stream, affinity=affinity)
         try:
             if self.stream:
                 try:
@@ -257,6 +232,38 @@ class LLMClient:
         if completion.usage.prompt_tokens == 0 and completion.usage.completion_tokens == 0:
             completion.usage = await self._counted_usage(messages, prompt, completion)
         return completion
+
+    async def request(
+        self, messages: Sequence[Message], *, max_tokens: int, stream: bool,
+        affinity: str | None = None,
+    ) -> tuple[str, bytes, str | None]:
+        """The URL and JSON body of a generation request as this server takes it, and the
+        prompt text when the harness rendered it (the completions route)."""
+        # The server is asked what it is the first time that changes what is sent: the route
+        # (a template of our own, or completions asked for) and roles it may refuse.
+        needs_profile = (self.template is not None or self.wire == "completions"
+                         or any(m.role == "observation" for m in messages))  # fmt: skip
+        profile = await self.server() if needs_profile else (
+            self._profile or KNOWN["openai-compatible"])
+        route = await self.route()
+        options: dict[str, Any] = {
+            "model": self.model,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": max_tokens,
+            "stop": STOP_STRINGS,
+        }
+        if stream:
+            options["stream"] = True
+            options["stream_options"] = {"include_usage": True}
+        slot = self._affinity.slot(affinity, profile.slots) if self._affinity else None
+        options.update(server_options(profile, route, slot))
+        if route == "chat":
+            body = self._encoder.body(chat_messages(messages, profile), options)
+            return f"{self.base_url}/chat/completions", body, None
+        prompt = render_chat_prompt(messages, self.template or RUMINATION_TEMPLATE)
+        body = json.dumps({"prompt": prompt, **options}, ensure_ascii=False).encode()
+        return f"{self.base_url}/completions", body, prompt
 
     async def _counted_usage(
         self, messages: Sequence[Message], prompt: str | None, completion: Completion
@@ -335,22 +342,16 @@ class LLMClient:
 
     async def count_text(self, text: str) -> int:
         """Tokens of `text` as the served model's tokenizer reads it (special tokens parsed,
-        none added): llama-server's /tokenize, llama-cpp-python's /extras/tokenize/count."""
+        none added), through the server's own route (llm/servers.py)."""
         profile = await self.server()
-        if profile.kind == "llama-server":
-            url, payload, key = f"{self.server_root}/tokenize", {
-                "content": text, "add_special": False, "parse_special": True}, "tokens"
-        elif profile.kind == "llama-cpp-python":
-            url, payload, key = f"{self.server_root}/extras/tokenize/count", {
-                "input": text, "model": self.model}, "count"
-        elif profile.tokenizer == "messages":
-            url, payload, key = f"{self.server_root}/tokenize", {
-                "model": self.model, "prompt": text, "add_special_tokens": False}, "count"
-        else:
+        found = text_count_request(profile, self.model, text)
+        if found is None:
             raise NotImplementedError(f"{profile.name} has no tokenize route")
+        path, payload, key = found
 
         async def once() -> int:
-            answer = self._json(await self._request("POST", url, json=payload))[key]
+            response = await self._request("POST", self.server_root + path, json=payload)
+            answer = self._json(response)[key]
             return len(answer) if isinstance(answer, list) else int(answer)
 
         return int(await self._with_retries(once))

@@ -22,11 +22,12 @@ import httpx
 
 from rumination.errors import LLMError, LLMUnavailable, NotAnLLMServer, UsageError
 from rumination.llm.chat_template import RUMINATION_TEMPLATE, render_chat_prompt
-from rumination.llm.client import STOP_STRINGS, LLMClient
+from rumination.llm.client import LLMClient
 from rumination.llm.protocol import CallTurn, parse_turn
+from rumination.llm.request_body import JSON_HEADERS
 from rumination.llm.server_answers import is_html, not_found, server_message, web_page_answer
 from rumination.llm.servers import ServerProfile
-from rumination.llm.wire import Route, chat_messages, server_options
+from rumination.llm.wire import Route
 from rumination.models import Message, Wire
 from rumination.settings import check_llm_url
 from rumination.templates import render
@@ -109,7 +110,7 @@ class Doctor:
             if entry is None:
                 return diagnosis
             diagnosis.model = self.model
-            client = self._client(retries=0)
+            client = self._client(retries=0, temperature=0.0)  # the checks' requests
             try:
                 self.profile = profile = await client.server()
                 self.route = await client.route()
@@ -119,10 +120,10 @@ class Doctor:
                 diagnosis.checks.append(self._route_check(profile))
                 diagnosis.checks.extend(await self._template())
                 diagnosis.checks.append(await self._token_counts(client))
+                diagnosis.checks.append(await self._prefix_cache(client))
+                diagnosis.checks.append(await self._streaming(client))
             finally:
                 await client.aclose()
-            diagnosis.checks.append(await self._prefix_cache())
-            diagnosis.checks.append(await self._streaming())
             if not self.skip_turn:
                 diagnosis.checks.append(await self._turn())
             return diagnosis
@@ -131,9 +132,9 @@ class Doctor:
 
     def _client(self, **options: Any) -> LLMClient:
         """A client that sends what research sends: the same route, template and sampling."""
-        options.setdefault("timeout_s", self.timeout_s)
-        return LLMClient(self.base_url, self.model or "", api_key=self.api_key,
-                         temperature=self.temperature, top_p=self.top_p, wire=self.wire,
+        options = {"timeout_s": self.timeout_s, "temperature": self.temperature,
+                   "top_p": self.top_p, **options}
+        return LLMClient(self.base_url, self.model or "", api_key=self.api_key, wire=self.wire,
                          template=RUMINATION_TEMPLATE, profile=self.profile,
                          transport=self.transport, **options)  # fmt: skip
 
@@ -282,32 +283,18 @@ class Doctor:
             return [Check("chat template", "fail", f"/apply-template failed: {exc}")]
         return _template_from_text(prompt)
 
-    def _chat(self, messages: list[Message], max_tokens: int, stream: bool) -> Any:
-        """A raw request on the route research takes (the answer's own fields are read)."""
-        profile = self.profile
-        payload: dict[str, Any] = {
-            "model": self.model, "max_tokens": max_tokens, "temperature": 0.0,
-            "stop": STOP_STRINGS,
-        }
-        if profile is not None:
-            payload.update(server_options(profile, self.route, slot=None))
-        if self.route == "completions":
-            payload["prompt"] = render_chat_prompt(messages)
-            url = f"{self.base_url}/completions"
-        else:
-            sent = chat_messages(messages, profile) if profile else messages
-            payload["messages"] = [m.model_dump() for m in sent]
-            url = f"{self.base_url}/chat/completions"
-        if stream:
-            payload.update(stream=True, stream_options={"include_usage": True})
-        return self._http.stream("POST", url, json=payload)
+    async def _chat(self, client: LLMClient, messages: list[Message], max_tokens: int,
+                    stream: bool) -> Any:
+        """A raw request, built as research builds it (the answer's own fields are read)."""
+        url, body, _ = await client.request(messages, max_tokens=max_tokens, stream=stream)
+        return self._http.stream("POST", url, content=body, headers=JSON_HEADERS)
 
-    async def _prefix_cache(self) -> Check:
+    async def _prefix_cache(self, client: LLMClient) -> Check:
         before = await self._prefix_hits()
         cached = None
         try:
             for _ in range(2):
-                async with self._chat(SAMPLE, 1, stream=False) as response:
+                async with await self._chat(client, SAMPLE, 1, stream=False) as response:
                     await response.aread()
                     response.raise_for_status()
                     answer = response.json()
@@ -352,10 +339,10 @@ class Doctor:
                   if line.startswith("vllm:prefix_cache_hits")]
         return sum(values) if values else None
 
-    async def _streaming(self) -> Check:
+    async def _streaming(self, client: LLMClient) -> Check:
         chunks, done = 0, False
         try:
-            async with self._chat(SAMPLE[:1], 16, stream=True) as response:
+            async with await self._chat(client, SAMPLE[:1], 16, stream=True) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     return Check("streaming", "fail", f"HTTP {response.status_code}: "

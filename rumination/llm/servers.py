@@ -235,6 +235,23 @@ _READERS: dict[str, Reader] = {
 }  # fmt: skip
 
 
+def text_count_request(
+    profile: ServerProfile, model: str, text: str
+) -> tuple[str, dict[str, Any], str] | None:
+    """(route, JSON body, answer key) that count `text` on this server with special tokens
+    parsed and none added; the answer under the key is a count or a token list. None: the
+    server cannot count text."""
+    if profile.kind == "llama-server":
+        return "/tokenize", {"content": text, "add_special": False, "parse_special": True}, \
+            "tokens"
+    if profile.kind == "llama-cpp-python":
+        return "/extras/tokenize/count", {"input": text, "model": model}, "count"
+    if profile.tokenizer == "messages":  # vLLM's /tokenize takes a prompt as well
+        return "/tokenize", {"model": model, "prompt": text, "add_special_tokens": False}, \
+            "count"
+    return None
+
+
 def _text(data: Any, key: str) -> str | None:
     value = data.get(key) if isinstance(data, dict) else None
     return str(value) if value else None
