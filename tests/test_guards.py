@@ -199,7 +199,6 @@ def test_the_guards_show_in_metrics_and_traces(
 
 def test_a_turn_the_server_ended_at_its_cap_is_not_cut_for_length() -> None:
     from rumination.llm.client import Completion
-    from rumination.llm.runaway import checked_afterwards
     from rumination.models import Usage
 
     chinese = "".join(f"第{n}台热泵在零下{n * 7 % 31}度时仍然工作。" for n in range(60))
@@ -207,6 +206,6 @@ def test_a_turn_the_server_ended_at_its_cap_is_not_cut_for_length() -> None:
     def completion(finish: str) -> Completion:
         return Completion(content=chinese, reasoning=None, usage=Usage(), finish_reason=finish)
 
-    assert checked_afterwards(completion("length"), max_tokens=300).cut is None
-    ignored = checked_afterwards(completion("stop"), max_tokens=100)  # a server past its cap
+    assert RunawayGuard(300).settle(completion("length")).cut is None
+    ignored = RunawayGuard(100).settle(completion("stop"))  # a server past its cap
     assert ignored.cut is not None and "past the cap of 100" in ignored.cut

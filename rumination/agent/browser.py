@@ -111,8 +111,7 @@ class Browser:
         if call.name == "click":
             source = self.registry.get(call.arguments.get("link_id"))  # type: ignore[arg-type]
         elif call.name == "open":
-            url = str(call.arguments.get("url", "")).strip()
-            source = self.registry.by_url(url if _HAS_SCHEME.match(url) else f"https://{url}")
+            source = self.registry.by_url(with_scheme(str(call.arguments.get("url", ""))))
         else:
             return None
         reading = self._readings.get(source.source_id) if source is not None else None
@@ -131,9 +130,7 @@ class Browser:
         return await self._read(source, [])
 
     async def open(self, url: str) -> Observation:
-        url = url.strip()
-        if not _HAS_SCHEME.match(url):
-            url = "https://" + url
+        url = with_scheme(url)
         known = self.registry.by_url(url)
         if known is not None:
             return await self._read(known, [])
@@ -182,6 +179,12 @@ class Browser:
             published=reading.page.published, rendered=reading.page.rendered,
         )
         return Observation(observation, new)
+
+
+def with_scheme(url: str) -> str:
+    """The URL as `open` reads it: stripped, https:// when it names no scheme."""
+    url = url.strip()
+    return url if _HAS_SCHEME.match(url) else "https://" + url
 
 
 def page_window(

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from rumination.agent.browser import with_scheme
 from rumination.agent.budgets import Stop
-from rumination.llm.client import Completion
 from rumination.models import Report, ToolCall, Turn
 from rumination.settings import Settings
 from rumination.urls import normalize_url
@@ -37,11 +37,7 @@ def call_key(call: ToolCall, position: int | None = None) -> str | None:
     if call.name == "click":
         return f"click:{args.get('link_id')}{at}"
     if call.name == "open":
-        url = str(args.get("url", "")).strip()
-        try:
-            return "open:" + normalize_url(url if "://" in url else f"https://{url}") + at
-        except ValueError:
-            return "open:" + url + at
+        return "open:" + normalize_url(with_scheme(str(args.get("url", "")))) + at
     return None
 
 
@@ -52,8 +48,6 @@ class ProgressGuard:
     seen: dict[str, int] = field(default_factory=dict)  # call key -> turn it was first made
     repeats_in_a_row: int = 0
     errors_in_a_row: int = 0
-    repeats: int = 0
-    protocol_errors: int = 0
 
     def first_made(self, call: ToolCall, turn: int, position: int | None = None) -> int | None:
         """The turn that already made this call, or None (and then it is remembered)."""
@@ -61,16 +55,17 @@ class ProgressGuard:
         if key is None:
             return None
         if key in self.seen:
-            self.repeats += 1
-            self.repeats_in_a_row += 1
-            self.errors_in_a_row = 0
+            self.repeated()
             return self.seen[key]
         self.seen[key] = turn
         self.repeats_in_a_row = self.errors_in_a_row = 0
         return None
 
+    def repeated(self) -> None:
+        self.repeats_in_a_row += 1
+        self.errors_in_a_row = 0
+
     def protocol_error(self) -> None:
-        self.protocol_errors += 1
         self.errors_in_a_row += 1
         self.repeats_in_a_row = 0
 
@@ -88,9 +83,7 @@ def guard_for(settings: Settings, turns: list[Turn]) -> ProgressGuard:
     guard = ProgressGuard(settings.max_repeated_calls, settings.max_protocol_errors)
     for turn in turns:
         if turn.protocol_error and turn.protocol_error.startswith(REPEAT_PREFIX):
-            guard.repeats += 1
-            guard.repeats_in_a_row += 1
-            guard.errors_in_a_row = 0
+            guard.repeated()
         elif turn.protocol_error:
             guard.protocol_error()
         elif turn.tool_call is not None:
@@ -98,9 +91,9 @@ def guard_for(settings: Settings, turns: list[Turn]) -> ProgressGuard:
     return guard
 
 
-def cut_note(completion: Completion) -> str:
+def cut_note(detail: str) -> str:
     """What the conversation keeps of a cut turn: a short note, not the degenerate text."""
-    return f"[turn cut by the harness: {completion.cut or 'no tool call within the cap'}]"
+    return f"[turn cut by the harness: {detail}]"
 
 
 def guard_figures(turns: list[Turn]) -> dict[str, int]:

@@ -25,7 +25,7 @@ from rumination.llm.protocol import (
     kept_text,
     parse_turn,
 )
-from rumination.llm.runaway import GenerationCut, RunawayGuard, checked_afterwards, cut_completion
+from rumination.llm.runaway import GenerationCut, RunawayGuard, cut_completion
 from rumination.models import Message, StopKind, Turn, Usage
 from rumination.settings import Settings
 from rumination.store.run_store import RunStore
@@ -120,13 +120,12 @@ class TurnLoop:
             # report may repeat its structure, and it is the last generation anyway)
             guard = None if answering else RunawayGuard(plan.max_tokens)
             try:
-                completion = await self.llm.chat(
-                    sent, max_tokens=plan.max_tokens,
-                    on_delta=delta if answering else guard.feed if guard else None)
+                completion = await self.llm.chat(sent, max_tokens=plan.max_tokens,
+                                                 on_delta=guard.feed if guard else delta)
             except GenerationCut as cut:
                 return cut_completion(cut, plan.prompt_tokens)
-            if guard is not None and completion.finish_reason != "cut":
-                completion = checked_afterwards(completion, plan.max_tokens)
+            if guard is not None:
+                completion = guard.settle(completion)
             self.budget.served(sent, completion.usage.prompt_tokens)
             return completion
 
@@ -231,15 +230,14 @@ class TurnLoop:
                         progress: ProgressGuard) -> None:
         """A generation cut for running away, or at the cap without a call: the conversation
         keeps a short note of it, not its text (the store keeps the text)."""
-        detail = completion.cut or f"no tool call within the {turn.usage.completion_tokens}-" \
-            "token cap"
-        completion.cut = detail
+        detail = completion.cut or (
+            f"no tool call within the {turn.usage.completion_tokens}-token cap")
         message = f"{CUT_PREFIX}: {detail}"
         turn.protocol_error = message
         progress.protocol_error()
         await emit(self.on_event, "generation_cut", index=turn.index, reason=detail,
                    tokens=turn.usage.completion_tokens)
-        self.state.messages.append(Message(role="assistant", content=cut_note(completion)))
+        self.state.messages.append(Message(role="assistant", content=cut_note(detail)))
         turn.observation = render("tool_error", message=f"Your last turn was cut: {detail}. "
                                   "Think briefly, then make exactly one tool call.")
         self.state.messages.append(Message(role="observation", content=turn.observation))

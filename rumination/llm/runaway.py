@@ -3,7 +3,9 @@ past its token cap on a server that does not stop at `max_tokens`.
 
 `RunawayGuard.feed` takes each streamed piece and raises `GenerationCut` once the text has
 degenerated; the client stops reading and closes the stream (the server then stops
-generating), and the caller keeps `cut.kept`, the text before the loop.
+generating). `cut.kept` is the text before the loop; the loop keeps only a note of the turn in
+the conversation, and the whole text in the run store. `settle` checks what the stream's last
+pieces added (or, unstreamed, the whole answer) once the generation is over.
 
 Repetition is checked every `CHECK_EVERY` characters on the last `WINDOW` characters: the
 nearest earlier occurrence of the text's last `PROBE` characters gives a candidate period p,
@@ -80,6 +82,23 @@ class RunawayGuard:
     def text(self) -> str:
         return "".join(self._pieces)
 
+    def settle(self, completion: Completion) -> Completion:
+        """The finished generation, marked cut when it ends in a loop or ran past its cap on a
+        server that ignored it. Only what `feed` has not checked yet is looked at again."""
+        if self._chars == 0:  # not streamed: the whole answer at once
+            self._pieces, self._chars = [completion.content], len(completion.content)
+            self.tokens = estimate_tokens(completion.content)
+        text = self.text
+        found = loop_start(text) if self._chars > self._checked else None
+        if found is not None:
+            completion.cut = repetition(text, *found)
+        elif (self.max_tokens is not None and completion.finish_reason != "length"
+              and self.tokens > self.max_tokens * CAP_SLACK):
+            completion.cut = f"past the cap of {self.max_tokens} tokens"  # the server ignored it
+        if completion.cut:
+            completion.finish_reason = "cut"
+        return completion
+
     def feed(self, piece: str) -> None:
         self._pieces.append(piece)
         self._chars += len(piece)
@@ -107,20 +126,6 @@ def cut_completion(cut: GenerationCut, prompt_tokens: int) -> Completion:
                   estimated=True)
     return Completion(content=cut.generated, reasoning=None, usage=usage, finish_reason="cut",
                       cut=cut.detail)
-
-
-def checked_afterwards(completion: Completion, max_tokens: int) -> Completion:
-    """The same checks on a generation read whole (an unstreamed answer, or a stream whose
-    last piece was not checked): a text that ends in a loop, or past its cap, is marked cut."""
-    text = completion.content
-    found = loop_start(text)
-    if found is not None:
-        completion.cut = repetition(text, *found)
-    elif completion.finish_reason != "length" and estimate_tokens(text) > max_tokens * CAP_SLACK:
-        completion.cut = f"past the cap of {max_tokens} tokens"  # the server ignored it
-    if completion.cut:
-        completion.finish_reason = "cut"
-    return completion
 
 
 def repetition(text: str, start: int, period: int) -> str:
