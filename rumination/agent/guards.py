@@ -21,6 +21,8 @@ from rumination.urls import normalize_url
 # How a turn's protocol_error names what a guard did (the run store keeps that text, so a
 # resumed run and the report's figures read the guards' work back from it).
 REPEAT_PREFIX = "repeated call"
+# What ends research for want of progress rather than for a budget (Report.stopped_by).
+GUARD_STOPS = ("no_progress", "protocol_errors")
 CUT_PREFIX = "generation cut"
 
 _NOT_WORD = re.compile(r"[^\w]+")

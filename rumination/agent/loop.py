@@ -11,7 +11,14 @@ from datetime import datetime
 from rumination.agent.browser import Browser
 from rumination.agent.budgets import Stop, answer_tokens_left, budget_reached
 from rumination.agent.context import BudgetPlan, ContextBudget, ContextTooSmall
-from rumination.agent.guards import CUT_PREFIX, REPEAT_PREFIX, ProgressGuard, cut_note, guard_for
+from rumination.agent.guards import (
+    CUT_PREFIX,
+    GUARD_STOPS,
+    REPEAT_PREFIX,
+    ProgressGuard,
+    cut_note,
+    guard_for,
+)
 from rumination.agent.sources import SourceRegistry
 from rumination.errors import ContextLengthExceeded
 from rumination.events import EventHandler, emit
@@ -278,7 +285,8 @@ class TurnLoop:
     async def _final_answer(self, stop: Stop | None) -> None:
         st = self.state
         if stop is not None:
-            st.warnings.append(f"research stopped by budget ({stop.reason}); answer forced")
+            what = "no progress" if stop.kind in GUARD_STOPS else "budget"
+            st.warnings.append(f"research stopped by {what} ({stop.reason}); answer forced")
             note = render("turns_exhausted", reason=stop.reason)
             if st.messages[-1].role == "observation":
                 last = st.messages[-1]

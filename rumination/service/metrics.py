@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from rumination.agent.guards import GUARD_STOPS
 from rumination.events import Event
 from rumination.service.views import LIVE
 from rumination.store.run_store import QUEUED
@@ -39,9 +40,6 @@ class _RunGauges(Collector):
         yield runs
         yield GaugeMetricFamily("rumination_queue_depth", "Runs waiting for a worker",
                                 value=states.count(QUEUED))
-
-
-GUARD_STOPS = ("no_progress", "protocol_errors")
 
 
 class ServiceMetrics:
